@@ -1,0 +1,87 @@
+"""`buildsys` command line: parse, dispatch, turn errors into one-screen messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+from buildsys import __version__
+from buildsys.errors import BuildsysError
+
+
+def _paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help="recipe files or directories of them (default: recipes/)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="buildsys",
+        description="Declarative, incremental builds of edge TFLite models from YAML recipes.",
+    )
+    top.add_argument("--version", action="version", version=f"buildsys {__version__}")
+    top.add_argument("-C", "--directory", default=None, help="run in this workspace directory")
+    top.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    top.add_argument("-v", "--verbose", action="store_true", help="also list up-to-date stages")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    b = sub.add_parser("build", help="build recipes, running only stale stages")
+    _paths(b)
+    b.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run N stages in parallel")
+    b.add_argument("--locked", action="store_true", help="fail if the build would change a lockfile")
+    b.add_argument("--json", action="store_true", help="print one JSON document of stage outcomes")
+
+    s = sub.add_parser("status", help="show every stage as up-to-date or stale, with the reason")
+    _paths(s)
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    g = sub.add_parser("graph", help="print the stage graph")
+    _paths(g)
+    g.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
+
+    c = sub.add_parser("check", help="validate recipes without building")
+    _paths(c)
+
+    cl = sub.add_parser("clean", help="remove build outputs of recipes")
+    _paths(cl)
+    cl.add_argument("--cache", action="store_true", help="also remove the cache and all build state (.buildsys/)")
+
+    d = sub.add_parser("devices", help="list device profiles, or show one")
+    d.add_argument("name", nargs="?", help="a device name")
+    return top
+
+
+def commands() -> dict[str, Callable[[Any, Any], int]]:
+    # imported lazily: `buildsys devices` should not pay for doit
+    from buildsys.commands import build, check, clean, devices, graph, status
+
+    return {
+        "build": build.run,
+        "status": status.run,
+        "graph": graph.run,
+        "check": check.run,
+        "clean": clean.run,
+        "devices": devices.run,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from buildsys.ui import Ui
+
+    args = parser().parse_args(argv)
+    if getattr(args, "jobs", 1) < 1:
+        parser().error("-j/--jobs must be at least 1")
+    ui = Ui(quiet=args.quiet, json_mode=getattr(args, "json", False), verbose=args.verbose)
+    try:
+        return commands()[args.command](args, ui)
+    except BuildsysError as exc:
+        ui.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        ui.stop_progress()
+        ui.err.print("interrupted: finished stages are kept; run the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

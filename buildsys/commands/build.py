@@ -1,0 +1,105 @@
+"""`buildsys build`: run stale stages, then write (or, with --locked, check) lockfiles."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from buildsys import lockfile
+from buildsys.commands.common import plan as make_plan
+from buildsys.errors import LockMismatch
+from buildsys.hashing import FileHasher
+from buildsys.plan import Plan, RecipePlan
+from buildsys.runner import Outcome, run_plan
+from buildsys.schemas import load_schema
+from buildsys.ui import Ui
+
+
+def run(args: Any, ui: Ui) -> int:
+    started = time.perf_counter()
+    plan = make_plan(args)
+    if args.locked:
+        precheck_locks(plan)
+    outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+    ui.stop_progress()
+    code = _failure_code(outcomes)
+    lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
+    if args.json:
+        ui.data([o.as_json() for o in outcomes])
+    _summary(ui, outcomes, time.perf_counter() - started)
+    for o in outcomes:
+        if o.outcome == "failed" and o.error and o.error.get("type") != "skipped":
+            ui.failure(_name(o), o.error)
+    return code or lock_code
+
+
+def _events(ui: Ui):
+    def on_event(kind: str, data: Any) -> None:
+        if kind == "started":
+            ui.progress(f"building {data}")
+        elif kind == "finished":
+            o: Outcome = data
+            if o.outcome != "up-to-date" or ui.verbose:
+                ui.outcome_line(o.outcome, _name(o), o.seconds if o.outcome != "up-to-date" else None)
+        elif kind == "error":
+            ui.err.print(f"error: {data}")
+
+    return on_event
+
+
+def _name(o: Outcome) -> str:
+    return "/".join(p for p in (o.recipe, o.target, o.stage) if p)
+
+
+def _failure_code(outcomes: list[Outcome]) -> int:
+    codes = [int(o.error.get("exit_code", 1)) for o in outcomes if o.outcome == "failed" and o.error]
+    return max(codes, default=0)
+
+
+def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
+    counts = {k: sum(o.outcome == k for o in outcomes) for k in ("ran", "restored", "up-to-date", "failed")}
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    ui.line(f"{len(outcomes)} stages: {parts or 'nothing to do'} in {seconds:.2f}s", style="bold")
+
+
+def precheck_locks(plan: Plan) -> None:
+    """Fail before building when the recipe or tools already differ from the lock."""
+    problems = []
+    for rp in plan.recipes:
+        path = lockfile.lock_path(rp.recipe)
+        old = lockfile.read(path)
+        if old is None:
+            problems.append(f"{path}: no lockfile (run `buildsys build` without --locked once)")
+            continue
+        if old.get("recipe_digest") != rp.recipe.digest:
+            problems.append(f"{path}: recipe {rp.recipe.path.name} changed since the lock was written")
+        for line in lockfile.diff(old.get("tools"), {k: plan.env.tools[k] for k in old.get("tools", {})}, "tools"):
+            problems.append(f"{path}: {line}")
+    if problems:
+        raise LockMismatch("--locked: the build would change lockfiles:\n  " + "\n  ".join(problems))
+
+
+def settle_locks(plan: Plan, outcomes: list[Outcome], ui: Ui, locked: bool) -> int:
+    failed = {o.recipe for o in outcomes if o.outcome == "failed"}
+    hasher = FileHasher(plan.env.ws.hash_db)
+    schema = load_schema("lock.schema.json")
+    mismatches: list[str] = []
+    for rp in plan.recipes:
+        if rp.recipe.name in failed:
+            continue
+        mismatches += _settle(rp, plan, hasher, schema, ui, locked)
+    hasher.save()
+    if mismatches:
+        ui.error(LockMismatch("--locked: the build would change lockfiles:\n  " + "\n  ".join(mismatches)))
+        return LockMismatch.exit_code
+    return 0
+
+
+def _settle(rp: RecipePlan, plan: Plan, hasher: FileHasher, schema: dict, ui: Ui, locked: bool) -> list[str]:
+    path = lockfile.lock_path(rp.recipe)
+    data = lockfile.lock_data(rp.recipe, rp.stages, hasher, plan.env.tools)
+    if locked:
+        return [f"{plan.env.ws.show(path)}: {line}" for line in lockfile.diff(lockfile.read(path), data)]
+    if lockfile.write(path, data, schema):
+        ui.line(f"  wrote {plan.env.ws.show(path)}", style="dim")
+    return []

@@ -1,0 +1,81 @@
+"""`buildsys status`: every stage up-to-date or stale, with the reason, judged against the lockfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from buildsys import lockfile
+from buildsys.commands.common import plan as make_plan
+from buildsys.hashing import FileHasher
+from buildsys.plan import Plan, edges
+from buildsys.stages import Stage
+from buildsys.stages.engine import key_doc
+from buildsys.ui import Ui
+from buildsys.workspace import relpath
+
+
+def run(args: Any, ui: Ui) -> int:
+    plan = make_plan(args)
+    rows = statuses(plan)
+    if args.json:
+        ui.data(rows)
+        return 0
+    for row in rows:
+        name = "/".join(p for p in (row["recipe"], row["target"], row["stage"]) if p)
+        ui.outcome_line(row["state"], name, extra="; ".join(row["reasons"]))
+    stale = sum(r["state"] == "stale" for r in rows)
+    ui.line(f"{len(rows)} stages: {stale} stale, {len(rows) - stale} up to date", style="bold")
+    return 0
+
+
+def statuses(plan: Plan) -> list[dict[str, Any]]:
+    hasher = FileHasher(plan.env.ws.hash_db)
+    ups: dict[str, list[Stage]] = {}
+    for up, down in edges(plan):
+        ups.setdefault(down.task_name, []).append(up)
+    rows, stale = [], set()
+    for rp in plan.recipes:
+        lock = lockfile.read(lockfile.lock_path(rp.recipe)) or {}
+        for stage in rp.stages:
+            reasons = [f"after {u.local_id}" for u in ups.get(stage.task_name, []) if u.task_name in stale]
+            reasons += reasons_for(stage, lock.get("stages", {}).get(stage.local_id), hasher, plan)
+            if reasons:
+                stale.add(stage.task_name)
+            rows.append(
+                {
+                    "recipe": stage.recipe.name,
+                    "target": stage.target.name if stage.target else None,
+                    "stage": stage.kind,
+                    "state": "stale" if reasons else "up-to-date",
+                    "reasons": reasons,
+                }
+            )
+    hasher.save()
+    return rows
+
+
+def reasons_for(stage: Stage, entry: dict | None, hasher: FileHasher, plan: Plan) -> list[str]:
+    if entry is None:
+        return ["not in the lockfile (never built)"]
+    base = stage.recipe.base
+    missing = [relpath(p, base) for p in stage.outputs().values() if not p.is_file()]
+    if missing:
+        return [f"output missing: {m}" for m in missing]
+    absent = [relpath(f, base) for f in stage.input_files() if not Path(f).is_file()]
+    if absent:
+        return [f"input missing: {a}" for a in absent]
+    doc = key_doc(stage, hasher, plan.env.tools)
+    out = []
+    if doc["version"] != entry.get("version"):
+        out.append(f"stage version {entry.get('version')} -> {doc['version']}")
+    out += [f"param {line}" for line in lockfile.diff(entry.get("params"), doc["params"])]
+    out += [f"tool {line}" for line in lockfile.diff(entry.get("tools"), doc["tools"])]
+    now = {relpath(f, base): hasher.digest(f) for f in stage.input_files()}
+    out += [f"input {line}" for line in lockfile.diff(entry.get("inputs"), now)]
+    for role, path in stage.outputs().items():
+        rel = relpath(path, base)
+        pinned = entry.get("outputs", {}).get(rel, {})
+        if "sha256" in pinned and pinned["sha256"] != hasher.digest(path):
+            out.append(f"output modified: {rel}")
+    return out

@@ -1,0 +1,86 @@
+"""Frozen, validated view of a recipe. Paths are absolute; `raw` is the plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Source:
+    format: str  # "onnx" | "saved_model" | "keras" | "tflite"
+    path: Path  # absolute; a file, or a directory for saved_model
+    written: str  # the path exactly as the recipe wrote it
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where the samples of one model input come from."""
+
+    kind: str  # "images" | "npy" | "npz"
+    pattern: str  # absolute path or absolute glob pattern (images)
+    written: str  # as the recipe wrote it
+    key: str | None = None  # npz array name; default: the input name
+    resize: tuple[int, int] | None = None  # (height, width)
+    color: str = "rgb"  # "rgb" | "bgr" | "gray"
+    scale: float = 1.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def params(self) -> dict[str, Any]:
+        """The fields that shape the data, without the location of the files."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "images":
+            out.update(
+                resize=list(self.resize) if self.resize else None,
+                color=self.color,
+                scale=self.scale,
+                mean=list(self.mean),
+                std=list(self.std),
+            )
+        if self.kind == "npz":
+            out["key"] = self.key
+        return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    samples: int
+    seed: int
+    inputs: dict[str, InputSource]
+
+
+@dataclass(frozen=True)
+class Validate:
+    samples: int
+    seed: int
+    thresholds: dict[str, float]  # min_cosine, max_abs_error, max_mean_abs_error
+    inputs: dict[str, InputSource] | None = None  # default: the calibration inputs
+
+
+@dataclass(frozen=True)
+class Target:
+    device: str
+    name: str  # default: the device name; unique within a recipe
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path  # absolute path of the recipe file
+    name: str
+    source: Source
+    targets: tuple[Target, ...]
+    validate: Validate
+    output: Path  # absolute build directory of this recipe
+    digest: str  # sha256 of the canonical JSON of the data: blind to comments and key order
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    batch: int | None = None
+    calibration: Calibration | None = None
+    replacements: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def base(self) -> Path:
+        """Directory that relative paths in the recipe resolve against."""
+        return self.path.parent

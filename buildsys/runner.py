@@ -1,0 +1,166 @@
+"""The task graph on doit, embedded as a library: no dodo.py, our own loader and reporter."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from doit.cmd_base import TaskLoader2
+from doit.doit_cmd import DoitMain
+from doit.task import dict_to_task
+from doit.tools import config_changed
+
+from buildsys.hashing import digest_data
+from buildsys.plan import Plan
+from buildsys.stages import Stage
+from buildsys.stages.engine import decode_failure, execute
+
+
+@dataclass
+class Outcome:
+    recipe: str
+    target: str | None
+    stage: str
+    outcome: str  # ran | restored | up-to-date | failed
+    seconds: float
+    error: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out = {
+            "recipe": self.recipe,
+            "target": self.target,
+            "stage": self.stage,
+            "outcome": self.outcome,
+            "seconds": self.seconds,
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class Sink:
+    """Where the reporter sends events; doit hands it to the reporter as its outstream."""
+
+    stages: dict[str, Stage]
+    on_event: Callable[[str, Outcome | str], None] = lambda kind, data: None
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+
+    def write(self, text: str) -> None:  # doit writes to its outstream only in its own reporters
+        pass
+
+    def finish(self, name: str, outcome: str, seconds: float | None = None, error: dict | None = None) -> None:
+        stage = self.stages[name]
+        if seconds is None:
+            seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
+        result = Outcome(
+            stage.recipe.name,
+            stage.target.name if stage.target else None,
+            stage.kind,
+            outcome,
+            seconds,
+            error,
+        )
+        self.outcomes[name] = result
+        self.on_event("finished", result)
+
+
+class Reporter:
+    """doit reporter interface; forwards to the Sink passed as `outstream`."""
+
+    def __init__(self, outstream: Sink, options: dict[str, Any]):
+        self.sink = outstream
+
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+        pass
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def execute_task(self, task: Any) -> None:
+        self.sink.started[task.name] = time.perf_counter()
+        self.sink.on_event("started", task.name)
+
+    def add_success(self, task: Any) -> None:
+        values = task.values or {}
+        self.sink.finish(task.name, values.get("outcome", "ran"), values.get("seconds"))
+
+    def skip_uptodate(self, task: Any) -> None:
+        self.sink.finish(task.name, "up-to-date", 0.0)
+
+    def skip_ignore(self, task: Any) -> None:
+        self.sink.finish(task.name, "up-to-date", 0.0)
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        error = _failure_payload(fail)
+        self.sink.finish(task.name, "failed", error=error)
+
+    def cleanup_error(self, exception: Any) -> None:
+        self.sink.on_event("error", str(exception))
+
+    def runtime_error(self, msg: str) -> None:
+        self.sink.on_event("error", msg)
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def complete_run(self) -> None:
+        pass
+
+
+def _failure_payload(fail: Any) -> dict[str, Any]:
+    from doit.exceptions import UnmetDependency
+
+    if isinstance(fail, UnmetDependency):
+        return {"type": "skipped", "message": "not run: " + fail.message.strip(), "exit_code": 1, "hint": None}
+    return decode_failure(getattr(fail, "message", str(fail)))
+
+
+class Loader(TaskLoader2):
+    def __init__(self, plan: Plan, sink: Sink, jobs: int):
+        super().__init__()
+        self.plan = plan
+        self.sink = sink
+        self.jobs = jobs
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return {
+            "dep_file": str(self.plan.env.ws.db_file),
+            "backend": "json",
+            "check_file_uptodate": "md5",
+            "verbosity": 0,
+            "reporter": Reporter,
+            "outfile": self.sink,
+            "continue": True,
+            "num_process": self.jobs if self.jobs > 1 else 0,
+            "par_type": "process",
+        }
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
+        return [dict_to_task(task_dict(s, self.plan)) for s in self.plan.stages()]
+
+
+def task_dict(stage: Stage, plan: Plan) -> dict[str, Any]:
+    static = digest_data(stage.static_doc(plan.env.tools))
+    return {
+        "name": stage.task_name,
+        "actions": [(execute, [stage, plan.env])],
+        "file_dep": sorted({str(f) for f in stage.input_files()}),
+        "targets": [str(p) for p in stage.outputs().values()],
+        "uptodate": [config_changed(static)],
+        "verbosity": 0,
+        "doc": f"{stage.kind} for {stage.recipe.name}",
+    }
+
+
+def run_plan(plan: Plan, jobs: int = 1, on_event: Callable | None = None) -> list[Outcome]:
+    plan.env.ws.state.mkdir(parents=True, exist_ok=True)
+    stages = {s.task_name: s for s in plan.stages()}
+    sink = Sink(stages, on_event or (lambda kind, data: None))
+    DoitMain(Loader(plan, sink, jobs)).run(["run"])
+    return [sink.outcomes[name] for name in stages if name in sink.outcomes]

@@ -1,0 +1,130 @@
+"""What a stage is: declared inputs, params and outputs, and a `run` that makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from buildsys.devices import Device
+from buildsys.recipe.model import Recipe, Target
+from buildsys.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Input:
+    """Files a stage reads under one role.
+
+    With `base`, each file enters the key under its path relative to `base` (a
+    SavedModel directory, an image glob's folder): names and order matter there.
+    Without it the role is one file whose name is irrelevant, so two recipes
+    sharing a model under different names share cache entries.
+    """
+
+    role: str
+    files: tuple[Path, ...]
+    base: Path | None = None
+
+    def named(self) -> list[tuple[str, Path]]:
+        if self.base is None:
+            return [("", f) for f in self.files]
+        return [(f.relative_to(self.base).as_posix(), f) for f in self.files]
+
+
+@dataclass(frozen=True)
+class RecipePaths:
+    """Where a recipe's stages write; one place so stages agree on it."""
+
+    recipe: Recipe
+
+    @property
+    def common(self) -> Path:
+        # '_' cannot start a target name, so this never collides with a target dir
+        return self.recipe.output / "_common"
+
+    def target_dir(self, target: Target) -> Path:
+        return self.recipe.output / target.name
+
+
+@dataclass
+class StageEnv:
+    """Per-build facts every stage sees; picklable for doit's process pool."""
+
+    ws: Workspace
+    tools: dict[str, str]
+    devices: dict[str, Device] = field(default_factory=dict)
+
+
+class Stage:
+    kind: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    TOOLS: ClassVar[tuple[str, ...]] = ()
+    # outputs whose bytes are not a function of the key (e.g. timings): not content-pinned
+    VOLATILE: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, recipe: Recipe, target: Target | None = None, device: Device | None = None):
+        self.recipe = recipe
+        self.target = target
+        self.device = device
+        self.paths = RecipePaths(recipe)
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def local_id(self) -> str:
+        return f"{self.target.name}/{self.kind}" if self.target else self.kind
+
+    @property
+    def task_name(self) -> str:
+        return f"{self.recipe.name}/{self.local_id}"
+
+    # -- declarations (override) ------------------------------------------------
+    def inputs(self) -> list[Input]:
+        return []
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def outputs(self) -> dict[str, Path]:
+        raise NotImplementedError
+
+    def run(self, ctx: "RunContext") -> None:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Cheap plan-time checks of the stage's own inputs (missing files, empty globs)."""
+
+    def verify(self, outputs: dict[str, Path]) -> None:
+        """Checks that must hold after a run *and* after a restore (e.g. thresholds)."""
+
+    # -- derived ------------------------------------------------------------------
+    def input_files(self) -> list[Path]:
+        return [f for inp in self.inputs() for f in inp.files]
+
+    def static_doc(self, tools: dict[str, str]) -> dict[str, Any]:
+        """The key document minus input contents: what doit's config_changed sees."""
+        return {
+            "kind": self.kind,
+            "version": self.VERSION,
+            "params": self.params(),
+            "tools": {name: tools[name] for name in self.TOOLS},
+        }
+
+
+@dataclass
+class RunContext:
+    stage: Stage
+    env: StageEnv
+    out: dict[str, Path]  # temp paths to write; committed atomically after run()
+    notes: list[str] = field(default_factory=list)
+
+    def input(self, role: str) -> Path:
+        for inp in self.stage.inputs():
+            if inp.role == role:
+                return inp.files[0]
+        raise KeyError(role)
+
+    def inputs(self, role: str) -> tuple[Path, ...]:
+        for inp in self.stage.inputs():
+            if inp.role == role:
+                return inp.files
+        return ()

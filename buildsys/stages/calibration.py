@@ -1,0 +1,87 @@
+"""calibration: deterministic sample sets, calib.npz for quantization and val.npz for validation.
+
+Validation samples are drawn with their own seed so that changing the
+calibration seed leaves val.npz byte-identical: targets that do not calibrate
+stay up to date by early cutoff.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from buildsys.errors import InputError
+from buildsys.recipe.model import InputSource
+from buildsys.stages import datasets
+from buildsys.stages.base import Input, RunContext, Stage
+
+
+class Calibration(Stage):
+    kind = "calibration"
+    VERSION = 1
+    TOOLS = ("tensorflow", "numpy")
+
+    @cached_property
+    def sets(self) -> dict[str, tuple[dict[str, InputSource], int, int]]:
+        """{output role: (sources by input name, samples, seed)}."""
+        r = self.recipe
+        out = {}
+        if r.calibration:
+            out["calib"] = (r.calibration.inputs, r.calibration.samples, r.calibration.seed)
+        val_sources = r.validate.inputs or (r.calibration.inputs if r.calibration else None)
+        if val_sources:
+            out["val"] = (val_sources, r.validate.samples, r.validate.seed)
+        return out
+
+    def check(self) -> None:
+        for role, (sources, _, _) in self.sets.items():
+            where = "calibration.inputs" if role == "calib" else "validate.inputs"
+            if role == "val" and self.recipe.validate.inputs is None:
+                where = "calibration.inputs"
+            for name, src in sources.items():
+                datasets.check_source(src, f"{where}.{name}", self.recipe.path)
+
+    @cached_property
+    def _inputs(self) -> list[Input]:
+        seen: dict[str, Input] = {}
+        for role, (sources, _, _) in self.sets.items():
+            for name, src in sorted(sources.items()):
+                seen[f"{role}.{name}"] = Input(
+                    f"{role}.{name}", datasets.source_files(src), datasets.glob_base(src)
+                )
+        return list(seen.values())
+
+    def inputs(self) -> list[Input]:
+        return self._inputs
+
+    def params(self) -> dict[str, Any]:
+        return {
+            role: {
+                "samples": samples,
+                "seed": seed,
+                "inputs": {name: src.params() for name, src in sorted(sources.items())},
+            }
+            for role, (sources, samples, seed) in sorted(self.sets.items())
+        }
+
+    def outputs(self) -> dict[str, Path]:
+        return {role: self.paths.common / f"{role}.npz" for role in self.sets}
+
+    def run(self, ctx: RunContext) -> None:
+        for role, (sources, samples, seed) in self.sets.items():
+            arrays = _draw(sources, samples, seed)
+            datasets.write_npz(ctx.out[role], arrays)
+
+
+def _draw(sources: dict[str, InputSource], samples: int, seed: int) -> dict[str, Any]:
+    counts = {name: datasets.count(src, name) for name, src in sources.items()}
+    available = min(counts.values())
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{n}: {c}" for n, c in sorted(counts.items()))
+        raise InputError(
+            f"inputs have different numbers of samples ({listing})",
+            hint="samples are paired across inputs by position; give every input the same count",
+        )
+    indices = datasets.choose(available, samples, seed)
+    return {name: datasets.materialise(src, name, indices) for name, src in sources.items()}

@@ -1,0 +1,52 @@
+"""convert: the source model as a static-shape float model plus its IO signature."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.sources import source_files
+
+
+class Convert(Stage):
+    kind = "convert"
+    VERSION = 1
+    TOOLS = ("tensorflow", "numpy")
+
+    @property
+    def passthrough(self) -> bool:
+        return self.recipe.source.format == "tflite"
+
+    def inputs(self) -> list[Input]:
+        src = self.recipe.source
+        base = src.path if src.path.is_dir() else None
+        return [
+            Input("fetch", (self.paths.common / "source.json",)),
+            Input("source", source_files(src), base),
+        ]
+
+    def params(self) -> dict[str, Any]:
+        shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
+        return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.recipe.batch}
+
+    def outputs(self) -> dict[str, Path]:
+        out = {"signature": self.paths.common / "signature.json"}
+        if not self.passthrough:
+            out["float"] = self.paths.common / "float.pb"
+        return out
+
+    def run(self, ctx: RunContext) -> None:
+        src = self.recipe.source
+        if self.passthrough:
+            from buildsys.tflow.runtime import tflite_inputs_outputs
+
+            signature = tflite_inputs_outputs(src.path)
+        else:
+            from buildsys.tflow.models import export_float
+
+            shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
+            signature = export_float(src.format, src.path, shapes, self.recipe.batch, ctx.out["float"])
+        text = json.dumps(signature, sort_keys=True, indent=2) + "\n"
+        ctx.out["signature"].write_text(text, "utf-8")

@@ -1,0 +1,60 @@
+"""Source model files: which files a source is, and cheap checks that need no TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from buildsys.errors import InputError
+from buildsys.recipe.model import Source
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def source_files(source: Source) -> tuple[Path, ...]:
+    """Every file the source consists of (a SavedModel is a directory)."""
+    if source.path.is_dir():
+        return tuple(sorted(p for p in source.path.rglob("*") if p.is_file()))
+    return (source.path,)
+
+
+def check_exists(source: Source, recipe_file: Path) -> None:
+    if not source.path.exists():
+        raise InputError(
+            f"{recipe_file}: source model not found: {source.path}",
+            hint=f"source.{source.format} is '{source.written}', relative to the recipe file",
+        )
+    if source.format == "saved_model" and not source.path.is_dir():
+        raise InputError(
+            f"{recipe_file}: source.saved_model must be a SavedModel directory: {source.path}",
+            hint="use source.keras for .keras/.h5 files and source.tflite for .tflite files",
+        )
+    if source.format != "saved_model" and source.path.is_dir():
+        raise InputError(
+            f"{recipe_file}: source.{source.format} is a directory: {source.path}",
+            hint="if it is a TF SavedModel, write it as source.saved_model",
+        )
+
+
+def check_format(source: Source) -> None:
+    """Reject files that cannot be the declared format before any heavy loading."""
+    path = source.path
+    if source.format == "saved_model":
+        if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+            raise _corrupt(path, "no saved_model.pb in the directory")
+        return
+    head = path.read_bytes()[:8] if path.stat().st_size else b""
+    if source.format == "tflite" and head[4:8] != b"TFL3":
+        raise _corrupt(path, "not a TFLite flatbuffer (no TFL3 identifier)")
+    if source.format == "keras":
+        expected = HDF5_MAGIC if path.suffix.lower() in (".h5", ".hdf5") else ZIP_MAGIC
+        if not head.startswith(expected):
+            kind = "an HDF5 (.h5)" if expected == HDF5_MAGIC else "a Keras v3 (.keras zip)"
+            raise _corrupt(path, f"not {kind} file")
+
+
+def _corrupt(path: Path, why: str) -> InputError:
+    return InputError(
+        f"corrupt or wrong model file: {path}: {why}",
+        hint="re-export the model, or check that the recipe names the right file and format",
+    )

@@ -1,0 +1,3 @@
+from buildsys.ui.console import Ui
+
+__all__ = ["Ui"]
