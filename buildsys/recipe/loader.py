@@ -1,0 +1,228 @@
+"""Find recipe files, check them, and turn them into frozen `Recipe`s.
+
+Only the recipe text is checked here; whether the files it names exist is
+the business of a later stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from buildsys.errors import Problem, RecipeError, UsageError
+from buildsys.hashing import digest_data
+from buildsys.recipe.model import Calibration, InputSource, Recipe, Source, Target, Validate
+from buildsys.recipe.problems import schema_problems, semantic_problems
+from buildsys.recipe.yamlmarks import Parsed, parse_yaml
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+SOURCE_FORMATS = ("onnx", "saved_model", "keras", "tflite")
+INPUT_KINDS = ("images", "npy", "npz")
+
+
+def absolute(path: Path | str) -> Path:
+    """Absolute and normalised, but symlinks kept: the user's view of the path."""
+    return Path(os.path.abspath(path))
+
+
+def discover(paths: list[Path], workspace: Path) -> list[Path]:
+    """Recipe files named by `paths` (files or directories); default: <workspace>/recipes."""
+    workspace = absolute(workspace)
+    found: dict[Path, None] = {}  # ordered set
+    for given in paths or [workspace / "recipes"]:
+        for path in _recipes_at(absolute(workspace / given)):
+            found.setdefault(path)
+    return list(found)
+
+
+def _recipes_at(path: Path) -> list[Path]:
+    if path.is_dir():
+        recipes = sorted(p for p in path.iterdir() if _is_recipe(p))
+        if not recipes:
+            raise UsageError(f"no recipes (*.yaml, *.yml) in {path}", path=str(path))
+        return recipes
+    if not path.exists():
+        raise UsageError(f"no such recipe file or directory: {path}", path=str(path))
+    return [path]
+
+
+def _is_recipe(path: Path) -> bool:
+    # Dot files are editor and tool leftovers, not recipes.
+    return path.suffix in RECIPE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def shown_path(path: Path, workspace: Path) -> str:
+    """How a file is named in problems: relative to the workspace when inside it."""
+    try:
+        return path.relative_to(workspace).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    # Some keywords are rewritten per mapping, so two raw errors can make the same problem.
+    unique = dict.fromkeys(problems)
+    return sorted(unique, key=lambda p: (p.file, p.line or 0, p.column or 0, p.key, p.message))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    recipe: Recipe | None
+    parsed: Parsed
+    problems: list[Problem]
+
+
+class RecipeLoader:
+    """Loads recipes; holds the compiled schema so many files are checked fast."""
+
+    def __init__(self, schema_path: Path | None = None):
+        from buildsys.schemas import schema_path as shipped
+
+        schema = json.loads((schema_path or shipped("recipe.schema.json")).read_text(encoding="utf-8"))
+        self._validator = Draft202012Validator(schema)
+        self._name_pattern = schema["$defs"]["name"]["pattern"]
+
+    def load(self, path: Path, workspace: Path) -> Recipe:
+        """The recipe at `path`; raises RecipeError listing every problem of the file."""
+        workspace = absolute(workspace)
+        loaded = self._load(absolute(workspace / path), workspace)
+        if loaded.problems:
+            raise RecipeError(sort_problems(loaded.problems))
+        return loaded.recipe
+
+    def load_all(self, paths: list[Path], workspace: Path) -> list[Recipe]:
+        """All recipes, or one RecipeError with the problems of every file and every clash."""
+        workspace = absolute(workspace)
+        loaded = [self._load(absolute(workspace / p), workspace) for p in paths]
+        problems = [p for one in loaded for p in one.problems]
+        problems += _clashes([one for one in loaded if one.recipe], workspace)
+        if problems:
+            raise RecipeError(sort_problems(problems))
+        return [one.recipe for one in loaded]
+
+    def _load(self, path: Path, workspace: Path) -> _Loaded:
+        parsed = _parse_file(path, shown_path(path, workspace))
+        if not isinstance(parsed.data, dict) and parsed.problems:
+            return _Loaded(None, parsed, parsed.problems)
+        if not isinstance(parsed.data, dict):
+            message = "the recipe must be a mapping of keys (version, source, targets, ...)"
+            return _Loaded(None, parsed, [parsed.at_value((), message)])
+        problems = parsed.problems + self._check(parsed, path.stem)
+        if problems:
+            return _Loaded(None, parsed, problems)
+        return _Loaded(build_recipe(parsed.data, path, workspace), parsed, [])
+
+    def _check(self, parsed: Parsed, stem: str) -> list[Problem]:
+        # A value YAML could not give us (a date, a bad key) already has its problem;
+        # the schema would only add "must be text, got nothing" at the same spot.
+        taken = {(p.line, p.column, p.key) for p in parsed.problems}
+        found = schema_problems(self._validator, parsed) + semantic_problems(parsed, stem, self._name_pattern)
+        return [p for p in found if (p.line, p.column, p.key) not in taken]
+
+
+def _parse_file(path: Path, shown: str) -> Parsed:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return _file_problem(shown, None, f"cannot read the file: {exc.strerror or exc}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return _file_problem(shown, line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})")
+    return parse_yaml(text, shown)
+
+
+def _file_problem(shown: str, line: int | None, message: str) -> Parsed:
+    return Parsed(shown, problems=[Problem(shown, line, None, "", message)])
+
+
+def _clashes(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
+    """Names and build directories must be unique across the build."""
+    names: dict[str, Recipe] = {}
+    outputs: dict[Path, Recipe] = {}
+    problems = []
+    for one in loaded:
+        recipe = one.recipe
+        if (other := names.setdefault(recipe.name, recipe)) is not recipe:
+            message = f"recipe name '{recipe.name}' is also used by {shown_path(other.path, workspace)}"
+            problems.append(one.parsed.at_key(("name",), message, "recipe names must be unique; set `name:`"))
+        elif (other := outputs.setdefault(recipe.output, recipe)) is not recipe:
+            message = f"build directory {recipe.output} is also used by {shown_path(other.path, workspace)}"
+            problems.append(one.parsed.at_key(("output",), message, "give each recipe its own `output:`"))
+    return problems
+
+
+def build_recipe(data: dict[str, Any], path: Path, workspace: Path) -> Recipe:
+    """The frozen recipe from data that passed every check; defaults applied here."""
+    base = path.parent
+    name = data.get("name", path.stem)
+    output = _resolve(base, data["output"]) if "output" in data else str(workspace / "build" / name)
+    return Recipe(
+        path=path,
+        name=name,
+        source=_source(data["source"], base),
+        targets=tuple(Target(t["device"], t.get("name", t["device"])) for t in data["targets"]),
+        validate=_validate(data.get("validate", {}), base),
+        output=Path(output),
+        digest=digest_data(data),
+        shapes={k: tuple(int(d) for d in v) for k, v in data.get("shapes", {}).items()},
+        batch=int(data["batch"]) if "batch" in data else None,
+        calibration=_calibration(data["calibration"], base) if "calibration" in data else None,
+        replacements=tuple(data.get("replacements", ())),
+    )
+
+
+def _resolve(base: Path, written: str) -> str:
+    # normpath, not resolve(): symlinks are the user's business, and globs must stay globs.
+    return os.path.normpath(os.path.join(base, written))
+
+
+def _source(data: dict[str, Any], base: Path) -> Source:
+    fmt = next(f for f in SOURCE_FORMATS if f in data)
+    written = data[fmt]
+    return Source(format=fmt, path=Path(_resolve(base, written)), written=written, sha256=data.get("sha256"))
+
+
+def _calibration(data: dict[str, Any], base: Path) -> Calibration:
+    # int(): the schema lets 64.0 pass as an integer
+    return Calibration(
+        samples=int(data.get("samples", 64)),
+        seed=int(data.get("seed", 0)),
+        inputs=_inputs(data["inputs"], base),
+    )
+
+
+def _validate(data: dict[str, Any], base: Path) -> Validate:
+    return Validate(
+        samples=int(data.get("samples", 16)),
+        seed=int(data.get("seed", 1)),
+        thresholds={k: float(v) for k, v in data.get("thresholds", {}).items()},
+        inputs=_inputs(data["inputs"], base) if "inputs" in data else None,
+    )
+
+
+def _inputs(data: dict[str, dict[str, Any]], base: Path) -> dict[str, InputSource]:
+    return {name: _input_source(name, source, base) for name, source in data.items()}
+
+
+def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
+    kind = next(k for k in INPUT_KINDS if k in data)
+    common = {"kind": kind, "pattern": _resolve(base, data[kind]), "written": data[kind]}
+    if kind == "npz":
+        return InputSource(**common, key=data.get("key", name))
+    if kind == "npy":
+        return InputSource(**common)
+    return InputSource(
+        **common,
+        resize=tuple(int(v) for v in data["resize"]) if "resize" in data else None,
+        color=data.get("color", "rgb"),
+        scale=float(data.get("scale", 1.0)),
+        mean=tuple(float(v) for v in data.get("mean", [0.0])),
+        std=tuple(float(v) for v in data.get("std", [1.0])),
+    )

@@ -1,0 +1,78 @@
+"""Shared fixtures: a throwaway workspace holding a copy of the shapes example."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "shapes"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+RECIPE = """\
+# test recipe: int8 + fp32 from the shapes example
+version: 1
+name: shapes
+source:
+  keras: model/model.keras
+batch: 1
+calibration:
+  samples: 16
+  seed: 0
+  inputs:
+    image:
+      images: data/calib/*.png
+      scale: 0.00392156862745098
+validate:
+  samples: 8
+  thresholds: {min_cosine: 0.95}
+  inputs:
+    image:
+      images: data/val/*.png
+      scale: 0.00392156862745098
+targets:
+  - device: cpu-int8
+  - device: cpu-fp32
+    name: fp32
+"""
+
+
+def make_workspace(root: Path) -> Path:
+    (root / "recipes" / "model").mkdir(parents=True)
+    shutil.copy(EXAMPLE / "model.keras", root / "recipes" / "model" / "model.keras")
+    for part, count in (("calib", 16), ("val", 8)):
+        dest = root / "recipes" / "data" / part
+        dest.mkdir(parents=True)
+        for png in sorted((EXAMPLE / part).glob("*.png"))[:count]:
+            shutil.copy(png, dest / png.name)
+    (root / "recipes" / "shapes.yaml").write_text(RECIPE)
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path / "ws")
+
+
+def run_cli(ws: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess:
+    """The real command in a fresh interpreter, as a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "buildsys", *args], cwd=ws, capture_output=True, text=True, timeout=900
+    )
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def build_json(ws: Path, *args: str, check: int | None = 0) -> dict[str, str]:
+    """`build --json` as {stage path: outcome}."""
+    proc = run_cli(ws, "build", "--json", *args, check=check)
+    rows = json.loads(proc.stdout)
+    return {"/".join(p for p in (r["target"], r["stage"]) if p): r["outcome"] for r in rows}

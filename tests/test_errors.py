@@ -1,0 +1,116 @@
+"""Bad input: one-screen errors naming the file, exit 2, nothing half-written left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import run_cli
+
+FIVE_MISTAKES = """\
+version: 1
+name: broken
+source:
+  keras: model/model.keras
+  onnx: model/model.onnx
+calibraton:
+  samples: 4
+targets:
+  - device: cpu-int8
+    nmae: x
+  - name: fp32
+validate:
+  samples: -3
+"""
+
+
+def leftovers(ws: Path) -> list[str]:
+    """Artifacts and cache manifests: a failed build must leave none."""
+    found = list((ws / "build").rglob("*.tflite")) if (ws / "build").exists() else []
+    found += list((ws / ".buildsys" / "cache" / "keys").glob("*.json")) if (ws / ".buildsys").exists() else []
+    return [str(p) for p in found]
+
+
+def assert_one_screen(proc) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.splitlines()) <= 20, proc.stderr
+
+
+def test_five_mistakes_all_reported_with_lines(workspace: Path) -> None:
+    (workspace / "recipes" / "shapes.yaml").write_text(FIVE_MISTAKES)
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    err = proc.stderr
+    for line, word in ((5, "source"), (6, "calibraton"), (10, "nmae"), (11, "device"), (13, "samples")):
+        assert f"shapes.yaml:{line}:" in err and word in err, (line, word, err)
+    assert "did you mean 'calibration'" in err
+    assert "5 problems" in err
+    assert leftovers(workspace) == []
+
+
+def test_missing_calibration_glob(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("data/calib/*.png", "data/calibration/*.png"))
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    assert "shapes.yaml" in proc.stderr and "data/calibration/*.png" in proc.stderr
+    assert "matches no files" in proc.stderr
+    assert leftovers(workspace) == []
+
+
+def test_sha256_mismatch_shows_both_digests(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    pinned = "ab" * 32
+    recipe.write_text(recipe.read_text().replace("  keras: model/model.keras\n", f"  keras: model/model.keras\n  sha256: {pinned}\n"))
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    import hashlib
+
+    actual = hashlib.sha256((workspace / "recipes" / "model" / "model.keras").read_bytes()).hexdigest()
+    assert pinned in proc.stderr and actual in proc.stderr and "model.keras" in proc.stderr
+    assert leftovers(workspace) == []
+
+
+def test_corrupt_model_file(workspace: Path) -> None:
+    model = workspace / "recipes" / "model" / "model.keras"
+    model.write_bytes(model.read_bytes()[:5000])  # truncated download
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    assert "model.keras" in proc.stderr
+    assert leftovers(workspace) == []
+    assert not (workspace / "build" / "shapes" / "_common" / "float.pb").exists()
+
+
+def test_garbage_model_file(workspace: Path) -> None:
+    (workspace / "recipes" / "model" / "model.keras").write_bytes(b"not a model at all")
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    assert "corrupt or wrong model file" in proc.stderr and "model.keras" in proc.stderr
+    assert leftovers(workspace) == []
+
+
+def test_onnx_source_is_a_clear_error(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("keras: model/model.keras", "onnx: model/model.onnx"))
+    proc = run_cli(workspace, "build", check=2)
+    assert_one_screen(proc)
+    assert "ONNX sources are not supported yet" in proc.stderr
+
+
+def test_unknown_device_suggests(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("device: cpu-int8", "device: cpu-int9"))
+    proc = run_cli(workspace, "check", check=2)
+    assert "unknown device 'cpu-int9'" in proc.stderr and "cpu-int8" in proc.stderr
+
+
+def test_missed_threshold_fails_target_and_keeps_metrics(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("min_cosine: 0.95", "max_abs_error: 0.0000001"))
+    proc = run_cli(workspace, "build", check=1)
+    assert_one_screen(proc)
+    assert "thresholds missed" in proc.stderr
+    assert (workspace / "build" / "shapes" / "cpu-int8" / "metrics.json").exists()
+    assert not (workspace / "build" / "shapes" / "cpu-int8" / "report.md").exists()
+    assert not (workspace / "recipes" / "shapes.lock").exists()
+    # a cached failing result must fail again, not pass
+    run_cli(workspace, "build", check=1)
