@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable
 
@@ -65,8 +66,17 @@ def commands() -> dict[str, Callable[[Any, Any], int]]:
     }
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ logging goes straight to fd 2; it must be told before it loads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
     from buildsys.ui import Ui
+
+    quiet_tensorflow()
 
     args = parser().parse_args(argv)
     if getattr(args, "jobs", 1) < 1:

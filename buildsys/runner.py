@@ -133,7 +133,7 @@ class Loader(TaskLoader2):
             "dep_file": str(self.plan.env.ws.db_file),
             "backend": "json",
             "check_file_uptodate": "md5",
-            "verbosity": 0,
+            "verbosity": 2,
             "reporter": Reporter,
             "outfile": self.sink,
             "continue": True,
@@ -153,7 +153,7 @@ def task_dict(stage: Stage, plan: Plan) -> dict[str, Any]:
         "file_dep": sorted({str(f) for f in stage.input_files()}),
         "targets": [str(p) for p in stage.outputs().values()],
         "uptodate": [config_changed(static)],
-        "verbosity": 0,
+        "verbosity": 2,  # stages print nothing; anything they do print is a clue
         "doc": f"{stage.kind} for {stage.recipe.name}",
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import run_cli
@@ -23,11 +24,22 @@ validate:
 """
 
 
+MODEL_ROLES = {"source", "float", "signature", "model", "metrics", "report"}
+
+
 def leftovers(ws: Path) -> list[str]:
-    """Artifacts and cache manifests: a failed build must leave none."""
-    found = list((ws / "build").rglob("*.tflite")) if (ws / "build").exists() else []
-    found += list((ws / ".buildsys" / "cache" / "keys").glob("*.json")) if (ws / ".buildsys").exists() else []
-    return [str(p) for p in found]
+    """Anything made from the bad model: artifacts, or cache entries of model stages.
+
+    Independent stages (calibration data) may finish and be cached: they are
+    correct whatever the model, like `make -k`.
+    """
+    build = ws / "build"
+    found = [str(p) for p in build.rglob("*") if p.is_file() and p.suffix != ".npz"] if build.exists() else []
+    keys = ws / ".buildsys" / "cache" / "keys"
+    for manifest in keys.glob("*.json") if keys.exists() else []:
+        if MODEL_ROLES & set(json.loads(manifest.read_text())):
+            found.append(str(manifest))
+    return found
 
 
 def assert_one_screen(proc) -> None:

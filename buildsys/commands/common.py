@@ -16,7 +16,8 @@ def workspace(args: Any) -> Workspace:
 
 def load_recipes(args: Any, ws: Workspace) -> list[Recipe]:
     paths = [ws.root / p for p in args.paths]  # like make -C: relative to the workspace
-    return RecipeLoader().load_all(discover(paths, ws.root), ws.root)
+    loader = RecipeLoader(memo=ws.state / "valid-recipes.json" if ws.state.is_dir() else None)
+    return loader.load_all(discover(paths, ws.root), ws.root)
 
 
 def plan(args: Any):

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from buildsys.errors import Problem, RecipeError, UsageError
-from buildsys.hashing import digest_data
+from buildsys.hashing import digest_bytes, digest_data
 from buildsys.recipe.model import Calibration, InputSource, Recipe, Source, Target, Validate
-from buildsys.recipe.problems import schema_problems, semantic_problems
 from buildsys.recipe.yamlmarks import Parsed, parse_yaml
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
@@ -80,12 +77,15 @@ class _Loaded:
 class RecipeLoader:
     """Loads recipes; holds the compiled schema so many files are checked fast."""
 
-    def __init__(self, schema_path: Path | None = None):
+    def __init__(self, schema_path: Path | None = None, memo: Path | None = None):
         from buildsys.schemas import schema_path as shipped
 
-        schema = json.loads((schema_path or shipped("recipe.schema.json")).read_text(encoding="utf-8"))
-        self._validator = Draft202012Validator(schema)
-        self._name_pattern = schema["$defs"]["name"]["pattern"]
+        text = (schema_path or shipped("recipe.schema.json")).read_text(encoding="utf-8")
+        self._schema = json.loads(text)
+        self._schema_digest = digest_bytes(text.encode("utf-8"))
+        self._validator: Any = None
+        self._name_pattern = self._schema["$defs"]["name"]["pattern"]
+        self._memo = ValidMemo(memo)
 
     def load(self, path: Path, workspace: Path) -> Recipe:
         """The recipe at `path`; raises RecipeError listing every problem of the file."""
@@ -103,6 +103,7 @@ class RecipeLoader:
         problems += _clashes([one for one in loaded if one.recipe], workspace)
         if problems:
             raise RecipeError(sort_problems(problems))
+        self._memo.save()
         return [one.recipe for one in loaded]
 
     def _load(self, path: Path, workspace: Path) -> _Loaded:
@@ -112,12 +113,23 @@ class RecipeLoader:
         if not isinstance(parsed.data, dict):
             message = "the recipe must be a mapping of keys (version, source, targets, ...)"
             return _Loaded(None, parsed, [parsed.at_value((), message)])
-        problems = parsed.problems + self._check(parsed, path.stem)
-        if problems:
-            return _Loaded(None, parsed, problems)
+        # data with parse problems may not even be JSON-able: no seal for it
+        seal = "" if parsed.problems else digest_data([self._schema_digest, path.stem, parsed.data])
+        if not seal or not self._memo.known(seal):
+            problems = parsed.problems + self._check(parsed, path.stem)
+            if problems:
+                return _Loaded(None, parsed, problems)
+            self._memo.add(seal)
         return _Loaded(build_recipe(parsed.data, path, workspace), parsed, [])
 
     def _check(self, parsed: Parsed, stem: str) -> list[Problem]:
+        # jsonschema costs ~0.1 s to import: only recipes not seen valid before pay it
+        from jsonschema import Draft202012Validator
+
+        from buildsys.recipe.problems import schema_problems, semantic_problems
+
+        if self._validator is None:
+            self._validator = Draft202012Validator(self._schema)
         # A value YAML could not give us (a date, a bad key) already has its problem;
         # the schema would only add "must be text, got nothing" at the same spot.
         taken = {(p.line, p.column, p.key) for p in parsed.problems}
@@ -226,3 +238,41 @@ def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
         mean=tuple(float(v) for v in data.get("mean", [0.0])),
         std=tuple(float(v) for v in data.get("std", [1.0])),
     )
+
+
+class ValidMemo:
+    """Seals of recipe data already found valid, so the no-op build skips the schema.
+
+    A seal covers the schema, the file stem (the default name) and the parsed
+    data, so any change that could alter the verdict misses the memo.
+    """
+
+    LIMIT = 4096
+
+    def __init__(self, path: Path | None):
+        self._path = path
+        self._seals: dict[str, None] = dict.fromkeys(self._read(path))
+        self._dirty = False
+
+    @staticmethod
+    def _read(path: Path | None) -> list[str]:
+        try:
+            data = json.loads(path.read_text("utf-8")) if path else []
+        except (OSError, ValueError):
+            return []
+        return [s for s in data if isinstance(s, str)] if isinstance(data, list) else []
+
+    def known(self, seal: str) -> bool:
+        return seal in self._seals
+
+    def add(self, seal: str) -> None:
+        self._seals[seal] = None
+        self._dirty = True
+
+    def save(self) -> None:
+        if not (self._dirty and self._path):
+            return
+        from buildsys.fsutil import atomic_write_text
+
+        atomic_write_text(self._path, json.dumps(list(self._seals)[-self.LIMIT :]))
+        self._dirty = False

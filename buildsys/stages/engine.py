@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -49,12 +50,18 @@ def read_record(env: StageEnv, stage: Stage) -> dict[str, Any]:
 
 def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
     started = time.perf_counter()
+    # doit tees sys.stdout/err through a Writer while an action runs; TensorFlow's
+    # absl logger keeps whatever stream it first sees and fails at exit closing a Writer
+    teed = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     try:
         key, outcome = _execute(stage, env)
     except BuildsysError as exc:
         return TaskFailed(encode_failure(exc))
     except Exception as exc:  # a bug in buildsys: keep the traceback for the report
         return TaskFailed(encode_failure(_internal(stage, env, exc)))
+    finally:
+        sys.stdout, sys.stderr = teed
     seconds = round(time.perf_counter() - started, 3)
     result = {"outcome": outcome, "seconds": seconds, "key": key}
     atomic_write_text(record_path(env, stage), json.dumps(result, sort_keys=True))

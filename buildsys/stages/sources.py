@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from buildsys.errors import InputError
@@ -51,6 +52,45 @@ def check_format(source: Source) -> None:
         if not head.startswith(expected):
             kind = "an HDF5 (.h5)" if expected == HDF5_MAGIC else "a Keras v3 (.keras zip)"
             raise _corrupt(path, f"not {kind} file")
+        why = _hdf5_damage(path) if expected == HDF5_MAGIC else _zip_damage(path)
+        if why:
+            raise _corrupt(path, why)
+
+
+def _zip_damage(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return f"damaged zip archive ({exc}); the file may be truncated"
+    if bad:
+        return f"damaged zip member {bad}"
+    if "config.json" not in names:
+        return "no config.json in the archive: not a Keras v3 model"
+    return None
+
+
+def _hdf5_damage(path: Path) -> str | None:
+    """A truncated HDF5 file is shorter than the end-of-file address its superblock records."""
+    with open(path, "rb") as fh:
+        sb = fh.read(128)
+    version = sb[8] if len(sb) > 8 else -1
+    if version in (0, 1):
+        offsets = sb[13]
+        start = 24 + (4 if version == 1 else 0) + 2 * offsets  # skip base and free-space addresses
+    elif version in (2, 3):
+        offsets = sb[9]
+        start = 12 + 2 * offsets  # skip base and superblock-extension addresses
+    else:
+        return None  # unknown superblock: let the loader judge
+    if offsets not in (2, 4, 8) or len(sb) < start + offsets:
+        return "damaged HDF5 superblock"
+    eof = int.from_bytes(sb[start : start + offsets], "little")
+    size = path.stat().st_size
+    if eof > size:
+        return f"truncated: the HDF5 superblock says {eof} bytes, the file has {size}"
+    return None
 
 
 def _corrupt(path: Path, why: str) -> InputError:

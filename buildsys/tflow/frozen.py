@@ -1,0 +1,119 @@
+"""The float model file: one frozen, canonically named GraphDef.
+
+Why a GraphDef and not a SavedModel: a SavedModel is a directory whose
+saved_model.pb embeds process-global function names and whose variables live in
+a checkpoint, so its bytes change from one export to the next. A frozen GraphDef
+holds weights as constants, and after `graphcanon.canonicalize` plus
+deterministic serialization its bytes depend only on the model.
+
+Layout: placeholders `input_<i>` and Identity nodes `output_<j>` in signature
+order, plus a disconnected string Const `buildsys_signature` holding the
+signature as canonical JSON, so the file is self-describing and renaming a
+model input changes the file's hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.framework import graph_pb2, types_pb2
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from buildsys.errors import InputError, StageError
+from buildsys.hashing import canonical_json
+from buildsys.tflow.graphcanon import canonicalize
+
+SIGNATURE_NODE = "buildsys_signature"
+
+
+def freeze(
+    call: Callable[[list[tf.Tensor]], list[tf.Tensor]], specs: list[tf.TensorSpec]
+) -> tuple[graph_pb2.GraphDef, list[tf.Tensor]]:
+    """Trace `call` at fixed shapes, fold variables into constants, canonicalize.
+
+    Returns (graph_def, output_tensors) where output tensors carry static shapes.
+    """
+    fn = tf.function(lambda *xs: list(call(list(xs))), input_signature=specs)
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(), lower_control_flow=False)
+    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
+    if len(placeholders) != len(specs) or len(placeholders) != len(frozen.inputs):
+        raise StageError("the model still reads resources (tables or variables) after freezing; it cannot be exported")
+    outputs = [(t.name, t.dtype.as_datatype_enum) for t in frozen.outputs]
+    graph_def = canonicalize(frozen.graph.as_graph_def(), [t.op.name for t in placeholders], outputs)
+    return graph_def, list(frozen.outputs)
+
+
+def write_float(out: Path, graph_def: graph_pb2.GraphDef, signature: dict) -> None:
+    """Serialize deterministically and replace `out` atomically."""
+    stored = graph_pb2.GraphDef()
+    stored.CopyFrom(graph_def)
+    _add_signature_node(stored, signature)
+    data = stored.SerializeToString(deterministic=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A private temp name in the same directory: concurrent builds never see a
+    # half-written file, and os.replace is atomic on one filesystem.
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _add_signature_node(graph_def: graph_pb2.GraphDef, signature: dict) -> None:
+    node = graph_def.node.add(name=SIGNATURE_NODE, op="Const")
+    node.attr["dtype"].type = types_pb2.DT_STRING
+    tensor = node.attr["value"].tensor
+    tensor.dtype = types_pb2.DT_STRING
+    tensor.string_val.append(canonical_json(signature).encode("utf-8"))
+
+
+def read_float(path: Path) -> tuple[graph_pb2.GraphDef, dict]:
+    """Parse a float model file; InputError if it is not one of ours."""
+    path = Path(path)
+    try:
+        graph_def = graph_pb2.GraphDef.FromString(path.read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise InputError(
+            f"cannot read float model {path}: {exc}", hint="delete it and rebuild", path=str(path)
+        ) from None
+    signature = _signature_of(graph_def)
+    if signature is None:
+        raise InputError(
+            f"{path} is not a buildsys float model (no {SIGNATURE_NODE} node)",
+            hint="delete it and rebuild",
+            path=str(path),
+        )
+    return graph_def, signature
+
+
+def _signature_of(graph_def: graph_pb2.GraphDef) -> dict | None:
+    for node in graph_def.node:
+        if node.name == SIGNATURE_NODE and node.attr["value"].tensor.string_val:
+            try:
+                return json.loads(node.attr["value"].tensor.string_val[0].decode("utf-8"))
+            except ValueError:
+                return None
+    return None
+
+
+def as_function(graph_def: graph_pb2.GraphDef, n_inputs: int, n_outputs: int):
+    """A ConcreteFunction input_0.. -> [output_0, ..] over the imported graph."""
+
+    def _import() -> None:
+        tf.graph_util.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(_import, [])
+    graph = wrapped.graph
+    feeds = [graph.get_tensor_by_name(f"input_{i}:0") for i in range(n_inputs)]
+    fetches = [graph.get_tensor_by_name(f"output_{j}:0") for j in range(n_outputs)]
+    return wrapped.prune(feeds, fetches)
