@@ -11,6 +11,13 @@ from buildsys import __version__
 from buildsys.errors import BuildsysError
 
 
+def _common(p: argparse.ArgumentParser, default: object) -> None:
+    """Options valid before or after the command (`buildsys -q build` = `buildsys build -q`)."""
+    p.add_argument("-C", "--directory", default=default, help="run in this workspace directory")
+    p.add_argument("-q", "--quiet", action="store_true", default=default, help="print errors only")
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="also list up-to-date stages")
+
+
 def _paths(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="recipe files or directories of them (default: recipes/)")
 
@@ -21,9 +28,7 @@ def parser() -> argparse.ArgumentParser:
         description="Declarative, incremental builds of edge TFLite models from YAML recipes.",
     )
     top.add_argument("--version", action="version", version=f"buildsys {__version__}")
-    top.add_argument("-C", "--directory", default=None, help="run in this workspace directory")
-    top.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    top.add_argument("-v", "--verbose", action="store_true", help="also list up-to-date stages")
+    _common(top, None)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     b = sub.add_parser("build", help="build recipes, running only stale stages")
@@ -49,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("devices", help="list device profiles, or show one")
     d.add_argument("name", nargs="?", help="a device name")
+    for command in (b, s, g, c, cl, d):
+        _common(command, argparse.SUPPRESS)  # SUPPRESS: an absent flag keeps the global value
     return top
 
 
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "jobs", 1) < 1:
         parser().error("-j/--jobs must be at least 1")
-    ui = Ui(quiet=args.quiet, json_mode=getattr(args, "json", False), verbose=args.verbose)
+    ui = Ui(quiet=bool(args.quiet), json_mode=getattr(args, "json", False), verbose=bool(args.verbose))
     try:
         return commands()[args.command](args, ui)
     except BuildsysError as exc:

@@ -63,18 +63,24 @@ def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
 
 
 def precheck_locks(plan: Plan) -> None:
-    """Fail before building when the recipe or tools already differ from the lock."""
+    """Fail before building when the recipe, params or tools already differ from the lock."""
     problems = []
     for rp in plan.recipes:
         path = lockfile.lock_path(rp.recipe)
+        shown = plan.env.ws.show(path)
         old = lockfile.read(path)
         if old is None:
-            problems.append(f"{path}: no lockfile (run `buildsys build` without --locked once)")
+            problems.append(f"{shown}: no lockfile (run `buildsys build` without --locked once)")
             continue
         if old.get("recipe_digest") != rp.recipe.digest:
-            problems.append(f"{path}: recipe {rp.recipe.path.name} changed since the lock was written")
-        for line in lockfile.diff(old.get("tools"), {k: plan.env.tools[k] for k in old.get("tools", {})}, "tools"):
-            problems.append(f"{path}: {line}")
+            problems.append(f"{shown}: recipe {rp.recipe.path.name} changed since the lock was written")
+        tools = {k: plan.env.tools[k] for k in old.get("tools", {}) if k in plan.env.tools}
+        problems += [f"{shown}: {line}" for line in lockfile.diff(old.get("tools"), tools, "tools")]
+        locked_stages = old.get("stages", {})
+        for stage in rp.stages:
+            entry = locked_stages.get(stage.local_id, {})
+            where = f"stages.{stage.local_id}.params"
+            problems += [f"{shown}: {line}" for line in lockfile.diff(entry.get("params"), stage.params(), where)]
     if problems:
         raise LockMismatch("--locked: the build would change lockfiles:\n  " + "\n  ".join(problems))
 
