@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from buildsys.errors import Problem, RecipeError, UsageError
 from buildsys.recipe import RecipeLoader, discover
-from buildsys.schemas import schema_path
+from buildsys.schemafiles import schema_path
 
 SCHEMA_PATH = schema_path("recipe.schema.json")
 

@@ -11,8 +11,9 @@ from buildsys.errors import LockMismatch
 from buildsys.hashing import FileHasher
 from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome, run_plan
-from buildsys.schemas import load_schema
+from buildsys.schemafiles import load_schema
 from buildsys.ui import Ui
+from buildsys.wslock import exclusive
 
 
 def run(args: Any, ui: Ui) -> int:
@@ -20,10 +21,11 @@ def run(args: Any, ui: Ui) -> int:
     plan = make_plan(args)
     if args.locked:
         precheck_locks(plan)
-    outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
-    ui.stop_progress()
-    code = _failure_code(outcomes)
-    lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
+    with exclusive(plan.env.ws):
+        outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+        ui.stop_progress()
+        code = _failure_code(outcomes)
+        lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
     if args.json:
         ui.data([o.as_json() for o in outcomes])
     _summary(ui, outcomes, time.perf_counter() - started)

@@ -78,7 +78,7 @@ class RecipeLoader:
     """Loads recipes; holds the compiled schema so many files are checked fast."""
 
     def __init__(self, schema_path: Path | None = None, memo: Path | None = None):
-        from buildsys.schemas import schema_path as shipped
+        from buildsys.schemafiles import schema_path as shipped
 
         text = (schema_path or shipped("recipe.schema.json")).read_text(encoding="utf-8")
         self._schema = json.loads(text)
