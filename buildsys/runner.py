@@ -95,7 +95,8 @@ class Reporter:
 
     def add_failure(self, task: Any, fail: Any) -> None:
         error = _failure_payload(fail)
-        self.sink.finish(task.name, "failed", error=error)
+        seconds = 0.0 if error["type"] == "skipped" else None
+        self.sink.finish(task.name, "failed", seconds, error=error)
 
     def cleanup_error(self, exception: Any) -> None:
         self.sink.on_event("error", str(exception))

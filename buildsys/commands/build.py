@@ -41,12 +41,18 @@ def _events(ui: Ui):
             ui.progress(f"building {data}")
         elif kind == "finished":
             o: Outcome = data
-            if o.outcome != "up-to-date" or ui.verbose:
+            if _word(o) == "skipped":
+                ui.outcome_line("skipped", _name(o), extra="an input stage failed")
+            elif o.outcome != "up-to-date" or ui.verbose:
                 ui.outcome_line(o.outcome, _name(o), o.seconds if o.outcome != "up-to-date" else None)
         elif kind == "error":
             ui.err.print(f"error: {data}")
 
     return on_event
+
+
+def _word(o: Outcome) -> str:
+    return "skipped" if o.error and o.error.get("type") == "skipped" else o.outcome
 
 
 def _name(o: Outcome) -> str:
@@ -59,7 +65,8 @@ def _failure_code(outcomes: list[Outcome]) -> int:
 
 
 def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
-    counts = {k: sum(o.outcome == k for o in outcomes) for k in ("ran", "restored", "up-to-date", "failed")}
+    words = [_word(o) for o in outcomes]
+    counts = {k: words.count(k) for k in ("ran", "restored", "up-to-date", "failed", "skipped")}
     parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     ui.line(f"{len(outcomes)} stages: {parts or 'nothing to do'} in {seconds:.2f}s", style="bold")
 

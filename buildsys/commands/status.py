@@ -38,8 +38,10 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
     for rp in plan.recipes:
         lock = lockfile.read(lockfile.lock_path(rp.recipe)) or {}
         for stage in rp.stages:
-            reasons = [f"after {u.local_id}" for u in ups.get(stage.task_name, []) if u.task_name in stale]
-            reasons += reasons_for(stage, lock.get("stages", {}).get(stage.local_id), hasher, plan)
+            entry = lock.get("stages", {}).get(stage.local_id)
+            reasons = reasons_for(stage, entry, hasher, plan)
+            if entry is not None:  # "never built" says it all
+                reasons += [f"after {u.local_id}" for u in ups.get(stage.task_name, []) if u.task_name in stale]
             if reasons:
                 stale.add(stage.task_name)
             rows.append(

@@ -37,7 +37,7 @@ class Fetch(Stage):
         sha = next(iter(files.values())) if not src.path.is_dir() else digest_tree(files)
         if src.sha256 and src.sha256 != sha:
             raise InputError(
-                f"sha256 mismatch for {src.path}\n  recipe pins: {src.sha256}\n  file has:    {sha}",
+                f"sha256 mismatch for {ctx.env.ws.show(src.path)}\n  recipe pins: {src.sha256}\n  file has:    {sha}",
                 hint=f"if the model changed on purpose, set source.sha256 in {self.recipe.path.name} "
                 "to the new digest",
             )

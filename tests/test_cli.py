@@ -1,0 +1,62 @@
+"""The commands that need no model run: graph, devices, check, usage errors."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_graph_formats_show_every_stage_and_edge(workspace: Path) -> None:
+    text = run_cli(workspace, "graph").stdout
+    assert "shapes/cpu-int8/quantize  <- shapes/calibration, shapes/convert" in text
+    assert "shapes/fp32/quantize  <- shapes/convert" in text  # fp32 needs no calibration
+    dot = run_cli(workspace, "graph", "--format", "dot").stdout
+    assert dot.startswith("digraph buildsys {") and "n_shapes_fetch -> n_shapes_convert;" in dot
+    mermaid = run_cli(workspace, "graph", "--format", "mermaid").stdout
+    assert mermaid.startswith("flowchart LR") and "n_shapes_convert --> n_shapes_fp32_quantize" in mermaid
+    assert len([line for line in text.splitlines() if line.strip()]) == 9
+
+
+def test_devices_lists_and_shows(workspace: Path) -> None:
+    listing = run_cli(workspace, "devices").stdout
+    for name in ("cpu-fp32", "cpu-fp16", "cpu-int8"):
+        assert name in listing
+    shown = run_cli(workspace, "devices", "cpu-int8").stdout
+    assert "mode: int8" in shown and "per_channel: true" in shown
+    proc = run_cli(workspace, "devices", "cpu-int7", check=2)
+    assert "did you mean 'cpu-int8'" in proc.stderr
+
+
+def test_check_validates_without_building(workspace: Path) -> None:
+    out = run_cli(workspace, "check").stdout
+    assert "1 recipes valid" in out
+    assert not (workspace / "build").exists()
+
+
+def test_usage_errors_exit_2(workspace: Path) -> None:
+    assert run_cli(workspace, "frobnicate", check=2).returncode == 2
+    assert "at least 1" in run_cli(workspace, "build", "-j", "0", check=2).stderr
+    proc = run_cli(workspace, "build", "recipes/nope.yaml", check=2)
+    assert "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_status_before_any_build_says_never_built(workspace: Path) -> None:
+    rows = json.loads(run_cli(workspace, "status", "--json").stdout)
+    assert len(rows) == 9
+    assert all(r["state"] == "stale" and "never built" in r["reasons"][0] for r in rows)
+
+
+def test_a_second_build_in_the_same_workspace_is_refused(workspace: Path) -> None:
+    state = workspace / ".buildsys"
+    state.mkdir()
+    fd = os.open(state / "build.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        proc = run_cli(workspace, "build", check=2)
+        assert "another buildsys build is running" in proc.stderr
+    finally:
+        os.close(fd)
