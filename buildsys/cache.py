@@ -13,7 +13,6 @@ object is caught and the stage re-runs.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
@@ -64,11 +63,3 @@ class Cache:
                 return False
             atomic_copy(obj, dest)
         return True
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def size(self) -> tuple[int, int]:
-        """(objects, bytes) currently stored."""
-        files = [p for p in (self.root / "objects").rglob("*") if p.is_file()]
-        return len(files), sum(p.stat().st_size for p in files)

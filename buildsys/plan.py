@@ -58,7 +58,6 @@ def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None 
 def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePlan:
     _check_source(recipe)
     devices = {t.name: _device(recipe, catalogue, i, t.device) for i, t in enumerate(recipe.targets)}
-    env.devices.update({d.name: d for d in devices.values()})
     stages: list[Stage] = [Fetch(recipe)]
     calib = Calibration(recipe)
     if calib.sets:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +52,6 @@ class StageEnv:
 
     ws: Workspace
     tools: dict[str, str]
-    devices: dict[str, Device] = field(default_factory=dict)
 
 
 class Stage:
@@ -115,7 +114,6 @@ class RunContext:
     stage: Stage
     env: StageEnv
     out: dict[str, Path]  # temp paths to write; committed atomically after run()
-    notes: list[str] = field(default_factory=list)
 
     def input(self, role: str) -> Path:
         for inp in self.stage.inputs():
