@@ -47,6 +47,17 @@ def assert_one_screen(proc) -> None:
     assert len(proc.stderr.splitlines()) <= 20, proc.stderr
 
 
+def broken_build(ws: Path, old: str, new: str, code: int = 2, command: str = "build"):
+    """Edit the recipe, run, expect a one-screen error with exit `code`."""
+    recipe = ws / "recipes" / "shapes.yaml"
+    text = recipe.read_text()
+    assert old in text
+    recipe.write_text(text.replace(old, new))
+    proc = run_cli(ws, command, check=code)
+    assert_one_screen(proc)
+    return proc
+
+
 def test_five_mistakes_all_reported_with_lines(workspace: Path) -> None:
     (workspace / "recipes" / "shapes.yaml").write_text(FIVE_MISTAKES)
     proc = run_cli(workspace, "build", check=2)
@@ -60,21 +71,16 @@ def test_five_mistakes_all_reported_with_lines(workspace: Path) -> None:
 
 
 def test_missing_calibration_glob(workspace: Path) -> None:
-    recipe = workspace / "recipes" / "shapes.yaml"
-    recipe.write_text(recipe.read_text().replace("data/calib/*.png", "data/calibration/*.png"))
-    proc = run_cli(workspace, "build", check=2)
-    assert_one_screen(proc)
+    proc = broken_build(workspace, "data/calib/*.png", "data/calibration/*.png")
     assert "shapes.yaml" in proc.stderr and "data/calibration/*.png" in proc.stderr
     assert "matches no files" in proc.stderr
     assert leftovers(workspace) == []
 
 
 def test_sha256_mismatch_shows_both_digests(workspace: Path) -> None:
-    recipe = workspace / "recipes" / "shapes.yaml"
     pinned = "ab" * 32
-    recipe.write_text(recipe.read_text().replace("  keras: model/model.keras\n", f"  keras: model/model.keras\n  sha256: {pinned}\n"))
-    proc = run_cli(workspace, "build", check=2)
-    assert_one_screen(proc)
+    source = "  keras: model/model.keras\n"
+    proc = broken_build(workspace, source, f"{source}  sha256: {pinned}\n")
     import hashlib
 
     actual = hashlib.sha256((workspace / "recipes" / "model" / "model.keras").read_bytes()).hexdigest()
@@ -101,25 +107,17 @@ def test_garbage_model_file(workspace: Path) -> None:
 
 
 def test_onnx_source_is_a_clear_error(workspace: Path) -> None:
-    recipe = workspace / "recipes" / "shapes.yaml"
-    recipe.write_text(recipe.read_text().replace("keras: model/model.keras", "onnx: model/model.onnx"))
-    proc = run_cli(workspace, "build", check=2)
-    assert_one_screen(proc)
+    proc = broken_build(workspace, "keras: model/model.keras", "onnx: model/model.onnx")
     assert "ONNX sources are not supported yet" in proc.stderr
 
 
 def test_unknown_device_suggests(workspace: Path) -> None:
-    recipe = workspace / "recipes" / "shapes.yaml"
-    recipe.write_text(recipe.read_text().replace("device: cpu-int8", "device: cpu-int9"))
-    proc = run_cli(workspace, "check", check=2)
+    proc = broken_build(workspace, "device: cpu-int8", "device: cpu-int9", command="check")
     assert "unknown device 'cpu-int9'" in proc.stderr and "cpu-int8" in proc.stderr
 
 
 def test_missed_threshold_fails_target_and_keeps_metrics(workspace: Path) -> None:
-    recipe = workspace / "recipes" / "shapes.yaml"
-    recipe.write_text(recipe.read_text().replace("min_cosine: 0.95", "max_abs_error: 0.0000001"))
-    proc = run_cli(workspace, "build", check=1)
-    assert_one_screen(proc)
+    proc = broken_build(workspace, "min_cosine: 0.95", "max_abs_error: 0.0000001", code=1)
     assert "thresholds missed" in proc.stderr
     assert (workspace / "build" / "shapes" / "cpu-int8" / "metrics.json").exists()
     assert not (workspace / "build" / "shapes" / "cpu-int8" / "report.md").exists()

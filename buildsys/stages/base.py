@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from buildsys.devices import Device
+from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
 from buildsys.workspace import Workspace
 
@@ -114,6 +115,7 @@ class RunContext:
     stage: Stage
     env: StageEnv
     out: dict[str, Path]  # temp paths to write; committed atomically after run()
+    hasher: FileHasher  # the one the key was made with: its entries are fresh
 
     def input(self, role: str) -> Path:
         for inp in self.stage.inputs():

@@ -20,7 +20,7 @@ from doit.exceptions import TaskFailed
 
 from buildsys.cache import Cache
 from buildsys.errors import BuildsysError, StageError
-from buildsys.fsutil import atomic_write_text, remove
+from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.stages.base import RunContext, Stage, StageEnv
 
@@ -77,18 +77,21 @@ def _execute(stage: Stage, env: StageEnv) -> tuple[str, str]:
     if manifest is not None and cache.restore(key, manifest, outputs):
         outcome = "restored"
     else:
-        _run(stage, env, cache, key, outputs)
+        _run(stage, env, cache, key, outputs, hasher)
         outcome = "ran"
     hasher.save()
     stage.verify(outputs)  # after commit: a missed threshold keeps its metrics for the user
     return key, outcome
 
 
-def _run(stage: Stage, env: StageEnv, cache: Cache, key: str, outputs: dict[str, Path]) -> None:
+def _run(
+    stage: Stage, env: StageEnv, cache: Cache, key: str, outputs: dict[str, Path], hasher: FileHasher
+) -> None:
     env.ws.tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=stage.kind + "-", dir=env.ws.tmp_dir))
     try:
-        ctx = RunContext(stage, env, out={role: tmp / f"{role}{p.suffix}" for role, p in outputs.items()})
+        out = {role: tmp / f"{role}{p.suffix}" for role, p in outputs.items()}
+        ctx = RunContext(stage, env, out=out, hasher=hasher)
         try:
             stage.run(ctx)
         except BaseException:
@@ -98,9 +101,9 @@ def _run(stage: Stage, env: StageEnv, cache: Cache, key: str, outputs: dict[str,
         missing = [role for role, path in ctx.out.items() if not path.is_file()]
         if missing:
             raise StageError(f"stage {stage.task_name} did not write {', '.join(missing)}")
-        manifest = cache.store(key, ctx.out)
-        if not cache.restore(key, manifest, outputs):
-            raise StageError(f"cache entry for {stage.task_name} was damaged while writing")
+        cache.store(key, ctx.out)
+        for role, path in outputs.items():
+            atomic_copy(ctx.out[role], path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

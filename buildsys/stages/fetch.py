@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import InputError
-from buildsys.hashing import FileHasher, digest_tree
+from buildsys.hashing import digest_tree
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import check_exists, check_format, source_files
 
@@ -32,8 +32,7 @@ class Fetch(Stage):
 
     def run(self, ctx: RunContext) -> None:
         src = self.recipe.source
-        hasher = FileHasher(ctx.env.ws.hash_db)
-        files = {name or src.path.name: hasher.digest(f) for name, f in self.inputs()[0].named()}
+        files = {name or src.path.name: ctx.hasher.digest(f) for name, f in self.inputs()[0].named()}
         sha = next(iter(files.values())) if not src.path.is_dir() else digest_tree(files)
         if src.sha256 and src.sha256 != sha:
             raise InputError(
