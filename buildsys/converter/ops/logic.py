@@ -1,0 +1,3 @@
+"""logic ops."""
+
+from __future__ import annotations

@@ -1,0 +1,117 @@
+"""ONNX sources: the converter's TF function as a float model, and onnxruntime as reference.
+
+The float model's signature records, per input and output, the permutation
+from ONNX layout to the stored layout (`perm`), so sample data kept in ONNX
+layout can be fed to the TFLite model and its outputs read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from buildsys.converter.convert import Converter
+from buildsys.converter.errors import UnsupportedModel
+from buildsys.errors import BuildsysError, InputError, StageError
+from buildsys.tflow.frozen import freeze, write_float
+from buildsys.tflow.quiet import last_error_line, quiet
+from buildsys.tflow.samples import check_samples
+
+
+def load_onnx(src: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(src))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise InputError(f"cannot read ONNX model {src}: {exc}", hint="re-export it", path=str(src)) from None
+
+
+def export_onnx(
+    src: Path | onnx.ModelProto,
+    out: Path,
+    keep_layout: Collection[str] = (),
+    nhwc_outputs: Collection[str] = (),
+) -> dict:
+    """Convert a prepared (static-shape) ONNX model into the float model file at `out`."""
+    model = src if isinstance(src, onnx.ModelProto) else load_onnx(Path(src))
+    label = "model" if isinstance(src, onnx.ModelProto) else str(src)
+    converter = Converter(model, keep_layout=keep_layout, nhwc_outputs=nhwc_outputs, label=label)
+    try:
+        with quiet() as log:
+            graph_def, outputs = freeze(converter, converter.specs())
+    except (BuildsysError, UnsupportedModel):
+        raise
+    except Exception as exc:  # noqa: BLE001 - TF tracing errors come in many types
+        raise StageError(f"cannot convert {label}: {last_error_line(exc, log)}", path=label) from None
+    signature = _signature(converter, outputs)
+    write_float(Path(out), graph_def, signature)
+    return signature
+
+
+def _signature(converter: Converter, outputs) -> dict:
+    inputs = [
+        {"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "perm": list(s.perm)} for s in converter.inputs
+    ]
+    outs = [
+        {"name": info.name, "shape": t.shape.as_list(), "dtype": t.dtype.name, "perm": list(p)}
+        for info, t, p in zip(converter.graph.outputs, outputs, converter.output_perms)
+    ]
+    return {"inputs": inputs, "outputs": outs}
+
+
+def run_onnx(src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """onnxruntime on samples (N, ...) in ONNX layout, one sample per run; outputs by name."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        raise InputError(f"onnxruntime cannot load {src}: {exc}", path=str(src)) from None
+    names = [i.name for i in session.get_inputs()]
+    arrays, count = check_samples(names, inputs, str(src))
+    outs = [o.name for o in session.get_outputs()]
+    types = {i.name: _np_type(i.type) for i in session.get_inputs()}
+    results = {o: [] for o in outs}
+    for k in range(count):
+        feed = {n: arrays[n][k : k + 1].astype(types[n]) for n in names}
+        for name, value in zip(outs, session.run(outs, feed)):
+            results[name].append(value)
+    return {n: np.concatenate(v, axis=0) if v[0].ndim else np.stack(v) for n, v in results.items()}
+
+
+def _np_type(ort_type: str):
+    table = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(int8)": np.int8,
+        "tensor(uint8)": np.uint8,
+        "tensor(bool)": np.bool_,
+    }
+    return table.get(ort_type, np.float32)
+
+
+def to_stored(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+    """Samples (N, ONNX layout) -> (N, stored layout) per the signature's perms."""
+    out = dict(arrays)
+    for e in entries:
+        perm = e.get("perm")
+        if perm and e["name"] in out and perm != sorted(perm):
+            out[e["name"]] = np.ascontiguousarray(np.transpose(out[e["name"]], perm))
+    return out
+
+
+def to_onnx_layout(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+    """Outputs (stored layout) -> ONNX layout, the inverse of `to_stored`."""
+    out = dict(arrays)
+    for e in entries:
+        perm = e.get("perm")
+        if perm and e["name"] in out and perm != sorted(perm):
+            out[e["name"]] = np.transpose(out[e["name"]], np.argsort(perm))
+    return out
