@@ -11,6 +11,7 @@ from buildsys.stages import Stage, StageEnv
 from buildsys.stages.calibration import Calibration
 from buildsys.stages.convert import Convert
 from buildsys.stages.fetch import Fetch
+from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
 from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
@@ -56,9 +57,10 @@ def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None 
 
 
 def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePlan:
-    _check_source(recipe)
     devices = {t.name: _device(recipe, catalogue, i, t.device) for i, t in enumerate(recipe.targets)}
     stages: list[Stage] = [Fetch(recipe)]
+    if recipe.source.format == "onnx":
+        stages.append(Prepare(recipe))
     calib = Calibration(recipe)
     if calib.sets:
         stages.append(calib)
@@ -80,15 +82,6 @@ def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePl
     for stage in stages:
         stage.check()
     return RecipePlan(recipe, stages)
-
-
-def _check_source(recipe: Recipe) -> None:
-    if recipe.source.format == "onnx":
-        raise UsageError(
-            f"{recipe.path}: ONNX sources are not supported yet (source.onnx: {recipe.source.written})",
-            hint="the ONNX converter is the next milestone; until then build from a Keras model, "
-            "a SavedModel or a TFLite file",
-        )
 
 
 def _device(recipe: Recipe, catalogue: Catalogue, index: int, name: str):

@@ -19,7 +19,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from buildsys.tflow.inspect import op_histogram
-from buildsys.tflow.onnxsource import export_onnx, to_onnx_layout, to_stored
+from buildsys.tflow.onnxsource import export_onnx
+from buildsys.tflow.samples import to_onnx_layout, to_stored
 from buildsys.tflow.quantize import to_tflite
 from buildsys.tflow.runtime import load_interpreter
 

@@ -237,6 +237,7 @@ def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
         scale=float(data.get("scale", 1.0)),
         mean=tuple(float(v) for v in data.get("mean", [0.0])),
         std=tuple(float(v) for v in data.get("std", [1.0])),
+        layout=data.get("layout"),
     )
 
 

@@ -28,6 +28,7 @@ class InputSource:
     scale: float = 1.0
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    layout: str | None = None  # "nchw" | "nhwc"; None: the source format's default
 
     def params(self) -> dict[str, Any]:
         """The fields that shape the data, without the location of the files."""
@@ -39,6 +40,7 @@ class InputSource:
                 scale=self.scale,
                 mean=list(self.mean),
                 std=list(self.std),
+                layout=self.layout,
             )
         if self.kind == "npz":
             out["key"] = self.key

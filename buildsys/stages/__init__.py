@@ -8,12 +8,13 @@ from buildsys.stages.base import Input, RecipePaths, RunContext, Stage, StageEnv
 from buildsys.stages.calibration import Calibration
 from buildsys.stages.convert import Convert
 from buildsys.stages.fetch import Fetch
+from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
 from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
 
 KINDS = MappingProxyType(
-    {cls.kind: cls for cls in (Fetch, Calibration, Convert, Quantize, Validate, Report)}
+    {cls.kind: cls for cls in (Fetch, Prepare, Calibration, Convert, Quantize, Validate, Report)}
 )
 
 __all__ = ["KINDS", "Input", "RecipePaths", "RunContext", "Stage", "StageEnv"]

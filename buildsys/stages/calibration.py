@@ -19,7 +19,7 @@ from buildsys.stages.base import Input, RunContext, Stage
 
 class Calibration(Stage):
     kind = "calibration"
-    VERSION = 1
+    VERSION = 2
     TOOLS = ("tensorflow", "numpy")
 
     @cached_property
@@ -60,21 +60,32 @@ class Calibration(Stage):
             role: {
                 "samples": samples,
                 "seed": seed,
-                "inputs": {name: src.params() for name, src in sorted(sources.items())},
+                "inputs": {name: self._source_params(src) for name, src in sorted(sources.items())},
             }
             for role, (sources, samples, seed) in sorted(self.sets.items())
         }
+
+    def image_layout(self, src: InputSource) -> str:
+        # ONNX models come from PyTorch and take channels first; TF models channels last
+        return src.layout or ("nchw" if self.recipe.source.format == "onnx" else "nhwc")
+
+    def _source_params(self, src: InputSource) -> dict[str, Any]:
+        params = src.params()
+        if src.kind == "images":
+            params["layout"] = self.image_layout(src)
+        return params
 
     def outputs(self) -> dict[str, Path]:
         return {role: self.paths.common / f"{role}.npz" for role in self.sets}
 
     def run(self, ctx: RunContext) -> None:
         for role, (sources, samples, seed) in self.sets.items():
-            arrays = _draw(sources, samples, seed)
+            layouts = {name: self.image_layout(src) for name, src in sources.items()}
+            arrays = _draw(sources, samples, seed, layouts)
             datasets.write_npz(ctx.out[role], arrays)
 
 
-def _draw(sources: dict[str, InputSource], samples: int, seed: int) -> dict[str, Any]:
+def _draw(sources: dict[str, InputSource], samples: int, seed: int, layouts: dict[str, str]) -> dict[str, Any]:
     counts = {name: datasets.count(src, name) for name, src in sources.items()}
     available = min(counts.values())
     if len(set(counts.values())) > 1:
@@ -84,4 +95,4 @@ def _draw(sources: dict[str, InputSource], samples: int, seed: int) -> dict[str,
             hint="samples are paired across inputs by position; give every input the same count",
         )
     indices = datasets.choose(available, samples, seed)
-    return {name: datasets.materialise(src, name, indices) for name, src in sources.items()}
+    return {name: datasets.materialise(src, name, indices, layouts[name]) for name, src in sources.items()}

@@ -12,15 +12,21 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 1
-    TOOLS = ("tensorflow", "numpy")
+    VERSION = 2
+    TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property
     def passthrough(self) -> bool:
         return self.recipe.source.format == "tflite"
 
+    @property
+    def from_onnx(self) -> bool:
+        return self.recipe.source.format == "onnx"
+
     def inputs(self) -> list[Input]:
         src = self.recipe.source
+        if self.from_onnx:
+            return [Input("prepared", (self.paths.common / "prepared.onnx",))]
         base = src.path if src.path.is_dir() else None
         return [
             Input("fetch", (self.paths.common / "source.json",)),
@@ -28,6 +34,8 @@ class Convert(Stage):
         ]
 
     def params(self) -> dict[str, Any]:
+        if self.from_onnx:  # shapes were applied by prepare
+            return {"format": "onnx"}
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
         return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.recipe.batch}
 
@@ -43,6 +51,10 @@ class Convert(Stage):
             from buildsys.tflow.runtime import tflite_inputs_outputs
 
             signature = tflite_inputs_outputs(src.path)
+        elif self.from_onnx:
+            from buildsys.tflow.onnxsource import export_onnx
+
+            signature = export_onnx(ctx.input("prepared"), ctx.out["float"], label=ctx.env.ws.show(src.path))
         else:
             from buildsys.tflow.models import export_float
 

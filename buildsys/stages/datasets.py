@@ -66,7 +66,7 @@ def choose(available: int, wanted: int, seed: int) -> "np.ndarray":
     return np.sort(rng.choice(available, size=wanted, replace=False))
 
 
-def materialise(src: InputSource, name: str, indices: "np.ndarray") -> "np.ndarray":
+def materialise(src: InputSource, name: str, indices: "np.ndarray", layout: str = "nhwc") -> "np.ndarray":
     import numpy as np
 
     if src.kind == "images":
@@ -74,7 +74,8 @@ def materialise(src: InputSource, name: str, indices: "np.ndarray") -> "np.ndarr
 
         files = source_files(src)
         picked = [files[i] for i in indices]
-        return load_images(picked, src.resize, src.color, src.scale, src.mean, src.std)
+        images = load_images(picked, src.resize, src.color, src.scale, src.mean, src.std)
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2)) if layout == "nchw" else images
     return np.ascontiguousarray(_array(src, name, mmap=True)[indices]).astype(np.float32)
 
 

@@ -13,7 +13,7 @@ from buildsys.stages.sources import source_files
 
 class Quantize(Stage):
     kind = "quantize"
-    VERSION = 1
+    VERSION = 2
     TOOLS = ("tensorflow", "numpy")
 
     @property
@@ -41,9 +41,13 @@ class Quantize(Stage):
             return
         from buildsys.stages.datasets import read_npz
         from buildsys.tflow.quantize import to_tflite
+        from buildsys.tflow.samples import to_stored
 
         signature = json.loads(ctx.input("signature").read_text("utf-8"))
-        calib = read_npz(ctx.input("calib")) if self.device.needs_calibration else None
+        calib = None
+        if self.device.needs_calibration:
+            # samples are kept in the source model's layout; the float model may store them permuted
+            calib = to_stored(read_npz(ctx.input("calib")), signature["inputs"])
         model = to_tflite(
             ctx.input("float"),
             signature,

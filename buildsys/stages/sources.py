@@ -10,6 +10,8 @@ from buildsys.recipe.model import Source
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
+# protobuf writes fields in number order; ModelProto field 1 (ir_version, a varint) comes first
+ONNX_FIRST_BYTE = b"\x08"
 
 
 def source_files(source: Source) -> tuple[Path, ...]:
@@ -45,6 +47,8 @@ def check_format(source: Source) -> None:
             raise _corrupt(path, "no saved_model.pb in the directory")
         return
     head = path.read_bytes()[:8] if path.stat().st_size else b""
+    if source.format == "onnx" and head[:1] != ONNX_FIRST_BYTE:
+        raise _corrupt(path, "not an ONNX model (it does not start with the ir_version field)")
     if source.format == "tflite" and head[4:8] != b"TFL3":
         raise _corrupt(path, "not a TFLite flatbuffer (no TFL3 identifier)")
     if source.format == "keras":

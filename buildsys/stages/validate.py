@@ -21,8 +21,8 @@ RANDOM_SEED = 0
 
 class Validate(Stage):
     kind = "validate"
-    VERSION = 1
-    TOOLS = ("tensorflow", "numpy")
+    VERSION = 2
+    TOOLS = ("tensorflow", "numpy", "onnxruntime")
 
     @property
     def has_data(self) -> bool:
@@ -34,11 +34,19 @@ class Validate(Stage):
         out = [
             Input("model", (self.paths.target_dir(self.target) / "model.tflite",)),
             Input("signature", (common / "signature.json",)),
-            Input("source", source_files(src), src.path if src.path.is_dir() else None),
+            self._reference(),
         ]
         if self.has_data:
             out.append(Input("val", (common / "val.npz",)))
         return out
+
+    def _reference(self) -> Input:
+        """The model validated against: the prepared ONNX model for ONNX sources (static
+        shapes, what was converted), else the source itself."""
+        src = self.recipe.source
+        if src.format == "onnx":
+            return Input("source", (self.paths.common / "prepared.onnx",))
+        return Input("source", source_files(src), src.path if src.path.is_dir() else None)
 
     def params(self) -> dict[str, Any]:
         v = self.recipe.validate
@@ -52,14 +60,14 @@ class Validate(Stage):
         return {"metrics": self.paths.target_dir(self.target) / "metrics.json"}
 
     def run(self, ctx: RunContext) -> None:
-        from buildsys.tflow.models import run_source
         from buildsys.tflow.runtime import run_tflite
+        from buildsys.tflow.samples import to_onnx_layout, to_stored
 
         signature = json.loads(ctx.input("signature").read_text("utf-8"))
         samples, origin = self._samples(ctx, signature)
-        src = self.recipe.source
-        ref = run_source(src.format, src.path, samples)
-        got = run_tflite(ctx.input("model"), samples)
+        ref = self._run_reference(ctx, samples)
+        got = run_tflite(ctx.input("model"), to_stored(samples, signature["inputs"]))
+        got = to_onnx_layout(got, signature["outputs"])
         outputs = {name: compare(ref[name], got[name]) for name in sorted(ref)}
         report = {
             "samples": len(next(iter(samples.values()))),
@@ -73,6 +81,16 @@ class Validate(Stage):
         report["passed"] = not any(report["failures"].values())
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
+    def _run_reference(self, ctx: RunContext, samples: dict[str, Any]) -> dict[str, Any]:
+        src = self.recipe.source
+        if src.format == "onnx":
+            from buildsys.tflow.onnxsource import run_onnx
+
+            return run_onnx(ctx.input("source"), samples)
+        from buildsys.tflow.models import run_source
+
+        return run_source(src.format, src.path, samples)
+
     def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
         import numpy as np
 
@@ -83,9 +101,9 @@ class Validate(Stage):
         # no data in the recipe: uniform [0, 1) noise still catches broken conversions
         rng = np.random.default_rng(RANDOM_SEED)
         n = self.recipe.validate.samples
-        return {
-            t["name"]: rng.random((n, *t["shape"][1:]), dtype=np.float32) for t in signature["inputs"]
-        }, "random-uniform"
+        return {t["name"]: rng.random((n, *_source_shape(t)[1:]), dtype=np.float32) for t in signature["inputs"]}, (
+            "random-uniform"
+        )
 
     def verify(self, outputs: dict[str, Path]) -> None:
         report = json.loads(outputs["metrics"].read_text("utf-8"))
@@ -95,3 +113,12 @@ class Validate(Stage):
                 f"{self.task_name}: validation thresholds missed\n  " + "\n  ".join(lines),
                 hint=f"see {outputs['metrics']}; loosen validate.thresholds only if the error is acceptable",
             )
+
+
+def _source_shape(entry: dict) -> list[int]:
+    """An input's shape in the source model's layout (the signature stores the permuted one)."""
+    perm = entry.get("perm") or list(range(len(entry["shape"])))
+    shape = [0] * len(perm)
+    for stored_axis, source_axis in enumerate(perm):
+        shape[source_axis] = entry["shape"][stored_axis]
+    return shape

@@ -33,10 +33,13 @@ def export_onnx(
     out: Path,
     keep_layout: Collection[str] = (),
     nhwc_outputs: Collection[str] = (),
+    label: str | None = None,
 ) -> dict:
-    """Convert a prepared (static-shape) ONNX model into the float model file at `out`."""
+    """Convert a prepared (static-shape) ONNX model into the float model file at `out`.
+
+    `label` names the model in errors (default: the file it was read from)."""
     model = src if isinstance(src, onnx.ModelProto) else load_onnx(Path(src))
-    label = "model" if isinstance(src, onnx.ModelProto) else str(src)
+    label = label or ("model" if isinstance(src, onnx.ModelProto) else str(src))
     converter = Converter(model, keep_layout=keep_layout, nhwc_outputs=nhwc_outputs, label=label)
     try:
         with quiet() as log:
@@ -95,23 +98,3 @@ def _np_type(ort_type: str):
         "tensor(bool)": np.bool_,
     }
     return table.get(ort_type, np.float32)
-
-
-def to_stored(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
-    """Samples (N, ONNX layout) -> (N, stored layout) per the signature's perms."""
-    out = dict(arrays)
-    for e in entries:
-        perm = e.get("perm")
-        if perm and e["name"] in out and perm != sorted(perm):
-            out[e["name"]] = np.ascontiguousarray(np.transpose(out[e["name"]], perm))
-    return out
-
-
-def to_onnx_layout(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
-    """Outputs (stored layout) -> ONNX layout, the inverse of `to_stored`."""
-    out = dict(arrays)
-    for e in entries:
-        perm = e.get("perm")
-        if perm and e["name"] in out and perm != sorted(perm):
-            out[e["name"]] = np.transpose(out[e["name"]], np.argsort(perm))
-    return out

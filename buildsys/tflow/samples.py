@@ -60,3 +60,23 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
     if parts[0].ndim == 0:
         return np.stack(parts)
     return np.concatenate(parts, axis=0)
+
+
+def to_stored(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+    """Samples (N, ONNX layout) -> (N, stored layout) per the signature's perms."""
+    out = dict(arrays)
+    for e in entries:
+        perm = e.get("perm")
+        if perm and e["name"] in out and perm != sorted(perm):
+            out[e["name"]] = np.ascontiguousarray(np.transpose(out[e["name"]], perm))
+    return out
+
+
+def to_onnx_layout(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+    """Outputs (stored layout) -> ONNX layout, the inverse of `to_stored`."""
+    out = dict(arrays)
+    for e in entries:
+        perm = e.get("perm")
+        if perm and e["name"] in out and perm != sorted(perm):
+            out[e["name"]] = np.transpose(out[e["name"]], np.argsort(perm))
+    return out

@@ -1,3 +1,312 @@
-"""conv ops."""
+"""Conv and ConvTranspose, computed channels-last with the weights rearranged in numpy.
+
+Padding is resolved to per-axis (begin, end) pairs first, then mapped onto TF:
+'VALID' when there is none, 'SAME' when TF's own split (extra pad at the end)
+gives exactly those pads, otherwise an explicit zero PAD followed by 'VALID'.
+1-D ops run as 2-D ops over a unit height axis. The padding helpers are shared
+with the pooling ops.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from buildsys.converter import layout
+from buildsys.converter.context import ConversionContext
+from buildsys.converter.errors import Unsupported
+from buildsys.converter.ir import Node
+from buildsys.converter.registry import handles
+
+Pads = list[tuple[int, int]]
+
+
+# -- padding arithmetic (shared with pool.py) ----------------------------------
+def effective_kernel(kernel: Sequence[int], dilations: Sequence[int]) -> list[int]:
+    return [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+
+
+def ints(node: Node, key: str, count: int, default: int) -> list[int]:
+    value = node.attr(key)
+    if value is None or len(value) == 0:
+        return [default] * count
+    value = [int(v) for v in value]
+    if len(value) != count:
+        raise Unsupported(f"attribute {key}={value} does not match {count} spatial axes")
+    return value
+
+
+def attr_pads(node: Node, spatial: int) -> Pads:
+    flat = ints(node, "pads", 2 * spatial, 0)
+    pads = list(zip(flat[:spatial], flat[spatial:]))
+    if any(b < 0 or e < 0 for b, e in pads):
+        raise Unsupported(f"negative pads {flat}")
+    return pads
+
+
+def same_pads(in_dims: Sequence[int], eff: Sequence[int], strides: Sequence[int], lower: bool) -> Pads:
+    """ONNX SAME_UPPER/SAME_LOWER pads: output ceil(in / stride); UPPER puts the odd pad at the end."""
+    out = []
+    for n, k, s in zip(in_dims, eff, strides):
+        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+        small = total // 2
+        out.append((total - small, small) if lower else (small, total - small))
+    return out
+
+
+def auto_pad(node: Node) -> str:
+    value = node.attr("auto_pad", "NOTSET")
+    if value not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise Unsupported(f"auto_pad={value!r}")
+    return value
+
+
+def tf_same(pads: Pads, in_dims: Sequence[int], eff: Sequence[int], strides: Sequence[int]) -> bool:
+    """True if TF 'SAME' pads exactly `pads` (and so gives the same output size)."""
+    return list(pads) == same_pads(in_dims, eff, strides, lower=False) and any(b or e for b, e in pads)
+
+
+def pad_spatial(x: tf.Tensor, pads: Pads, value: float = 0) -> tf.Tensor:
+    """Pad the spatial axes of a channels-last tensor."""
+    if not any(b or e for b, e in pads):
+        return x
+    return tf.pad(x, [[0, 0], *[[b, e] for b, e in pads], [0, 0]], constant_values=value)
+
+
+def conv_padding(x: tf.Tensor, pads: Pads, in_dims, eff, strides) -> tuple[tf.Tensor, str]:
+    """The input to feed TF and the TF padding mode that together apply `pads` with zeros."""
+    if not any(b or e for b, e in pads):
+        return x, "VALID"
+    if tf_same(pads, in_dims, eff, strides):
+        return x, "SAME"
+    return pad_spatial(x, pads), "VALID"
+
+
+# -- 1-D as 2-D ------------------------------------------------------------------
+def lift_1d(x: tf.Tensor) -> tf.Tensor:
+    """[N, W, C] -> [N, 1, W, C]: TFLite has no 1-D conv or pooling kernels."""
+    return tf.expand_dims(x, 1)
+
+
+def drop_1d(y: tf.Tensor) -> tf.Tensor:
+    return tf.squeeze(y, axis=1)
+
+
+def lift_list(values: Sequence, unit) -> list:
+    return [unit, *values]
+
+
+# -- Conv ------------------------------------------------------------------------
+def conv_filter(w: np.ndarray) -> np.ndarray:
+    """ONNX [C_out, C_in, k...] -> TF [k..., C_in, C_out]."""
+    return np.transpose(w, (*range(2, w.ndim), 1, 0))
+
+
+def depthwise_filter(w: np.ndarray, channels: int) -> np.ndarray:
+    """ONNX [C*m, 1, kh, kw] -> TF depthwise [kh, kw, C, m]; ONNX output c*m+j is TF's too."""
+    multiplier = w.shape[0] // channels
+    return np.transpose(w.reshape(channels, multiplier, *w.shape[2:]), (2, 3, 0, 1))
+
+
+def plain_conv(x: tf.Tensor, w: np.ndarray, strides, dilations, padding: str) -> tf.Tensor:
+    filt = tf.constant(conv_filter(w))
+    full = [1, *strides, 1]
+    rates = [1, *dilations, 1]
+    if len(strides) == 3:
+        return tf.nn.conv3d(x, filt, full, padding, dilations=rates)
+    return tf.nn.conv2d(x, filt, full, padding, dilations=rates)
+
+
+def depthwise_conv(x: tf.Tensor, w: np.ndarray, strides, dilations, padding: str) -> tf.Tensor:
+    filt = tf.constant(depthwise_filter(w, x.shape[-1]))
+    # the native op keeps dilation as an attribute (DEPTHWISE_CONV_2D has dilation factors);
+    # tf.nn.depthwise_conv2d would wrap a dilated conv in SPACE_TO_BATCH/BATCH_TO_SPACE
+    return tf.raw_ops.DepthwiseConv2dNative(
+        input=x, filter=filt, strides=[1, *strides, 1], padding=padding, dilations=[1, *dilations, 1]
+    )
+
+
+def grouped_conv(x: tf.Tensor, w: np.ndarray, group: int, strides, dilations, padding: str) -> tf.Tensor:
+    channels = x.shape[-1]
+    if channels % group or w.shape[1] * group != channels or w.shape[0] % group:
+        raise Unsupported(f"group={group} does not fit {channels} input / {w.shape[0]} output channels")
+    if group == 1:
+        return plain_conv(x, w, strides, dilations, padding)
+    if group == channels and len(strides) == 2:
+        return depthwise_conv(x, w, strides, dilations, padding)
+    # TFLite's grouped CONV_2D is not supported by every delegate or the int8 quantizer:
+    # one conv per group keeps every kernel a plain one
+    parts = tf.split(x, group, axis=-1)
+    weights = np.split(w, group, axis=0)
+    outs = [plain_conv(p, wg, strides, dilations, padding) for p, wg in zip(parts, weights)]
+    return tf.concat(outs, axis=-1)
+
+
+def conv_pads(node: Node, in_dims, eff, strides) -> Pads:
+    mode = auto_pad(node)
+    if mode == "VALID":
+        return [(0, 0)] * len(in_dims)
+    if mode.startswith("SAME"):
+        return same_pads(in_dims, eff, strides, lower=mode == "SAME_LOWER")
+    return attr_pads(node, len(in_dims))
+
+
+def const_weights(ctx: ConversionContext, node: Node, dtype: tf.DType) -> np.ndarray:
+    w = ctx.const(node.input(1))
+    if w is None:
+        raise Unsupported("weights must be a constant initializer, but are computed at run time")
+    return np.asarray(w, dtype=dtype.as_numpy_dtype)
+
+
+def add_bias(ctx: ConversionContext, node: Node, y: tf.Tensor) -> tf.Tensor:
+    if not node.input(2):
+        return y
+    bias = ctx.const(node.input(2))
+    b = tf.constant(bias.astype(y.dtype.as_numpy_dtype)) if bias is not None else ctx.onnx_tensor(node.input(2))
+    return tf.nn.bias_add(y, b)
+
+
+def spatial_rank(ctx: ConversionContext, name: str, supported: Sequence[int]) -> int:
+    spatial = ctx.value(name).rank - 2
+    if spatial not in supported:
+        raise Unsupported(f"{spatial}-D input: only {'/'.join(map(str, supported))}-D is supported")
+    return spatial
+
+
+@handles("Conv", since=1)
+@handles("Conv", since=11)
+def conv(ctx, node):
+    src = node.input(0)
+    spatial = spatial_rank(ctx, src, (1, 2, 3))
+    x = ctx.tensor(src, layout.channels_last(spatial + 2))
+    w = const_weights(ctx, node, x.dtype)
+    in_dims = ctx.static_shape(src)[2:]
+    kernel = list(w.shape[2:])
+    strides = ints(node, "strides", spatial, 1)
+    dilations = ints(node, "dilations", spatial, 1)
+    pads = conv_pads(node, in_dims, effective_kernel(kernel, dilations), strides)
+    if spatial == 1:
+        x, w = lift_1d(x), w[:, :, None, :]
+        in_dims, kernel = lift_list(in_dims, 1), lift_list(kernel, 1)
+        strides, dilations, pads = lift_list(strides, 1), lift_list(dilations, 1), lift_list(pads, (0, 0))
+    x, padding = conv_padding(x, pads, in_dims, effective_kernel(kernel, dilations), strides)
+    y = grouped_conv(x, w, int(node.attr("group", 1)), strides, dilations, padding)
+    y = add_bias(ctx, node, y)
+    if spatial == 1:
+        y = drop_1d(y)
+    ctx.set(node.outputs[0], y, layout.channels_last(spatial + 2))
+
+
+# -- ConvTranspose ---------------------------------------------------------------
+def dilate_kernel(w: np.ndarray, dilations: Sequence[int]) -> np.ndarray:
+    """Zeros between the taps: TFLite's TRANSPOSE_CONV has no dilation, and a dilated
+    transposed conv is exactly a plain one with this kernel."""
+    if all(d == 1 for d in dilations):
+        return w
+    spatial = w.shape[2:]
+    out = np.zeros((*w.shape[:2], *effective_kernel(spatial, dilations)), w.dtype)
+    out[(slice(None), slice(None), *[slice(None, None, d) for d in dilations])] = w
+    return out
+
+
+def transpose_region(node: Node, in_dims, eff, strides, out_pad) -> list[tuple[int, int]]:
+    """Per axis, the ONNX output as [start, stop) of the full transposed-conv canvas
+    (size (in-1)*s + k); positions past the canvas only receive the bias."""
+    spatial = len(in_dims)
+    canvas = [(n - 1) * s + k + a for n, s, k, a in zip(in_dims, strides, eff, out_pad)]
+    shape = node.attr("output_shape")
+    mode = auto_pad(node)
+    if shape is not None and len(shape):
+        sizes = [int(v) for v in shape][-spatial:]
+        return [_split_total(c - o, o, upper_first=mode == "SAME_UPPER") for c, o in zip(canvas, sizes)]
+    if mode.startswith("SAME"):
+        sizes = [n * s for n, s in zip(in_dims, strides)]
+        return [_split_total(c - o, o, upper_first=mode == "SAME_UPPER") for c, o in zip(canvas, sizes)]
+    pads = [(0, 0)] * spatial if mode == "VALID" else attr_pads(node, spatial)
+    return [(b, c - e) for c, (b, e) in zip(canvas, pads)]
+
+
+def _split_total(total: int, size: int, upper_first: bool) -> tuple[int, int]:
+    # onnxruntime's split (the reference): the odd pad goes first for SAME_UPPER, last otherwise;
+    # a negative total (output larger than the canvas) is no padding, the extra rows get the bias
+    total = max(total, 0)
+    begin = total - total // 2 if upper_first else total // 2
+    return begin, begin + size
+
+
+def transpose_filter(w: np.ndarray) -> np.ndarray:
+    """ONNX [C_in, C_out, k...] -> TF [k..., C_out, C_in] (no flip: both scatter x * w)."""
+    return np.transpose(w, (*range(2, w.ndim), 1, 0))
+
+
+def transpose_conv(x: tf.Tensor, w: np.ndarray, sizes: Sequence[int], strides, padding: str) -> tf.Tensor:
+    filt = tf.constant(transpose_filter(w))
+    shape = [x.shape[0], *sizes, w.shape[1]]
+    if len(strides) == 3:
+        return tf.nn.conv3d_transpose(x, filt, shape, [1, *strides, 1], padding)
+    return tf.nn.conv2d_transpose(x, filt, shape, [1, *strides, 1], padding)
+
+
+def grouped_transpose(x: tf.Tensor, w: np.ndarray, group: int, sizes, strides, padding: str) -> tf.Tensor:
+    channels = x.shape[-1]
+    if channels % group or w.shape[0] != channels:
+        raise Unsupported(f"group={group} does not fit {channels} input channels")
+    if group == 1:
+        return transpose_conv(x, w, sizes, strides, padding)
+    parts = tf.split(x, group, axis=-1)
+    weights = np.split(w, group, axis=0)
+    return tf.concat([transpose_conv(p, wg, sizes, strides, padding) for p, wg in zip(parts, weights)], axis=-1)
+
+
+def window(y: tf.Tensor, region: list[tuple[int, int]], sizes: Sequence[int]) -> tf.Tensor:
+    """Cut [start, stop) per spatial axis out of y (spatial sizes `sizes`), zero-filling past the end."""
+    extra = [max(stop - n, 0) for (_, stop), n in zip(region, sizes)]
+    y = pad_spatial(y, [(0, e) for e in extra])
+    if all(start == 0 and stop == n + e for (start, stop), n, e in zip(region, sizes, extra)):
+        return y
+    begin = [0, *[start for start, _ in region], 0]
+    size = [-1, *[stop - start for start, stop in region], -1]
+    return tf.slice(y, begin, size)
+
+
+def tf_transpose_plan(region, in_dims, eff, strides) -> tuple[str, list[int]]:
+    """TF padding mode and TF output sizes for the transposed conv feeding `window`."""
+    same_sizes = [n * s for n, s in zip(in_dims, strides)]
+    same_begin = [((n - 1) * s + k - o) // 2 for n, s, k, o in zip(in_dims, strides, eff, same_sizes)]
+    fits = all((n - 1) * s + k >= o for n, s, k, o in zip(in_dims, strides, eff, same_sizes))
+    if fits and [list(r) for r in region] == [[b, b + o] for b, o in zip(same_begin, same_sizes)]:
+        return "SAME", same_sizes
+    # with VALID, TF accepts up to stride-1 extra output rows and leaves them zero,
+    # which covers ONNX output_padding without a separate PAD
+    canvas = [(n - 1) * s + k for n, s, k in zip(in_dims, strides, eff)]
+    return "VALID", [c + min(max(stop - c, 0), s - 1) for c, (_, stop), s in zip(canvas, region, strides)]
+
+
+@handles("ConvTranspose", since=1)
+@handles("ConvTranspose", since=11)
+def conv_transpose(ctx, node):
+    src = node.input(0)
+    spatial = spatial_rank(ctx, src, (1, 2, 3))
+    x = ctx.tensor(src, layout.channels_last(spatial + 2))
+    in_dims = ctx.static_shape(src)[2:]
+    strides = ints(node, "strides", spatial, 1)
+    out_pad = ints(node, "output_padding", spatial, 0)
+    w = dilate_kernel(const_weights(ctx, node, x.dtype), ints(node, "dilations", spatial, 1))
+    eff = list(w.shape[2:])
+    region = transpose_region(node, in_dims, eff, strides, out_pad)
+    if spatial == 1:
+        x, w = lift_1d(x), w[:, :, None, :]
+        in_dims, eff, strides = lift_list(in_dims, 1), lift_list(eff, 1), lift_list(strides, 1)
+        region = lift_list(region, (0, 1))
+    padding, sizes = tf_transpose_plan(region, in_dims, eff, strides)
+    group = int(node.attr("group", 1))
+    y = grouped_transpose(x, w, group, sizes, strides, padding)
+    if padding == "VALID":
+        y = window(y, region, sizes)
+    y = add_bias(ctx, node, y)
+    if spatial == 1:
+        y = drop_1d(y)
+    ctx.set(node.outputs[0], y, layout.channels_last(spatial + 2))

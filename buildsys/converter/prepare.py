@@ -1,0 +1,222 @@
+"""prepare: ONNX -> ONNX with static shapes, folded constants and no Identity/Dropout.
+
+The converter needs every shape static and every shape-computing subgraph
+(Shape -> Gather -> Concat -> Reshape chains) folded into constants. This pass
+applies the recipe's `shapes`/`batch`, runs ONNX shape inference, folds
+constant nodes with the ONNX reference implementation, and drops
+Identity/Dropout. Its output bytes depend only on the input model and options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from buildsys.converter.dynamic import DynamicInputs, dynamic_inputs
+from buildsys.errors import InputError
+
+# Nodes worth folding only when their result is not much bigger than their
+# inputs; a folded ConstantOfShape/Expand/Tile could otherwise bloat the model.
+GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"}
+MAX_GROWN_ELEMENTS = 1 << 16
+NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+PASSTHROUGH = {"Identity", "Dropout"}
+
+
+def prepare_model(
+    model: onnx.ModelProto,
+    shapes: Mapping[str, list[int]] | None = None,
+    batch: int | None = None,
+    label: str = "model",
+) -> onnx.ModelProto:
+    model = _copy(model)
+    _check(model, label)
+    _set_input_shapes(model, shapes or {}, batch, label)
+    model = _infer(model, label)
+    missing = dynamic_inputs(model)
+    if missing:
+        raise DynamicInputs(label, missing)
+    _fold_constants(model, label)
+    _drop_passthrough(model.graph)
+    _prune_initializers(model.graph)
+    return _infer(model, label)
+
+
+def _check(model: onnx.ModelProto, label: str) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
+        raise InputError(
+            f"{label} is not a valid ONNX model: {first}",
+            hint="re-export it; `python -c \"import onnx; onnx.checker.check_model('MODEL')\"` shows the details",
+            path=label,
+        ) from None
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    inits = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in inits]
+
+
+def _set_input_shapes(model: onnx.ModelProto, shapes: Mapping[str, list[int]], batch: int | None, label: str) -> None:
+    inputs = {v.name: v for v in _graph_inputs(model.graph)}
+    unknown = sorted(set(shapes) - set(inputs))
+    if unknown:
+        raise InputError(
+            f"{label}: `shapes:` names {', '.join(map(repr, unknown))}, which the model does not have as inputs",
+            hint=f"the model's inputs are: {', '.join(map(repr, inputs))}",
+            path=label,
+        )
+    for name, v in inputs.items():
+        dims = v.type.tensor_type.shape.dim
+        if name in shapes:
+            _set_dims(v, shapes[name], label)
+        elif batch is not None and len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = batch
+
+
+def _set_dims(v: onnx.ValueInfoProto, wanted: list[int], label: str) -> None:
+    dims = v.type.tensor_type.shape.dim
+    if len(dims) != len(wanted) and len(dims):
+        raise InputError(
+            f"{label}: `shapes: {v.name}` has {len(wanted)} dims but the input has rank {len(dims)}",
+            hint=f"give {len(dims)} dims for {v.name!r}",
+            path=label,
+        )
+    for i, want in enumerate(wanted):
+        fixed = dims[i].dim_value if i < len(dims) and dims[i].HasField("dim_value") else None
+        if fixed is not None and fixed != want:
+            raise InputError(
+                f"{label}: `shapes: {v.name}` sets dim {i} to {want}, but the model fixes it at {fixed}",
+                hint="only dynamic dims can be set; leave fixed dims as the model has them",
+                path=label,
+            )
+    v.type.tensor_type.shape.Clear()
+    for want in wanted:
+        v.type.tensor_type.shape.dim.add().dim_value = int(want)
+
+
+def _infer(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    # stale intermediate shapes from the exporter would pin old dynamic dims
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        return shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        raise InputError(
+            f"{label}: ONNX shape inference failed: {str(exc).strip().splitlines()[-1]}",
+            hint="check `shapes:` against what the model expects; the model may be invalid",
+            path=label,
+        ) from None
+
+
+def _fold_constants(model: onnx.ModelProto, label: str) -> None:
+    graph = model.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    shapes = _static_shapes(model)
+    opsets = list(model.opset_import)
+    kept = []
+    for node in graph.node:
+        values = _fold(node, known, shapes, opsets)
+        if values is None:
+            kept.append(node)
+            continue
+        known.update(values)
+    folded = set(known) - {t.name for t in graph.initializer}
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {i for n in kept for i in n.input} | {o.name for o in graph.output}
+    graph.initializer.extend(numpy_helper.from_array(known[n], n) for n in sorted(folded) if n in used)
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    out = {}
+    for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        if v.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            out[v.name] = [d.dim_value for d in dims]
+    return out
+
+
+def _fold(node, known, shapes, opsets) -> dict[str, np.ndarray] | None:
+    if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD:
+        return None
+    if node.op_type in ("Shape", "Size") and node.input[0] in shapes:
+        return _shape_of(node, shapes[node.input[0]])
+    if node.op_type in PASSTHROUGH or any(i and i not in known for i in node.input):
+        return None
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+        return None
+    values = _evaluate(node, {i: known[i] for i in node.input if i}, opsets)
+    if values is None:
+        return None
+    biggest_in = max((known[i].size for i in node.input if i), default=1)
+    if node.op_type in GROWING and any(v.size > max(MAX_GROWN_ELEMENTS, 4 * biggest_in) for v in values.values()):
+        return None
+    return values
+
+
+def _shape_of(node, dims: list[int]) -> dict[str, np.ndarray]:
+    if node.op_type == "Size":
+        return {node.output[0]: np.asarray(int(np.prod(dims)), dtype=np.int64)}
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(dims)
+    start, end = attrs.get("start", 0), attrs.get("end", rank)
+    return {node.output[0]: np.asarray(dims[slice(start, end)], dtype=np.int64)}
+
+
+def _evaluate(node, feeds: dict[str, np.ndarray], opsets) -> dict[str, np.ndarray] | None:
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()]
+    outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=opsets)
+    try:
+        results = ReferenceEvaluator(model).run(None, feeds)
+    except Exception:  # noqa: BLE001 - anything the reference cannot run is left for the converter
+        return None
+    return {o: np.asarray(r) for o, r in zip([o for o in node.output if o], results)}
+
+
+def _drop_passthrough(graph: onnx.GraphProto) -> None:
+    """Rewire consumers of Identity/Dropout outputs to their input."""
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        is_pass = node.op_type in PASSTHROUGH and (node.op_type == "Identity" or len(node.output) == 1)
+        if is_pass and node.output[0] not in outputs and not _training_dropout(node):
+            rename[node.output[0]] = node.input[0]
+            continue
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _training_dropout(node) -> bool:
+    # Dropout with a training_mode input set to true is not the identity
+    return node.op_type == "Dropout" and len(node.input) > 2 and bool(node.input[2])
+
+
+def _prune_initializers(graph: onnx.GraphProto) -> None:
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [v for v in graph.input if v.name in used or v.name not in {t.name for t in kept}]
+    del graph.input[:]
+    graph.input.extend(inputs)

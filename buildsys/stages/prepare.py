@@ -1,0 +1,40 @@
+"""prepare: the ONNX source with the recipe's shapes applied, constants folded, shapes static."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.sources import source_files
+
+
+class Prepare(Stage):
+    kind = "prepare"
+    VERSION = 1
+    TOOLS = ("onnx", "numpy")
+
+    def inputs(self) -> list[Input]:
+        return [
+            Input("fetch", (self.paths.common / "source.json",)),
+            Input("source", source_files(self.recipe.source)),
+        ]
+
+    def params(self) -> dict[str, Any]:
+        shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
+        return {"shapes": shapes, "batch": self.recipe.batch}
+
+    def outputs(self) -> dict[str, Path]:
+        return {"prepared": self.paths.common / "prepared.onnx"}
+
+    def run(self, ctx: RunContext) -> None:
+        from buildsys.converter.prepare import prepare_model
+        from buildsys.tflow.onnxsource import load_onnx
+
+        src = self.recipe.source.path
+        label = ctx.env.ws.show(src)
+        model = load_onnx(src)
+        shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
+        prepared = prepare_model(model, shapes, self.recipe.batch, label=label)
+        # deterministic serialization: the same model and options give the same bytes
+        ctx.out["prepared"].write_bytes(prepared.SerializeToString(deterministic=True))

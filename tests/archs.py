@@ -1,0 +1,659 @@
+"""Realistic random-weight ONNX architectures for end-to-end converter tests and benchmarks.
+
+Every builder returns a checked, static-shape opset-17 ModelProto whose
+weights come from a fixed seed. Random nets only make meaningful fp32/int8
+comparisons if their activations stay O(1) through the depth, so:
+
+- conv/linear weights are He/Kaiming-normal (sqrt(2/fan_in)) before ReLU-like
+  activations and LeCun (sqrt(1/fan_in)) before linear outputs;
+- BatchNormalization nodes are kept (not folded) and their running mean/var
+  are estimated from data (`calibrate_batchnorm`): with gamma ~ 1 and a small
+  beta, each BN output is roughly unit-variance, as in a trained network.
+
+Importable from tests (tests/ is on sys.path) and from bench/ (add tests/ to
+sys.path). `python tests/archs.py` is a self-test: it builds every model,
+runs onnx.checker and onnxruntime, and prints activation statistics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+BN_EPS = 1e-5
+
+
+# --------------------------------------------------------------------------- graph builder
+
+
+class Net:
+    """Accumulates nodes and initializers; every method returns the output value name."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, np.ndarray] = {}
+        self._ids = itertools.count()
+
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids)}"
+
+    def const(self, array, prefix: str = "c") -> str:
+        name = self.fresh(prefix)
+        self.inits[name] = np.asarray(array)
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        name = self.fresh(op_type.lower())
+        output = out or f"{name}_y"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=name, **attrs))
+        return output
+
+    def normal(self, shape, std: float) -> np.ndarray:
+        return (self.rng.standard_normal(shape) * std).astype(np.float32)
+
+    # ---- layers
+
+    def conv(self, x, cin, cout, k, s=1, pad=None, group=1, bias=False, gain=2.0, out=None) -> str:
+        """`gain` 2 for ReLU-like followers (He), 1 for linear ones (LeCun)."""
+        pad = k // 2 if pad is None else pad
+        fan_in = cin // group * k * k
+        w = self.const(self.normal((cout, cin // group, k, k), math.sqrt(gain / fan_in)), "w")
+        inputs = [x, w]
+        if bias:
+            inputs.append(self.const(self.normal((cout,), 0.05), "b"))
+        return self.op("Conv", *inputs, out=out, kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4, group=group)
+
+    def conv_transpose(self, x, cin, cout, k, s, pad=0) -> str:
+        # each output pixel sums cin * (k/s)^2 taps
+        fan_in = cin * (k // s) ** 2
+        w = self.const(self.normal((cin, cout, k, k), math.sqrt(2.0 / fan_in)), "w")
+        return self.op("ConvTranspose", x, w, kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4)
+
+    def bn(self, x, c, gamma_scale: float = 1.0) -> str:
+        """Running stats start at (0, 1); `calibrate_batchnorm` replaces them with data estimates."""
+        gamma = self.const((gamma_scale * (1.0 + 0.1 * self.rng.standard_normal(c))).astype(np.float32), "bn_gamma")
+        beta = self.const(self.normal((c,), 0.1), "bn_beta")
+        mean = self.const(np.zeros(c, np.float32), "bn_mean")
+        var = self.const(np.ones(c, np.float32), "bn_var")
+        return self.op("BatchNormalization", x, gamma, beta, mean, var, epsilon=BN_EPS, momentum=0.9)
+
+    def relu(self, x) -> str:
+        return self.op("Relu", x)
+
+    def relu6(self, x) -> str:
+        # opset >= 11 Clip takes min/max as inputs: this is how PyTorch exports ReLU6
+        lo = self.const(np.array(0.0, np.float32), "clip_min")
+        hi = self.const(np.array(6.0, np.float32), "clip_max")
+        return self.op("Clip", x, lo, hi)
+
+    def hardswish(self, x) -> str:
+        return self.op("HardSwish", x)
+
+    def hardsigmoid(self, x) -> str:
+        # PyTorch's hardsigmoid is relu6(x + 3) / 6, i.e. alpha 1/6 (ONNX's default is 0.2)
+        return self.op("HardSigmoid", x, alpha=1.0 / 6.0, beta=0.5)
+
+    def silu(self, x) -> str:
+        return self.op("Mul", x, self.op("Sigmoid", x))
+
+    def cba(self, x, cin, cout, k, s=1, group=1, act: Callable | None = None, gamma_scale=1.0) -> str:
+        """Conv + BN + activation (None: linear)."""
+        y = self.bn(self.conv(x, cin, cout, k, s, group=group, gain=2.0 if act else 1.0), cout, gamma_scale)
+        return act(y) if act else y
+
+    def gap_classifier(self, x, c, classes, out="logits") -> str:
+        pooled = self.op("GlobalAveragePool", x)
+        flat = self.op("Flatten", pooled, axis=1)
+        return self.gemm(flat, c, classes, out=out)
+
+    def gemm(self, x, cin, cout, out=None) -> str:
+        w = self.const(self.normal((cout, cin), math.sqrt(1.0 / cin)), "fc_w")
+        b = self.const(self.normal((cout,), 0.05), "fc_b")
+        return self.op("Gemm", x, w, b, out=out, transB=1)
+
+    def shape_const(self, dims) -> str:
+        return self.const(np.asarray(dims, np.int64), "shape")
+
+    def model(self, inputs: dict[str, list[int]], outputs: list[str], name: str) -> onnx.ModelProto:
+        ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()]
+        outs = [helper.make_empty_tensor_value_info(n) for n in outputs]
+        inits = [numpy_helper.from_array(v, n) for n, v in self.inits.items()]
+        graph = helper.make_graph(self.nodes, name, ins, outs, inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests.archs")
+        model.ir_version = min(model.ir_version, 9)  # onnxruntime's ceiling
+        return finish(model)
+
+
+def finish(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape-infer, give graph outputs their inferred types, and check."""
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: v for v in model.graph.value_info}
+    for out in model.graph.output:
+        if out.name in known:
+            out.CopyFrom(known[out.name])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding: nearest multiple of divisor, never more than 10% below v."""
+    out = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * v else out
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def images(n: int, size: int | tuple[int, int], seed: int = 0) -> np.ndarray:
+    """(n, 3, H, W) ImageNet-normalized images with [0, 1] pixels.
+
+    Pixel-wise uniform noise averages out in every pooled feature, so all
+    samples would look alike to a classifier; a low-frequency field plus
+    a little noise varies across samples the way photos do.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((n, 3, 6, 6)).astype(np.float32)
+    smooth = _bilinear(coarse, h, w)
+    pixels = np.clip(0.8 * smooth + 0.2 * rng.random((n, 3, h, w)), 0.0, 1.0).astype(np.float32)
+    return (pixels - IMAGE_MEAN) / IMAGE_STD
+
+
+def _bilinear(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    ys = np.linspace(0, x.shape[2] - 1, h)
+    xs = np.linspace(0, x.shape[3] - 1, w)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, x.shape[2] - 1), np.minimum(x0 + 1, x.shape[3] - 1)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = x[:, :, y0][:, :, :, x0] * (1 - fx) + x[:, :, y0][:, :, :, x1] * fx
+    bottom = x[:, :, y1][:, :, :, x0] * (1 - fx) + x[:, :, y1][:, :, :, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def sample_inputs(model: onnx.ModelProto, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """{input: (n, *per-sample dims)} in ONNX layout; images for rank-4 inputs, N(0, 1) tokens otherwise."""
+    out = {}
+    for k, v in enumerate(model.graph.input):
+        dims = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        if len(dims) == 4 and dims[1] == 3:
+            out[v.name] = images(n * dims[0], (dims[2], dims[3]), seed + k).reshape(n * dims[0], *dims[1:])
+        else:
+            rng = np.random.default_rng(seed + k)
+            out[v.name] = rng.standard_normal((n * dims[0], *dims[1:])).astype(np.float32)
+    return out
+
+
+def split_samples(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Batch-1 feeds, one per sample."""
+    count = len(next(iter(arrays.values())))
+    return [{k: a[i : i + 1] for k, a in arrays.items()} for i in range(count)]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def session(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """onnxruntime over (N, ...) samples one at a time; outputs stacked along axis 0."""
+    sess = session(model)
+    names = [o.name for o in sess.get_outputs()]
+    runs = [sess.run(names, feed) for feed in split_samples(arrays)]
+    return {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
+
+
+def calibrate_batchnorm(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Set every BN's running mean/var to statistics of its input over `arrays`.
+
+    One onnxruntime pass: each BN is replaced by a per-sample spatial
+    normalization that also emits its per-sample mean and variance, so the
+    statistics a BN sees already come from normalized upstream layers. The
+    running stats then pool per-sample ones (law of total variance).
+    """
+    probe, stats = _stat_probe(model)
+    sess = session(probe)
+    names = [n for pair in stats.values() for n in pair]
+    runs = [dict(zip(names, sess.run(names, feed))) for feed in split_samples(arrays)]
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {t.name: t for t in out.graph.initializer}
+    for (mean_name, var_name), (m_out, v_out) in stats.items():
+        means = np.stack([r[m_out].reshape(-1) for r in runs])
+        variances = np.stack([r[v_out].reshape(-1) for r in runs])
+        mean = means.mean(0)
+        var = variances.mean(0) + means.var(0)
+        inits[mean_name].CopyFrom(numpy_helper.from_array(mean.astype(np.float32), mean_name))
+        inits[var_name].CopyFrom(numpy_helper.from_array(var.astype(np.float32), var_name))
+    return out
+
+
+def _stat_probe(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[tuple[str, str], tuple[str, str]]]:
+    """A copy of `model` whose BNs normalize with per-sample stats, plus {(mean init, var init): stat outputs}."""
+    nodes, stats = [], {}
+    extra_inits = [numpy_helper.from_array(np.array([0, 2, 3], np.int64), "probe_axes"),
+                   numpy_helper.from_array(np.array(BN_EPS, np.float32), "probe_eps")]
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization":
+            nodes.append(node)
+            continue
+        x, gamma, beta, mean, var = node.input
+        p = f"probe_{node.name}"
+        c = lambda s: f"{p}_{s}"  # noqa: E731 - local naming helper
+        nodes += [
+            helper.make_node("ReduceMean", [x], [c("m")], axes=[0, 2, 3], keepdims=1),
+            helper.make_node("Sub", [x, c("m")], [c("d")]),
+            helper.make_node("Mul", [c("d"), c("d")], [c("d2")]),
+            helper.make_node("ReduceMean", [c("d2")], [c("v")], axes=[0, 2, 3], keepdims=1),
+            helper.make_node("Add", [c("v"), "probe_eps"], [c("ve")]),
+            helper.make_node("Sqrt", [c("ve")], [c("s")]),
+            helper.make_node("Div", [c("d"), c("s")], [c("n")]),
+            helper.make_node("Unsqueeze", [gamma, "probe_axes"], [c("g")]),
+            helper.make_node("Unsqueeze", [beta, "probe_axes"], [c("b")]),
+            helper.make_node("Mul", [c("n"), c("g")], [c("ng")]),
+            helper.make_node("Add", [c("ng"), c("b")], [node.output[0]]),
+        ]
+        stats[(mean, var)] = (c("m"), c("v"))
+    graph = helper.make_graph(
+        nodes,
+        model.graph.name + "_bnprobe",
+        list(model.graph.input),
+        [helper.make_empty_tensor_value_info(n) for pair in stats.values() for n in pair],
+        list(model.graph.initializer) + extra_inits,
+    )
+    probe = helper.make_model(graph, opset_imports=list(model.opset_import))
+    probe.ir_version = model.ir_version
+    return probe, stats
+
+
+def calibrated(net: Net, inputs: dict[str, list[int]], outputs: list[str], name: str, seed: int) -> onnx.ModelProto:
+    model = net.model(inputs, outputs, name)
+    if any(n.op_type == "BatchNormalization" for n in model.graph.node):
+        # distinct from test data seeds (tests use small seeds), like a training set
+        model = calibrate_batchnorm(model, sample_inputs(model, 8, seed=1000 + seed))
+    return model
+
+
+# --------------------------------------------------------------------------- 1. MobileNetV2
+
+MOBILENET_V2_BLOCKS = [  # expansion t, channels c, repeats n, first stride s (Sandler et al. 2018)
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+
+
+def mobilenet_v2(size: int = 224, width: float = 0.35, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    """17 inverted-residual blocks; Conv+BN+ReLU6 (Clip 0..6), depthwise 3x3, linear bottlenecks."""
+    net = Net(seed)
+    cin = make_divisible(32 * width)
+    x = net.cba("image", 3, cin, 3, 2, act=net.relu6)
+    for t, c, n, s in MOBILENET_V2_BLOCKS:
+        cout = make_divisible(c * width)
+        for i in range(n):
+            x = _inverted_residual(net, x, cin, cout, s if i == 0 else 1, t)
+            cin = cout
+    last = make_divisible(1280 * max(1.0, width))
+    x = net.cba(x, cin, last, 1, act=net.relu6)
+    logits = net.gap_classifier(x, last, classes)
+    return calibrated(net, {"image": [1, 3, size, size]}, [logits], "mobilenet_v2", seed)
+
+
+def _inverted_residual(net: Net, x, cin, cout, stride, expand) -> str:
+    hidden = cin * expand
+    y = net.cba(x, cin, hidden, 1, act=net.relu6) if expand != 1 else x
+    y = net.cba(y, hidden, hidden, 3, stride, group=hidden, act=net.relu6)
+    residual = stride == 1 and cin == cout
+    # a smaller gamma on the branch keeps the residual stream from growing block by block
+    y = net.cba(y, hidden, cout, 1, gamma_scale=0.5 if residual else 1.0)
+    return net.op("Add", x, y) if residual else y
+
+
+# --------------------------------------------------------------------------- 2. MobileNetV3-small
+
+MOBILENET_V3_SMALL_BLOCKS = [  # kernel, expanded, out, squeeze-excite, hardswish, stride (Howard et al. 2019)
+    (3, 16, 16, True, False, 2),
+    (3, 72, 24, False, False, 2),
+    (3, 88, 24, False, False, 1),
+    (5, 96, 40, True, True, 2),
+    (5, 240, 40, True, True, 1),
+    (5, 240, 40, True, True, 1),
+    (5, 120, 48, True, True, 1),
+    (5, 144, 48, True, True, 1),
+    (5, 288, 96, True, True, 2),
+    (5, 576, 96, True, True, 1),
+    (5, 576, 96, True, True, 1),
+]
+
+
+def mobilenet_v3_small(size: int = 224, width: float = 1.0, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    """HardSwish/ReLU bnecks with squeeze-excite (GAP, 1x1 Conv, Relu, 1x1 Conv, HardSigmoid, Mul)."""
+    net = Net(seed)
+    cin = make_divisible(16 * width)
+    x = net.cba("image", 3, cin, 3, 2, act=net.hardswish)
+    for k, exp, out, se, hs, s in MOBILENET_V3_SMALL_BLOCKS:
+        hidden, cout = make_divisible(exp * width), make_divisible(out * width)
+        x = _bneck(net, x, cin, hidden, cout, k, s, se, net.hardswish if hs else net.relu)
+        cin = cout
+    last = make_divisible(576 * width)
+    x = net.cba(x, cin, last, 1, act=net.hardswish)
+    pooled = net.op("GlobalAveragePool", x)
+    head = net.hardswish(net.conv(pooled, last, 1024, 1, bias=True))
+    flat = net.op("Flatten", head, axis=1)
+    logits = net.gemm(flat, 1024, classes, out="logits")
+    return calibrated(net, {"image": [1, 3, size, size]}, [logits], "mobilenet_v3_small", seed)
+
+
+def _bneck(net: Net, x, cin, hidden, cout, k, stride, se, act) -> str:
+    y = net.cba(x, cin, hidden, 1, act=act) if hidden != cin else x
+    y = net.cba(y, hidden, hidden, k, stride, group=hidden, act=act)
+    if se:
+        y = _squeeze_excite(net, y, hidden)
+    residual = stride == 1 and cin == cout
+    y = net.cba(y, hidden, cout, 1, gamma_scale=0.5 if residual else 1.0)
+    return net.op("Add", x, y) if residual else y
+
+
+def _squeeze_excite(net: Net, x, c) -> str:
+    squeeze = make_divisible(c // 4)
+    s = net.op("GlobalAveragePool", x)
+    s = net.relu(net.conv(s, c, squeeze, 1, bias=True))
+    # gates spread over (0, 1) rather than saturating: linear init on the excite conv
+    s = net.hardsigmoid(net.conv(s, squeeze, c, 1, bias=True, gain=3.0))
+    return net.op("Mul", x, s)
+
+
+# --------------------------------------------------------------------------- 3. ResNet-18
+
+
+def resnet18(size: int = 224, widths=(16, 32, 64, 128), classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    """BasicBlocks [2, 2, 2, 2]; 7x7/2 stem + MaxPool 3x3/2 pad 1; 1x1/2 conv+BN shortcuts when downsampling."""
+    net = Net(seed)
+    x = net.cba("image", 3, widths[0], 7, 2, act=net.relu)
+    x = net.op("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = widths[0]
+    for stage, cout in enumerate(widths):
+        for i in range(2):
+            stride = 2 if stage > 0 and i == 0 else 1
+            x = _basic_block(net, x, cin, cout, stride)
+            cin = cout
+    logits = net.gap_classifier(x, cin, classes)
+    return calibrated(net, {"image": [1, 3, size, size]}, [logits], "resnet18", seed)
+
+
+def _basic_block(net: Net, x, cin, cout, stride) -> str:
+    y = net.cba(x, cin, cout, 3, stride, act=net.relu)
+    y = net.cba(y, cout, cout, 3, gamma_scale=0.5)
+    shortcut = x if stride == 1 and cin == cout else net.cba(x, cin, cout, 1, stride)
+    return net.relu(net.op("Add", y, shortcut))
+
+
+# --------------------------------------------------------------------------- 4. YOLO-style detector
+
+
+def yolo(size: int = 160, classes: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """YOLOv5-like: Focus stem, Conv+BN+SiLU, C3 blocks, SPP, FPN (Resize nearest x2), two anchor heads.
+
+    Output "detections" [1, 3 * (H4*W4 + H5*W5), 5 + classes]: per head the
+    1x1 conv's 3*(5+C) channels are split (anchor, field), moved behind the
+    grid, and flattened anchor-major, as YOLOv5's Detect layer exports.
+    """
+    net = Net(seed)
+    silu = net.silu
+    x = _focus(net, "image")
+    x = net.cba(x, 12, 16, 3, act=silu)
+    x = net.cba(x, 16, 32, 3, 2, act=silu)  # /4
+    x = _c3(net, x, 32, 32, 1)
+    x = net.cba(x, 32, 64, 3, 2, act=silu)  # /8
+    x = _c3(net, x, 64, 64, 1)
+    x = net.cba(x, 64, 128, 3, 2, act=silu)  # /16
+    p4 = _c3(net, x, 128, 128, 1)
+    x = net.cba(p4, 128, 256, 3, 2, act=silu)  # /32
+    x = _spp(net, x, 256, 256)
+    p5 = _c3(net, x, 256, 256, 1, shortcut=False)
+    lateral = net.cba(p5, 256, 128, 1, act=silu)
+    scales = net.const(np.array([1, 1, 2, 2], np.float32), "scales")
+    up = net.op("Resize", lateral, "", scales, mode="nearest", coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor")
+    merged = net.op("Concat", up, p4, axis=1)
+    n4 = _c3(net, merged, 256, 128, 1, shortcut=False)
+    s4, s5 = size // 16, size // 32
+    heads = [_detect_head(net, n4, 128, classes, s4), _detect_head(net, p5, 256, classes, s5)]
+    det = net.op("Concat", *heads, out="detections", axis=1)
+    return calibrated(net, {"image": [1, 3, size, size]}, [det], "yolo", seed)
+
+
+def _focus(net: Net, x) -> str:
+    """Space-to-depth by four strided Slices: (even/odd row) x (even/odd column), concatenated on C."""
+    big = np.iinfo(np.int64).max  # how PyTorch exports an open-ended slice
+    parts = []
+    for dy, dx in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        starts = net.const(np.array([dy, dx], np.int64), "starts")
+        ends = net.const(np.array([big, big], np.int64), "ends")
+        axes = net.const(np.array([2, 3], np.int64), "axes")
+        steps = net.const(np.array([2, 2], np.int64), "steps")
+        parts.append(net.op("Slice", x, starts, ends, axes, steps))
+    return net.op("Concat", *parts, axis=1)
+
+
+def _c3(net: Net, x, cin, cout, n, shortcut=True) -> str:
+    hidden = cout // 2
+    a = net.cba(x, cin, hidden, 1, act=net.silu)
+    for _ in range(n):
+        y = net.cba(a, hidden, hidden, 1, act=net.silu)
+        y = net.cba(y, hidden, hidden, 3, act=net.silu, gamma_scale=0.5 if shortcut else 1.0)
+        a = net.op("Add", a, y) if shortcut else y
+    b = net.cba(x, cin, hidden, 1, act=net.silu)
+    return net.cba(net.op("Concat", a, b, axis=1), 2 * hidden, cout, 1, act=net.silu)
+
+
+def _spp(net: Net, x, cin, cout) -> str:
+    hidden = cin // 2
+    y = net.cba(x, cin, hidden, 1, act=net.silu)
+    pools = [net.op("MaxPool", y, kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4) for k in (5, 9, 13)]
+    return net.cba(net.op("Concat", y, *pools, axis=1), 4 * hidden, cout, 1, act=net.silu)
+
+
+def _detect_head(net: Net, x, cin, classes, grid) -> str:
+    fields = 5 + classes
+    y = net.conv(x, cin, 3 * fields, 1, bias=True, gain=1.0)
+    y = net.op("Reshape", y, net.shape_const([1, 3, fields, grid, grid]))
+    y = net.op("Transpose", y, perm=[0, 1, 3, 4, 2])
+    return net.op("Reshape", y, net.shape_const([1, 3 * grid * grid, fields]))
+
+
+# --------------------------------------------------------------------------- 5. UNet / DBNet-style segmenter
+
+
+def segmenter(size: int = 128, seed: int = 0) -> onnx.ModelProto:
+    """Stride-2 conv encoder; decoder upsamples by ConvTranspose (k2 s2; k4 s2 pad 1) and by
+    linear Resize to explicit sizes (align_corners; half_pixel), with skip Concats; 1x1 conv + Sigmoid."""
+    net = Net(seed)
+    relu = net.relu
+    e1 = net.cba("image", 3, 16, 3, act=relu)  # H
+    e2 = net.cba(e1, 16, 32, 3, 2, act=relu)  # H/2
+    e3 = net.cba(e2, 32, 64, 3, 2, act=relu)  # H/4
+    e4 = net.cba(e3, 64, 96, 3, 2, act=relu)  # H/8
+    e5 = net.cba(e4, 96, 128, 3, 2, act=relu)  # H/16
+    d4 = relu(net.bn(net.conv_transpose(e5, 128, 96, 2, 2), 96))
+    d4 = net.cba(net.op("Concat", d4, e4, axis=1), 192, 64, 3, act=relu)
+    d3 = relu(net.bn(net.conv_transpose(d4, 64, 48, 4, 2, pad=1), 48))
+    d3 = net.cba(net.op("Concat", d3, e3, axis=1), 112, 32, 3, act=relu)
+    d2 = _resize_linear(net, d3, [1, 32, size // 2, size // 2], "align_corners")
+    d2 = net.cba(net.op("Concat", d2, e2, axis=1), 64, 32, 3, act=relu)
+    d1 = _resize_linear(net, d2, [1, 32, size, size], "half_pixel")
+    d1 = net.cba(net.op("Concat", d1, e1, axis=1), 48, 16, 3, act=relu)
+    # He gain on the last conv spreads logits over a few units, so the probabilities use (0, 1)
+    logits = net.conv(d1, 16, 1, 1, bias=True, gain=4.0)
+    prob = net.op("Sigmoid", logits, out="prob")
+    return calibrated(net, {"image": [1, 3, size, size]}, [prob], "segmenter", seed)
+
+
+def _resize_linear(net: Net, x, sizes, mode) -> str:
+    return net.op("Resize", x, "", "", net.const(np.array(sizes, np.int64), "sizes"), mode="linear",
+                  coordinate_transformation_mode=mode)
+
+
+# --------------------------------------------------------------------------- 6. transformer
+
+
+def transformer(
+    seq: int = 16,
+    dim: int = 64,
+    heads: int = 4,
+    depth: int = 2,
+    norm: str = "layernorm",
+    scale: str = "div",
+    patch_image: int | None = None,
+    seed: int = 0,
+) -> onnx.ModelProto:
+    """Pre-norm encoder blocks on tokens [1, seq, dim] (or on a Conv/16 patch embedding of a
+    [1, 3, patch_image, patch_image] image, seq = (patch_image/16)^2).
+
+    norm: "layernorm" (LayerNormalization op) or "decomposed" (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div);
+    scale: attention scores scaled by "div" sqrt(dh) or "mul" 1/sqrt(dh). GELU is the Erf form.
+    """
+    if norm not in ("layernorm", "decomposed") or scale not in ("div", "mul"):
+        raise ValueError(f"unknown variant norm={norm!r} scale={scale!r}")
+    net = Net(seed)
+    if patch_image:
+        x, seq, inputs = _patch_embed(net, patch_image, dim)
+    else:
+        x, inputs = "tokens", {"tokens": [1, seq, dim]}
+    for i in range(depth):
+        last = i == depth - 1
+        x = _encoder_block(net, x, seq, dim, heads, norm, scale, out="encoded" if last else None)
+    return calibrated(net, inputs, [x], "transformer", seed)
+
+
+def _patch_embed(net: Net, size: int, dim: int) -> tuple[str, int, dict]:
+    grid = size // 16
+    x = net.conv("image", 3, dim, 16, 16, pad=0, bias=True, gain=1.0)
+    x = net.op("Reshape", x, net.shape_const([1, dim, grid * grid]))
+    x = net.op("Transpose", x, perm=[0, 2, 1])
+    return x, grid * grid, {"image": [1, 3, size, size]}
+
+
+def _encoder_block(net: Net, x, seq, dim, heads, norm, scale, out=None) -> str:
+    h = net.op("Add", x, _attention(net, _norm(net, x, dim, norm), seq, dim, heads, scale))
+    return net.op("Add", h, _mlp(net, _norm(net, h, dim, norm), dim), out=out)
+
+
+def _norm(net: Net, x, dim, kind) -> str:
+    gamma = net.const((1.0 + 0.1 * net.rng.standard_normal(dim)).astype(np.float32), "ln_gamma")
+    beta = net.const(net.normal((dim,), 0.1), "ln_beta")
+    if kind == "layernorm":
+        return net.op("LayerNormalization", x, gamma, beta, axis=-1, epsilon=1e-5)
+    # what torch.onnx emits for LayerNorm at opsets before 17
+    mean = net.op("ReduceMean", x, axes=[-1], keepdims=1)
+    d = net.op("Sub", x, mean)
+    var = net.op("ReduceMean", net.op("Pow", d, net.const(np.array(2.0, np.float32), "two")), axes=[-1], keepdims=1)
+    std = net.op("Sqrt", net.op("Add", var, net.const(np.array(1e-5, np.float32), "eps")))
+    return net.op("Add", net.op("Mul", net.op("Div", d, std), gamma), beta)
+
+
+def _linear(net: Net, x, cin, cout, gain=1.0) -> str:
+    w = net.const(net.normal((cin, cout), math.sqrt(gain / cin)), "lin_w")
+    b = net.const(net.normal((cout,), 0.02), "lin_b")
+    return net.op("Add", net.op("MatMul", x, w), b)
+
+
+def _attention(net: Net, x, seq, dim, heads, scale) -> str:
+    dh = dim // heads
+    split = net.shape_const([1, seq, heads, dh])
+    q = net.op("Transpose", net.op("Reshape", _linear(net, x, dim, dim), split), perm=[0, 2, 1, 3])
+    # K arrives pre-transposed for Q @ K^T, as torch exports k.transpose(-2, -1)
+    k = net.op("Transpose", net.op("Reshape", _linear(net, x, dim, dim), split), perm=[0, 2, 3, 1])
+    v = net.op("Transpose", net.op("Reshape", _linear(net, x, dim, dim), split), perm=[0, 2, 1, 3])
+    scores = net.op("MatMul", q, k)
+    if scale == "div":
+        scores = net.op("Div", scores, net.const(np.array(math.sqrt(dh), np.float32), "sqrt_dh"))
+    else:
+        scores = net.op("Mul", scores, net.const(np.array(1.0 / math.sqrt(dh), np.float32), "inv_sqrt_dh"))
+    probs = net.op("Softmax", scores, axis=-1)
+    ctx = net.op("Transpose", net.op("MatMul", probs, v), perm=[0, 2, 1, 3])
+    ctx = net.op("Reshape", ctx, net.shape_const([1, seq, dim]))
+    return _linear(net, ctx, dim, dim)
+
+
+def _mlp(net: Net, x, dim) -> str:
+    h = _linear(net, x, dim, 4 * dim, gain=2.0)
+    # GELU as torch exports it: x * 0.5 * (1 + erf(x / sqrt(2)))
+    erf = net.op("Erf", net.op("Div", h, net.const(np.array(math.sqrt(2.0), np.float32), "sqrt2")))
+    one_plus = net.op("Add", erf, net.const(np.array(1.0, np.float32), "one"))
+    gelu = net.op("Mul", net.op("Mul", h, one_plus), net.const(np.array(0.5, np.float32), "half"))
+    return _linear(net, gelu, 4 * dim, dim)
+
+
+# --------------------------------------------------------------------------- catalogue and self-test
+
+ARCHITECTURES: dict[str, Callable[[], onnx.ModelProto]] = {
+    "mobilenet_v2": lambda: mobilenet_v2(224, 0.35),
+    "mobilenet_v3_small": lambda: mobilenet_v3_small(160),
+    "resnet18": lambda: resnet18(224),
+    "yolo": lambda: yolo(160),
+    "segmenter": lambda: segmenter(128),
+    "transformer": lambda: transformer(norm="layernorm", scale="div"),
+    "transformer_decomposed_patch": lambda: transformer(norm="decomposed", scale="mul", patch_image=64),
+}
+
+
+def activation_stats(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> list[tuple[str, str, float, float]]:
+    """(node, op, std, max|x|) of every float node output over the samples: for spotting blow-up or collapse."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    typed = {v.name: v for v in probe.graph.value_info}
+    producers = {}
+    for node in probe.graph.node:
+        for o in node.output:
+            if o not in known and o in typed and typed[o].type.tensor_type.elem_type == TensorProto.FLOAT:
+                probe.graph.output.append(typed[o])
+                producers[o] = node
+    outs = run_ort(probe, arrays)
+    rows = []
+    for name, value in outs.items():
+        node = producers.get(name)
+        rows.append((node.name if node else name, node.op_type if node else "output",
+                     float(value.std()), float(np.abs(value).max())))
+    return rows
+
+
+def _self_test() -> None:
+    for name, build in ARCHITECTURES.items():
+        model = build()
+        onnx.checker.check_model(model, full_check=True)
+        arrays = sample_inputs(model, 4, seed=0)
+        outs = run_ort(model, arrays)
+        rows = activation_stats(model, arrays)
+        stds = [r[2] for r in rows if r[1] in ("BatchNormalization", "Add", "LayerNormalization")]
+        print(f"{name}: {len(model.graph.node)} nodes; outputs "
+              + ", ".join(f"{k}{list(v.shape)} std {v.std():.3g} max {np.abs(v).max():.3g}" for k, v in outs.items())
+              + f"; BN/Add/LN std range [{min(stds):.3g}, {max(stds):.3g}]; max|act| {max(r[3] for r in rows):.3g}")
+        for k, v in outs.items():
+            assert np.all(np.isfinite(v)), (name, k)
+            # outputs must differ between samples, or any comparison is trivially satisfied
+            spread = np.std(v, axis=0).mean() / (np.std(v) + 1e-12)
+            print(f"   {k}: across-sample / total spread {spread:.3g}")
+
+
+if __name__ == "__main__":
+    _self_test()
