@@ -218,73 +218,100 @@ def run_ort(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> dict[str, 
 
 
 def calibrate_batchnorm(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """Set every BN's running mean/var to statistics of its input over `arrays`.
+    """Set every BN's running mean/var to the statistics of its input over the samples `arrays`.
 
-    One onnxruntime pass: each BN is replaced by a per-sample spatial
-    normalization that also emits its per-sample mean and variance, so the
-    statistics a BN sees already come from normalized upstream layers. The
-    running stats then pool per-sample ones (law of total variance).
+    One onnxruntime run of a probe in which each BN normalizes with the
+    statistics of the whole batch of samples (training-mode BN) and emits
+    them: with those as running stats the inference model computes exactly
+    what the probe did on these samples, however deep the BN sits.
     """
-    probe, stats = _stat_probe(model)
-    sess = session(probe)
+    count = len(next(iter(arrays.values())))
+    probe, stats = _stat_probe(model, count)
     names = [n for pair in stats.values() for n in pair]
-    runs = [dict(zip(names, sess.run(names, feed))) for feed in split_samples(arrays)]
+    values = dict(zip(names, session(probe).run(names, arrays)))
     out = onnx.ModelProto()
     out.CopyFrom(model)
     inits = {t.name: t for t in out.graph.initializer}
     for (mean_name, var_name), (m_out, v_out) in stats.items():
-        means = np.stack([r[m_out].reshape(-1) for r in runs])
-        variances = np.stack([r[v_out].reshape(-1) for r in runs])
-        mean = means.mean(0)
-        var = variances.mean(0) + means.var(0)
-        inits[mean_name].CopyFrom(numpy_helper.from_array(mean.astype(np.float32), mean_name))
+        var = values[v_out].reshape(-1)
+        # channels dead on the samples (e.g. all-zero after ReLU6) would turn
+        # into huge gains on other data; trained nets never see var ~ 0 either
+        var = np.maximum(var, 1e-2 * float(np.median(var)) + BN_EPS)
+        inits[mean_name].CopyFrom(numpy_helper.from_array(values[m_out].reshape(-1).astype(np.float32), mean_name))
         inits[var_name].CopyFrom(numpy_helper.from_array(var.astype(np.float32), var_name))
     return out
 
 
-def _stat_probe(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[tuple[str, str], tuple[str, str]]]:
-    """A copy of `model` whose BNs normalize with per-sample stats, plus {(mean init, var init): stat outputs}."""
+def _stat_probe(model: onnx.ModelProto, count: int):
+    """(probe model over a batch of `count` samples, {(mean init, var init): (mean output, var output)})."""
     nodes, stats = [], {}
-    extra_inits = [numpy_helper.from_array(np.array([0, 2, 3], np.int64), "probe_axes"),
-                   numpy_helper.from_array(np.array(BN_EPS, np.float32), "probe_eps")]
+    extra = [numpy_helper.from_array(np.array(BN_EPS, np.float32), "probe_eps"),
+             numpy_helper.from_array(np.array([0, 2, 3], np.int64), "probe_axes")]
     for node in model.graph.node:
         if node.op_type != "BatchNormalization":
             nodes.append(node)
             continue
         x, gamma, beta, mean, var = node.input
-        p = f"probe_{node.name}"
-        c = lambda s: f"{p}_{s}"  # noqa: E731 - local naming helper
-        nodes += [
-            helper.make_node("ReduceMean", [x], [c("m")], axes=[0, 2, 3], keepdims=1),
-            helper.make_node("Sub", [x, c("m")], [c("d")]),
-            helper.make_node("Mul", [c("d"), c("d")], [c("d2")]),
-            helper.make_node("ReduceMean", [c("d2")], [c("v")], axes=[0, 2, 3], keepdims=1),
-            helper.make_node("Add", [c("v"), "probe_eps"], [c("ve")]),
-            helper.make_node("Sqrt", [c("ve")], [c("s")]),
-            helper.make_node("Div", [c("d"), c("s")], [c("n")]),
-            helper.make_node("Unsqueeze", [gamma, "probe_axes"], [c("g")]),
-            helper.make_node("Unsqueeze", [beta, "probe_axes"], [c("b")]),
-            helper.make_node("Mul", [c("n"), c("g")], [c("ng")]),
-            helper.make_node("Add", [c("ng"), c("b")], [node.output[0]]),
-        ]
-        stats[(mean, var)] = (c("m"), c("v"))
-    graph = helper.make_graph(
-        nodes,
-        model.graph.name + "_bnprobe",
-        list(model.graph.input),
-        [helper.make_empty_tensor_value_info(n) for pair in stats.values() for n in pair],
-        list(model.graph.initializer) + extra_inits,
-    )
+        nodes += _batch_norm_probe(node, x, gamma, beta)
+        stats[(mean, var)] = (f"{node.name}_probe_m", f"{node.name}_probe_v")
+    wanted = [n for pair in stats.values() for n in pair]
+    nodes = _ancestors(nodes, wanted)
+    inits = [_batched(t, count, nodes) for t in model.graph.initializer]
+    inputs = []
+    for v in model.graph.input:
+        batched = onnx.ValueInfoProto()
+        batched.CopyFrom(v)
+        batched.type.tensor_type.shape.dim[0].dim_value = count
+        inputs.append(batched)
+    graph = helper.make_graph(nodes, model.graph.name + "_bnprobe", inputs,
+                              [helper.make_empty_tensor_value_info(n) for n in wanted], inits + extra)
     probe = helper.make_model(graph, opset_imports=list(model.opset_import))
     probe.ir_version = model.ir_version
     return probe, stats
+
+
+def _batch_norm_probe(node: onnx.NodeProto, x: str, gamma: str, beta: str) -> list[onnx.NodeProto]:
+    c = lambda s: f"{node.name}_probe_{s}"  # noqa: E731 - local naming helper
+    return [
+        helper.make_node("ReduceMean", [x], [c("m")], axes=[0, 2, 3], keepdims=1),
+        helper.make_node("Sub", [x, c("m")], [c("d")]),
+        helper.make_node("Mul", [c("d"), c("d")], [c("d2")]),
+        helper.make_node("ReduceMean", [c("d2")], [c("v")], axes=[0, 2, 3], keepdims=1),
+        helper.make_node("Add", [c("v"), "probe_eps"], [c("ve")]),
+        helper.make_node("Sqrt", [c("ve")], [c("s")]),
+        helper.make_node("Div", [c("d"), c("s")], [c("n")]),
+        helper.make_node("Unsqueeze", [gamma, "probe_axes"], [c("g")]),
+        helper.make_node("Unsqueeze", [beta, "probe_axes"], [c("b")]),
+        helper.make_node("Mul", [c("n"), c("g")], [c("ng")]),
+        helper.make_node("Add", [c("ng"), c("b")], [node.output[0]]),
+    ]
+
+
+def _ancestors(nodes: list[onnx.NodeProto], wanted: list[str]) -> list[onnx.NodeProto]:
+    """The nodes `wanted` depends on, in order (drops heads whose Reshapes hard-code batch 1)."""
+    needed, keep = set(wanted), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    return keep[::-1]
+
+
+def _batched(init: onnx.TensorProto, count: int, nodes: list[onnx.NodeProto]) -> onnx.TensorProto:
+    """Resize `sizes` name the batch dim: the probe's copy must say `count`, not 1."""
+    sizes = {n.input[3] for n in nodes if n.op_type == "Resize" and len(n.input) > 3 and n.input[3]}
+    if init.name not in sizes:
+        return init
+    value = numpy_helper.to_array(init).copy()
+    value[0] = count
+    return numpy_helper.from_array(value, init.name)
 
 
 def calibrated(net: Net, inputs: dict[str, list[int]], outputs: list[str], name: str, seed: int) -> onnx.ModelProto:
     model = net.model(inputs, outputs, name)
     if any(n.op_type == "BatchNormalization" for n in model.graph.node):
         # distinct from test data seeds (tests use small seeds), like a training set
-        model = calibrate_batchnorm(model, sample_inputs(model, 8, seed=1000 + seed))
+        model = calibrate_batchnorm(model, sample_inputs(model, 32, seed=1000 + seed))
     return model
 
 

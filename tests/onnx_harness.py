@@ -93,11 +93,15 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
     return feeds
 
 
-def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
+    """optimize=False: onnxruntime without graph fusions, which would otherwise replace
+    QDQ float math by integer kernels that round differently (QLinearConv)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))
@@ -138,11 +142,12 @@ def check(
     rtol: float = 1e-5,
     transposes: int | None = None,
     seed: int = 0,
+    ort_optimize: bool = True,
     **options,
 ) -> Converted:
     """Assert the converted fp32 TFLite matches onnxruntime; returns the conversion."""
     feeds = random_feeds(model, seed) if feeds is None else feeds
-    ref = run_ort(model, feeds)
+    ref = run_ort(model, feeds, optimize=ort_optimize)
     converted = convert(model, **options)
     got = converted.run(feeds)
     assert sorted(got) == sorted(ref), (sorted(got), sorted(ref))

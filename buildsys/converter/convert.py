@@ -44,9 +44,6 @@ class Converter:
         self.inputs = [self._input_spec(v, v.name in keep_layout) for v in self.graph.inputs]
         self._out_perm = {o.name: o.name in nhwc_outputs for o in self.graph.outputs}
         self.output_perms: list[tuple[int, ...]] = []
-        rejected = self._unhandled()
-        if rejected:
-            raise UnsupportedModel(label, rejected)
 
     def _input_spec(self, info, keep: bool) -> IOSpec:
         if info.shape is None or any(d is None or d < 0 for d in info.shape):
@@ -55,13 +52,6 @@ class Converter:
         image = rank == 4 and not keep and info.dtype is not None and info.dtype.kind == "f"
         perm = layout.channels_last(rank) if image else layout.identity(rank)
         return IOSpec(info.name, tuple(layout.tf_shape(perm, info.shape)), str(info.dtype), perm)
-
-    def _unhandled(self) -> list[Rejected]:
-        out = []
-        for node in self.graph.nodes:
-            if self._handler(node) is None:
-                out.append(_reject(self.graph, node, _why_unhandled(self.graph, node)))
-        return out
 
     def _handler(self, node: Node):
         return self.registry.lookup(node.domain, node.op_type, self.graph.opset(node.domain))
@@ -87,12 +77,18 @@ class Converter:
     def _trace(self, ctx: ConversionContext) -> list[Rejected]:
         rejected, poisoned = [], set()
         for node in self.graph.nodes:
+            handler = self._handler(node)
+            if handler is None:
+                # unknown ops are listed even downstream of other failures: the user fixes all at once
+                rejected.append(_reject(self.graph, node, _why_unhandled(self.graph, node)))
+                poisoned.update(node.outputs)
+                continue
             if any(i in poisoned for i in node.inputs if i):
                 poisoned.update(node.outputs)
                 continue
             try:
                 with tf.name_scope(_scope(node)):
-                    self._handler(node)(ctx, node)
+                    handler(ctx, node)
                 missing = [o for o in node.outputs if o and not ctx.has(o)]
                 if missing:
                     raise Unsupported(f"handler produced no value for {missing}")

@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 
 from buildsys.converter.convert import Converter
-from buildsys.converter.errors import UnsupportedModel
 from buildsys.errors import BuildsysError, InputError, StageError
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
@@ -44,13 +43,27 @@ def export_onnx(
     try:
         with quiet() as log:
             graph_def, outputs = freeze(converter, converter.specs())
-    except (BuildsysError, UnsupportedModel):
+    except BuildsysError:
         raise
     except Exception as exc:  # noqa: BLE001 - TF tracing errors come in many types
+        # tf.function re-raises errors from inside the trace wrapped in its own types
+        ours = _ours(exc)
+        if ours is not None:
+            raise ours from None
         raise StageError(f"cannot convert {label}: {last_error_line(exc, log)}", path=label) from None
     signature = _signature(converter, outputs)
     write_float(Path(out), graph_def, signature)
     return signature
+
+
+def _ours(exc: BaseException) -> BuildsysError | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BuildsysError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _signature(converter: Converter, outputs) -> dict:

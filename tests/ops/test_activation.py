@@ -19,56 +19,60 @@ def wide(shape, scale=4.0, seed=0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
+def nhwc(shape):
+    """Keep a 4-D result channels-last at the output, as a following conv would take it."""
+    return {"nhwc_outputs": ["y"]} if len(shape) == 4 else {}
+
+
 def one_op(op, shape, attrs=None, opset=17, inputs=None, inits=None):
     names = inputs or ["x"]
     node = helper.make_node(op, names, ["y"], **(attrs or {}))
     return make_model([node], {"x": shape}, ["y"], inits, opset=opset)
 
 
+NCHW = [1, 3, 5, 7]
 POINTWISE = [
-    ("Relu", {}, 11, None),
-    ("Relu", {}, 17, None),
-    ("LeakyRelu", {}, 11, "LEAKY_RELU"),
-    ("LeakyRelu", {"alpha": 0.2}, 17, "LEAKY_RELU"),
-    ("Elu", {}, 11, "ELU"),
-    ("Elu", {"alpha": 0.5}, 17, None),
-    ("Selu", {}, 11, None),
-    ("Selu", {"alpha": 1.5, "gamma": 2.0}, 17, None),
-    ("Celu", {}, 12, None),
-    ("Celu", {"alpha": 2.5}, 17, None),
-    ("Sigmoid", {}, 11, "LOGISTIC"),
-    ("Sigmoid", {}, 17, "LOGISTIC"),
-    ("HardSigmoid", {}, 11, None),
-    ("HardSigmoid", {"alpha": 0.5, "beta": 0.25}, 17, None),
-    ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, 17, None),
-    ("HardSwish", {}, 14, "HARD_SWISH"),
-    ("HardSwish", {}, 17, "HARD_SWISH"),
-    ("Tanh", {}, 11, "TANH"),
-    ("Softplus", {}, 11, None),
-    ("Softplus", {}, 17, None),
-    ("Softsign", {}, 11, None),
-    ("Mish", {}, 18, None),
-    ("Gelu", {}, 20, "GELU"),
-    ("Gelu", {"approximate": "tanh"}, 20, "GELU"),
-    ("ThresholdedRelu", {}, 11, None),
-    ("ThresholdedRelu", {"alpha": -0.5}, 17, None),
-    ("ThresholdedRelu", {"alpha": 2.0}, 17, None),
+    # (op, attrs, opset, input shape, TFLite builtin it must map onto or None)
+    ("Relu", {}, 11, IMAGE, None),
+    ("Relu", {}, 17, NCHW, None),
+    ("LeakyRelu", {}, 11, IMAGE, "LEAKY_RELU"),
+    ("LeakyRelu", {"alpha": 0.2}, 17, NCHW, "LEAKY_RELU"),
+    ("Elu", {}, 11, IMAGE, "ELU"),
+    ("Elu", {"alpha": 0.5}, 17, NCHW, None),
+    ("Selu", {}, 11, IMAGE, None),
+    ("Selu", {"alpha": 1.5, "gamma": 2.0}, 17, NCHW, None),
+    ("Celu", {}, 12, IMAGE, None),
+    ("Celu", {"alpha": 2.5}, 17, NCHW, None),
+    ("Sigmoid", {}, 11, IMAGE, "LOGISTIC"),
+    ("HardSigmoid", {}, 11, IMAGE, None),
+    ("HardSigmoid", {"alpha": 0.5, "beta": 0.25}, 17, NCHW, None),
+    ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, 17, IMAGE, None),
+    ("HardSwish", {}, 14, IMAGE, "HARD_SWISH"),
+    ("HardSwish", {}, 17, NCHW, "HARD_SWISH"),
+    ("Tanh", {}, 11, NCHW, "TANH"),
+    ("Softplus", {}, 11, IMAGE, None),
+    ("Softplus", {}, 17, NCHW, None),
+    ("Softsign", {}, 11, IMAGE, None),
+    ("Mish", {}, 18, NCHW, None),
+    ("Gelu", {}, 20, IMAGE, "GELU"),
+    ("Gelu", {"approximate": "tanh"}, 20, NCHW, "GELU"),
+    ("ThresholdedRelu", {}, 11, IMAGE, None),
+    ("ThresholdedRelu", {"alpha": -0.5}, 17, NCHW, None),
+    ("ThresholdedRelu", {"alpha": 2.0}, 17, IMAGE, None),
 ]
 
 
-@pytest.mark.parametrize("op,attrs,opset,builtin", POINTWISE, ids=lambda v: str(v))
-@pytest.mark.parametrize("shape", [IMAGE, [1, 3, 5, 7]], ids=["trap", "nchw"])
-def test_pointwise_keeps_channels_last(op, attrs, opset, builtin, shape):
+@pytest.mark.parametrize("op,attrs,opset,shape,builtin", POINTWISE, ids=lambda v: str(v))
+def test_pointwise_keeps_channels_last(op, attrs, opset, shape, builtin):
     model = one_op(op, shape, attrs, opset)
-    conv = check(model, {"x": wide(shape)}, transposes=0)
+    conv = check(model, {"x": wide(shape)}, transposes=0, **nhwc(shape))
     if builtin:
         assert conv.ops.get(builtin) == 1, conv.ops
 
 
-@pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Softplus", "Mish", "Elu"])
-def test_pointwise_rank2_and_rank3(op):
-    check(one_op(op, [3, 10], opset=18), {"x": wide([3, 10])}, transposes=0)
-    check(one_op(op, [2, 5, 6], opset=18), {"x": wide([2, 5, 6])}, transposes=0)
+@pytest.mark.parametrize("op,shape", [("Softplus", [3, 10]), ("Elu", [2, 5, 6]), ("Relu", [2, 5, 6])])
+def test_pointwise_rank2_and_rank3(op, shape):
+    check(one_op(op, shape, opset=18), {"x": wide(shape)}, transposes=0)
 
 
 def test_softplus_and_mish_do_not_overflow():
@@ -80,22 +84,21 @@ def test_softplus_and_mish_do_not_overflow():
 
 # -- PRelu ------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "shape,slope_shape",
+    "shape,slope_shape,opset",
     [
-        (IMAGE, [4, 1, 1]),
-        ([1, 3, 5, 7], [3, 1, 1]),
-        ([1, 3, 5, 7], [1, 3, 1, 1]),
-        ([1, 3, 5, 7], [7]),
-        ([2, 6], [6]),
-        ([2, 6], [1]),
-        (IMAGE, [1]),
+        (IMAGE, [4, 1, 1], 11),
+        (NCHW, [3, 1, 1], 17),
+        (NCHW, [1, 3, 1, 1], 11),
+        (NCHW, [7], 17),
+        ([2, 6], [6], 11),
+        ([2, 6], [1], 17),
+        (IMAGE, [1], 17),
     ],
 )
-@pytest.mark.parametrize("opset", [11, 17])
 def test_prelu_slope_broadcast(shape, slope_shape, opset):
     slope = RNG.uniform(-0.5, 0.5, slope_shape).astype(np.float32)
     model = one_op("PRelu", shape, opset=opset, inputs=["x", "slope"], inits={"slope": slope})
-    conv = check(model, {"x": wide(shape)}, transposes=0)
+    conv = check(model, {"x": wide(shape)}, transposes=0, **nhwc(shape))
     expected = "LEAKY_RELU" if slope.size == 1 else "PRELU"
     assert conv.ops.get(expected) == 1, conv.ops
 
@@ -123,31 +126,35 @@ def clip_model(opset, lo, hi, shape=IMAGE):
     return one_op("Clip", shape, opset=opset, inputs=names, inits=inits)
 
 
-@pytest.mark.parametrize("opset", [10, 11, 13])
 @pytest.mark.parametrize(
-    "lo,hi,builtin",
+    "opset,lo,hi,builtin",
     [
-        (0.0, 6.0, "RELU6"),
-        (0.0, None, "RELU"),
-        (-1.0, 1.0, "RELU_N1_TO_1"),
-        (-1.5, None, None),
-        (None, 2.5, None),
-        (None, None, None),
-        (-0.5, 3.0, None),
-        (2.0, -2.0, None),  # min > max: everything becomes max
+        (10, 0.0, 6.0, "RELU6"),
+        (10, -1.5, None, None),
+        (10, None, 2.5, None),
+        (10, None, None, None),
+        (11, 0.0, 6.0, "RELU6"),
+        (11, 0.0, None, "RELU"),
+        (11, -1.0, 1.0, "RELU_N1_TO_1"),
+        (11, -1.5, None, None),
+        (11, None, 2.5, None),
+        (11, None, None, None),
+        (13, -0.5, 3.0, None),
+        (13, 2.0, -2.0, None),  # min > max: everything becomes max (Clip-6 in onnxruntime refuses this)
+        (13, 0.0, 6.0, "RELU6"),
     ],
 )
 def test_clip_bounds(opset, lo, hi, builtin):
-    conv = check(clip_model(opset, lo, hi), {"x": wide(IMAGE)}, transposes=0)
+    conv = check(clip_model(opset, lo, hi), {"x": wide(IMAGE)}, transposes=0, nhwc_outputs=["y"])
     if builtin:
         assert conv.ops.get(builtin) == 1, conv.ops
 
 
 def test_clip_computed_bound():
     node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"])
-    model = make_model([node], {"x": [1, 3, 5, 7], "lo": [], "hi": []}, ["y"], opset=13)
-    feeds = {"x": wide([1, 3, 5, 7]), "lo": np.array(-1.25, np.float32), "hi": np.array(2.0, np.float32)}
-    check(model, feeds, transposes=0)
+    model = make_model([node], {"x": NCHW, "lo": [], "hi": []}, ["y"], opset=13)
+    feeds = {"x": wide(NCHW), "lo": np.array(-1.25, np.float32), "hi": np.array(2.0, np.float32)}
+    check(model, feeds, transposes=0, nhwc_outputs=["y"])
 
 
 def test_clip_int32():
@@ -159,33 +166,39 @@ def test_clip_int32():
 
 # -- Softmax / LogSoftmax ----------------------------------------------------------
 SOFTMAX_CASES = [
-    # (shape, opset, axis or None for the default, TRANSPOSE ops expected)
-    (IMAGE, 13, 1, 0),  # channels: already last in NHWC
-    ([1, 3, 5, 7], 13, 1, 0),
-    (IMAGE, 13, -1, 1),  # W: to ONNX order once, output stays there
-    ([1, 3, 5, 7], 13, None, 1),
-    ([1, 3, 5, 7], 13, 2, None),
-    ([3, 10], 13, 1, 0),
-    ([3, 10], 13, -1, 0),
-    ([3, 10], 13, 0, None),
-    ([2, 5, 6], 13, 1, None),
-    # opset < 13: flatten axes [axis:] ("coerce to 2D"), default axis 1
-    (IMAGE, 11, 1, 1),
-    ([1, 3, 5, 7], 11, None, 1),
-    ([1, 3, 5, 7], 11, 2, 1),
-    ([1, 3, 5, 7], 11, -1, 1),
-    ([1, 3, 5, 7], 11, 0, 1),
-    ([3, 10], 11, 1, 0),
-    ([3, 10], 11, 0, 0),
-    ([2, 5, 6], 11, 1, 0),
+    # (shape, opset, axis or None for the default, result taken channels-last, TRANSPOSE ops)
+    (IMAGE, 13, 1, True, 0),  # channels: already last in NHWC
+    (NCHW, 13, 1, True, 0),
+    (IMAGE, 13, -1, False, 1),  # W: to ONNX order once, the output stays there
+    (NCHW, 13, None, False, 1),
+    (NCHW, 13, 2, False, 2),  # H: to a layout with H last, then to ONNX order at the output
+    ([3, 10], 13, 1, False, 0),
+    ([3, 10], 13, -1, False, 0),
+    ([3, 10], 13, 0, False, 2),
+    ([2, 5, 6], 13, 1, False, 2),
+    # opset < 13: flatten axes [axis:] ("coerce to 2D"), default axis 1; the
+    # flattened axes' order is irrelevant, so NHWC serves for axis 0 and 1
+    (IMAGE, 11, 1, True, 0),
+    (NCHW, 11, None, True, 0),
+    (NCHW, 11, 0, True, 0),
+    (NCHW, 11, 2, False, 1),
+    (NCHW, 11, -1, False, 1),
+    ([3, 10], 11, 1, False, 0),
+    ([3, 10], 11, 0, False, 0),
+    ([2, 5, 6], 11, 1, False, 0),
 ]
+LOG_SOFTMAX_CASES = [SOFTMAX_CASES[i] for i in (0, 2, 5, 9, 12)]
 
 
-@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
-@pytest.mark.parametrize("shape,opset,axis,transposes", SOFTMAX_CASES, ids=lambda v: str(v))
-def test_softmax_axes(op, shape, opset, axis, transposes):
+@pytest.mark.parametrize(
+    "op,shape,opset,axis,channels_last,transposes",
+    [("Softmax", *c) for c in SOFTMAX_CASES] + [("LogSoftmax", *c) for c in LOG_SOFTMAX_CASES],
+    ids=lambda v: str(v),
+)
+def test_softmax_axes(op, shape, opset, axis, channels_last, transposes):
     attrs = {} if axis is None else {"axis": axis}
-    conv = check(one_op(op, shape, attrs, opset), {"x": wide(shape, 2.0)}, transposes=transposes)
+    options = nhwc(shape) if channels_last else {}
+    conv = check(one_op(op, shape, attrs, opset), {"x": wide(shape, 2.0)}, transposes=transposes, **options)
     assert conv.ops.get("SOFTMAX" if op == "Softmax" else "LOG_SOFTMAX") == 1, conv.ops
 
 

@@ -208,10 +208,13 @@ def clip_11(ctx, node):
 def _reduced_last(perm: layout.Perm, axes: tuple[int, ...]) -> layout.Perm:
     """A layout holding ONNX `axes` (ascending) as the trailing stored axes.
 
-    The input's own layout if it already does; else plain ONNX order when that
-    works (graph outputs want it); else the input's order with `axes` moved last."""
+    Softmax over several flattened axes treats them as one set of elements, so
+    their stored order does not matter and the input's own layout serves when
+    they already trail it (NHWC for an opset-11 softmax from axis 1). Else plain
+    ONNX order when that works (graph outputs want it); else the input's order
+    with `axes` moved last."""
     n = len(axes)
-    if tuple(perm[len(perm) - n :]) == axes:
+    if set(perm[len(perm) - n :]) == set(axes):
         return tuple(perm)
     if axes == tuple(range(len(perm) - n, len(perm))):
         return layout.identity(len(perm))

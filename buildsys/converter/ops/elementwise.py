@@ -45,12 +45,20 @@ def mul(ctx, node):
     _binary(ctx, node, tf.multiply)
 
 
+def _truncated_div(a, b):
+    """ONNX integer division (toward zero) with the one TFLite kernel that does it:
+    int32 DIV. Other integer types (int64 shape math, int8...) are divided in int32."""
+    if a.dtype == tf.int32:
+        return tf.truncatediv(a, b)
+    return tf.cast(tf.truncatediv(tf.cast(a, tf.int32), tf.cast(b, tf.int32)), a.dtype)
+
+
 @handles("Div", since=7)
 def div(ctx, node):
     def divide(a, b):
         if a.dtype.is_integer:
             # ONNX integer division truncates toward zero; TF floordiv rounds down
-            return tf.truncatediv(a, b)
+            return _truncated_div(a, b)
         return tf.divide(a, b)
 
     _binary(ctx, node, divide)
@@ -67,10 +75,19 @@ def pow_(ctx, node):
     ctx.set(node.outputs[0], tf.pow(a, tf.cast(b, a.dtype)), perm)
 
 
+def _truncated_mod(a, b):
+    """C fmod (result takes the dividend's sign) built on FLOOR_MOD (the divisor's
+    sign): TFLite has no TruncateMod kernel, and no division means no rounding of
+    a quotient (exact for integers, within one ulp of `b` for floats)."""
+    r = tf.math.floormod(a, b)
+    other_sign = tf.logical_and(tf.not_equal(r, tf.zeros_like(r)), tf.not_equal(r < 0, a < 0))
+    return tf.where(other_sign, r - b, r)
+
+
 @handles("Mod", since=10)
 def mod(ctx, node):
     if node.attr("fmod", 0):
-        _binary(ctx, node, tf.truncatemod)
+        _binary(ctx, node, _truncated_mod)
     else:
         _binary(ctx, node, tf.math.floormod)
 
@@ -119,7 +136,24 @@ unary_round = _unary_handler("Round", tf.round)
 unary_sin = _unary_handler("Sin", tf.sin)
 unary_cos = _unary_handler("Cos", tf.cos)
 unary_sign = _unary_handler("Sign", tf.sign)
-unary_erf = _unary_handler("Erf", tf.math.erf)
+
+# Abramowitz & Stegun 7.1.26: erf(x) = 1 - t*P(t)*exp(-x^2), t = 1/(1 + p*x) for x >= 0,
+# absolute error <= 1.5e-7 (about 5e-7 once evaluated in float32)
+ERF_P = 0.3275911
+ERF_COEFFS = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def _erf(x):
+    """erf from builtins (TFLite has no ERF kernel); odd, so computed on |x|."""
+    ax = tf.abs(x)
+    t = 1.0 / (1.0 + ERF_P * ax)
+    poly = ERF_COEFFS[0]
+    for c in ERF_COEFFS[1:]:
+        poly = poly * t + c
+    return tf.sign(x) * (1.0 - poly * t * tf.exp(-ax * ax))
+
+
+unary_erf = _unary_handler("Erf", _erf)
 
 
 @handles("Reciprocal", since=6)
@@ -129,16 +163,38 @@ def reciprocal(ctx, node):
 
 @handles("Identity", since=1)
 def identity(ctx, node):
+    value = ctx.const(node.input(0))
+    if value is not None:
+        # stays usable where a constant is required (Reshape shapes, Clip bounds...)
+        ctx.set_const(node.outputs[0], value)
+        return
     ctx.set(node.outputs[0], tf.identity(ctx.tensor(node.input(0))), ctx.perm(node.input(0)))
 
 
-@handles("Dropout", since=7)
-def dropout(ctx, node):
-    # inference: Dropout is the identity; the optional mask output is all true
+def _dropout(ctx: ConversionContext, node: Node, mask: bool) -> None:
+    # inference: Dropout is the identity and its optional mask output a constant
     src = node.input(0)
     ctx.set(node.outputs[0], tf.identity(ctx.tensor(src)), ctx.perm(src))
     if len(node.outputs) > 1 and node.outputs[1]:
-        ctx.set(node.outputs[1], tf.ones_like(ctx.tensor(src), dtype=tf.bool), ctx.perm(src))
+        fill = tf.ones_like if mask else tf.zeros_like
+        ctx.set(node.outputs[1], fill(ctx.tensor(src), dtype=tf.bool), ctx.perm(src))
+
+
+@handles("Dropout", since=7)
+def dropout_7(ctx, node):
+    # the spec leaves the test-mode mask open; onnxruntime, the reference users
+    # compare against, returns all false before opset 12
+    _dropout(ctx, node, mask=False)
+
+
+@handles("Dropout", since=12)
+def dropout_12(ctx, node):
+    # ratio and training_mode became inputs; the inference mask is all true
+    if node.input(2):
+        training = ctx.const(node.input(2))
+        if training is None or bool(training.reshape(-1)[0]):
+            raise Unsupported("training_mode must be a constant false: training-mode dropout is random")
+    _dropout(ctx, node, mask=True)
 
 
 @handles("Cast", since=6)

@@ -2,9 +2,9 @@
 
 Axis ops (TopK, ArgMax, CumSum, GatherElements, Trilu) work in the stored layout
 with remapped axes; GatherND and ScatterND index leading ONNX axes by
-coordinate tuples, so they run in ONNX order. TFLite has no int64 gather
-kernels worth relying on, so index arithmetic is int32 and only outputs that
-ONNX defines as int64 are cast back.
+coordinate tuples, so they run in ONNX order. Index arithmetic is int32 (the
+type every TFLite index kernel takes); only outputs that ONNX defines as int64
+are cast back.
 """
 
 from __future__ import annotations
@@ -45,22 +45,19 @@ def _wrap_tensor(indices: tf.Tensor, bound) -> tf.Tensor:
     return tf.math.floormod(tf.cast(indices, tf.int32), tf.constant(np.asarray(bound, dtype=np.int32)))
 
 
-def _move_axis_last(perm: Perm, tf_axis: int) -> tuple[Perm, Perm]:
-    """(transpose of the stored tensor, resulting perm) that puts `tf_axis` last."""
-    order = tuple(i for i in range(len(perm)) if i != tf_axis) + (tf_axis,)
-    return order, tuple(perm[i] for i in order)
-
-
 # -- TopK -------------------------------------------------------------------------
 def _topk_layout(ctx: ConversionContext, name: str, onnx_axis: int) -> tuple[tf.Tensor, Perm]:
     """The input stored so the TopK axis is last (TOPK_V2 only works there)."""
-    value = ctx.value(name)
-    rank = value.rank
-    if onnx_axis == rank - 1:
-        # ONNX order already has the axis last, and most consumers prefer ONNX order
+    perm = ctx.value(name).perm
+    rank = len(perm)
+    if perm[-1] == onnx_axis:
+        target = perm
+    elif onnx_axis == rank - 1:
+        # a transpose is needed anyway; ONNX order is what most consumers want
         target = layout.identity(rank)
     else:
-        _, target = _move_axis_last(value.perm, layout.tf_axis(value.perm, onnx_axis))
+        # keep the other axes in stored order: one transpose, no reordering beyond it
+        target = tuple(a for a in perm if a != onnx_axis) + (onnx_axis,)
     return ctx.tensor(name, target), target
 
 
@@ -99,7 +96,7 @@ def _arg_reduce(ctx: ConversionContext, node: Node, fn) -> None:
     axis = node.attr("axis", 0) % value.rank
     t = layout.tf_axis(value.perm, axis)
     x = ctx.tensor(src)
-    if node.attr("select_last_point_index", 0):
+    if node.attr("select_last_index", 0):
         # first hit in the reversed axis is the last hit in the original
         n = ctx.static_shape(src)[axis]
         first = fn(tf.reverse(x, [t]), axis=t, output_type=tf.int32)

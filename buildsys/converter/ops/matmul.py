@@ -1,3 +1,293 @@
-"""matmul ops."""
+"""MatMul, Gemm and Einsum as one contraction: tf.matmul over labelled axes.
+
+Every operand is a `Term`: a tensor plus one letter per stored axis. A
+contraction groups letters into batch (both operands and the output),
+contracted (both operands only), left and right (one operand and the output),
+brings each operand to [batch..., free, contracted] (or the adjoint order, if
+that is how it is stored) with reshapes merging each group, and runs one
+tf.matmul. The result's letters become the output's layout permutation, so
+no transpose is spent on putting the output in ONNX order.
+
+A constant right operand with no batch letters is handed to tf.matmul as a
+2-D array, which the TFLite converter turns into FULLY_CONNECTED (with any
+following bias ADD fused); Gemm folds alpha, beta and transB into those
+constants in numpy.
+"""
 
 from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from buildsys.converter import layout
+from buildsys.converter.context import ConversionContext, Value, to_layout
+from buildsys.converter.errors import Unsupported
+from buildsys.converter.ir import Node
+from buildsys.converter.registry import handles
+
+
+@dataclass(frozen=True)
+class Term:
+    """A tensor (tf, or numpy when constant) with one letter per axis, in stored order."""
+
+    data: object
+    letters: str
+
+    @property
+    def const(self) -> bool:
+        return isinstance(self.data, np.ndarray)
+
+    def dims(self) -> dict[str, int]:
+        shape = self.data.shape if self.const else self.data.shape.as_list()
+        if any(d is None for d in shape):
+            raise Unsupported(f"needs static shapes, got {shape}")
+        return dict(zip(self.letters, (int(d) for d in shape)))
+
+
+def term(ctx: ConversionContext, name: str, letters: str) -> Term:
+    """The input `name` whose ONNX axes are labelled `letters`."""
+    value = ctx.value(name)
+    if value.const is not None:
+        return Term(value.const, letters)
+    return Term(value.tensor, "".join(letters[a] for a in value.perm))
+
+
+def arrange(t: Term, order: str):
+    """The term's data with its axes in `order` (moving data only when it must)."""
+    rel = [t.letters.index(c) for c in order]
+    if t.const:
+        return np.transpose(t.data, rel)
+    if layout.is_identity(rel):
+        return t.data
+    dims = t.data.shape.as_list()
+    if layout.moves_only_units(rel, dims):
+        return tf.reshape(t.data, [dims[a] for a in rel])
+    return tf.transpose(t.data, rel)
+
+
+def reshape(data, shape: list[int]):
+    if list(data.shape) == list(shape):
+        return data
+    return data.reshape(shape) if isinstance(data, np.ndarray) else tf.reshape(data, shape)
+
+
+def sum_out(t: Term, letters: set[str]) -> Term:
+    """Sum over the term's axes labelled with any of `letters`."""
+    axes = [i for i, c in enumerate(t.letters) if c in letters]
+    if not axes:
+        return t
+    kept = "".join(c for c in t.letters if c not in letters)
+    if t.const:
+        return Term(np.sum(t.data, axis=tuple(axes)).astype(t.data.dtype), kept)
+    return Term(tf.reduce_sum(t.data, axis=axes), kept)
+
+
+def in_stored_order(t: Term, letters: set[str]) -> str:
+    return "".join(c for c in t.letters if c in letters)
+
+
+def adjoint_wanted(t: Term, batch: str, first: str, second: str, allowed: bool) -> bool:
+    """True if the term is stored as [batch, second, first], so tf.matmul's adjoint flag
+    gives [batch, first, second] for free."""
+    return allowed and not t.const and bool(first) and bool(second) and t.letters == batch + second + first
+
+
+def matrix(t: Term, batch: str, rows: str, cols: str, adjoint: bool, dims: dict[str, int]):
+    """The term as a [batch..., rows, cols] matrix stack, or [batch..., cols, rows] if adjoint."""
+    first, second = (cols, rows) if adjoint else (rows, cols)
+    data = arrange(t, batch + first + second)
+    own = t.dims()
+    shape = [own[c] for c in batch] + [math.prod(dims[c] for c in first), math.prod(dims[c] for c in second)]
+    return reshape(data, shape)
+
+
+def contract(a: Term, b: Term, keep: str) -> Term:
+    """Einsum of two terms keeping the letters in `keep` (every other letter is summed)."""
+    needed = set(keep)
+    a = sum_out(a, set(a.letters) - set(b.letters) - needed)
+    b = sum_out(b, set(b.letters) - set(a.letters) - needed)
+    dims_a, dims_b = a.dims(), b.dims()
+    shared = set(a.letters) & set(b.letters)
+    for c in shared - needed:
+        if dims_a[c] != dims_b[c]:
+            raise Unsupported(f"index {c!r} is summed over sizes {dims_a[c]} and {dims_b[c]}")
+    for c in shared & needed:
+        if dims_a[c] != dims_b[c] and 1 not in (dims_a[c], dims_b[c]):
+            raise Unsupported(f"index {c!r} has sizes {dims_a[c]} and {dims_b[c]}")
+    lead = a if not a.const or b.const else b
+    batch = in_stored_order(lead, shared & needed)
+    summed = in_stored_order(lead, shared - needed)
+    left = in_stored_order(a, set(a.letters) - shared)
+    right = in_stored_order(b, set(b.letters) - shared)
+    dims = {**dims_a, **dims_b}
+    # a constant right operand without batch axes stays 2-D so TFLite makes it FULLY_CONNECTED
+    dense = b.const and not batch
+    adj_a = adjoint_wanted(a, batch, left, summed, allowed=not dense)
+    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True)
+    x = matrix(a, batch, left, summed, adj_a, dims)
+    y = matrix(b, batch, summed, right, adj_b, dims)
+    if not batch and not left and not dense:
+        # the TFLite converter folds [K] -> [1, K] -> MatMul -> drop-row into a BATCH_MATMUL
+        # with a 1-D operand that it then rejects; a unit batch axis keeps the shapes legal
+        x, y = reshape(x, [1, *x.shape]), reshape(y, [1, *y.shape])
+    if a.const and b.const:
+        out = np.matmul(x, y)
+    else:
+        out = tf.matmul(x, y, adjoint_a=adj_a, adjoint_b=adj_b)
+    sizes = [max(dims_a[c], dims_b[c]) for c in batch] + [dims[c] for c in left + right]
+    return Term(reshape(out, sizes), batch + left + right)
+
+
+def emit(ctx: ConversionContext, name: str, t: Term, letters: str) -> None:
+    """Store `t` as the ONNX value whose axes are labelled `letters` (letters in that order)."""
+    if sorted(t.letters) != sorted(letters):
+        raise AssertionError(f"result axes {t.letters!r} != output axes {letters!r}")
+    if t.const:
+        ctx.set_const(name, np.transpose(t.data, [t.letters.index(c) for c in letters]))
+        return
+    ctx.set(name, t.data, tuple(letters.index(c) for c in t.letters))
+
+
+# -- MatMul ---------------------------------------------------------------------
+@handles("MatMul", since=1)
+@handles("MatMul", since=13)
+def matmul(ctx, node):
+    ra, rb = ctx.value(node.input(0)).rank, ctx.value(node.input(1)).rank
+    if ra == 0 or rb == 0:
+        raise Unsupported("MatMul operands must have rank >= 1")
+    # a 2-D constant right operand is shared by every batch of the left one: FULLY_CONNECTED
+    dense = rb <= 2 and ctx.const(node.input(1)) is not None
+    batch_rank = max(ra, rb) - 2
+    lead = "".join(string.ascii_uppercase[i] for i in range(max(batch_rank, 0)))
+    a_letters = ("m" + "k") if ra >= 2 else "k"
+    b_letters = ("k" + "n") if rb >= 2 else "k"
+    a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
+    a = term(ctx, node.input(0), a_batch + a_letters)
+    b = term(ctx, node.input(1), b_batch + b_letters)
+    if not dense:
+        # numpy broadcasting: missing leading batch axes act as size 1, which BATCH_MATMUL broadcasts
+        a, b = with_unit_axes(a, lead), with_unit_axes(b, lead)
+    out = lead + ("m" if ra >= 2 else "") + ("n" if rb >= 2 else "")
+    emit(ctx, node.outputs[0], contract(a, b, out), out)
+
+
+def with_unit_axes(t: Term, batch: str) -> Term:
+    missing = "".join(c for c in batch if c not in t.letters)
+    if not missing:
+        return t
+    shape = [1] * len(missing) + list(t.data.shape)
+    return Term(reshape(t.data, shape), missing + t.letters)
+
+
+# -- Gemm -----------------------------------------------------------------------
+def gemm_operand(ctx: ConversionContext, name: str, transposed: bool):
+    """A Gemm input as a 2-D [rows, cols] tensor (numpy when constant), honouring transA/transB.
+
+    A stored-transposed input with the matching flag costs nothing; one with a unit
+    dimension is only reshaped."""
+    value = ctx.value(name)
+    if value.rank != 2:
+        raise Unsupported(f"Gemm input {name!r} has rank {value.rank}, expected 2")
+    if value.const is not None:
+        return value.const.T if transposed else value.const
+    perm = layout.apply_transpose(value.perm, (1, 0)) if transposed else value.perm
+    return to_layout(Value(value.tensor, perm), layout.identity(2))
+
+
+@handles("Gemm", since=7)
+@handles("Gemm", since=11)
+@handles("Gemm", since=13)
+def gemm(ctx, node):
+    alpha = float(node.attr("alpha", 1.0))
+    beta = float(node.attr("beta", 1.0))
+    a = gemm_operand(ctx, node.input(0), bool(node.attr("transA", 0)))
+    b = gemm_operand(ctx, node.input(1), bool(node.attr("transB", 0)))
+    if isinstance(b, np.ndarray):
+        # alpha rides on the weights, so the product is a plain FULLY_CONNECTED
+        b, alpha = (b * np.asarray(alpha, b.dtype)).astype(b.dtype), 1.0
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        y = np.matmul(a, b) * np.asarray(alpha, a.dtype)
+    else:
+        y = tf.matmul(a, b)
+        if alpha != 1.0:
+            y = y * tf.constant(alpha, y.dtype)
+    c = gemm_bias(ctx, node, beta)
+    if c is not None:
+        y = y + c
+    if isinstance(y, np.ndarray):
+        ctx.set_const(node.outputs[0], y.astype(a.dtype))
+        return
+    ctx.set(node.outputs[0], y, layout.identity(2))
+
+
+def gemm_bias(ctx: ConversionContext, node: Node, beta: float):
+    """beta * C, broadcastable to [M, N]; None when there is nothing to add."""
+    name = node.input(2)
+    if not name or beta == 0.0:
+        return None
+    value = ctx.value(name)
+    if value.rank > 2:
+        raise Unsupported(f"Gemm C has rank {value.rank}, expected at most 2")
+    if value.const is not None:
+        c = (value.const * np.asarray(beta, value.const.dtype)).astype(value.const.dtype)
+        return None if not np.any(c) else c
+    c = ctx.onnx_tensor(name)
+    return c if beta == 1.0 else c * tf.constant(beta, c.dtype)
+
+
+# -- Einsum ---------------------------------------------------------------------
+def parse_equation(equation: str, ranks: list[int]) -> tuple[list[str], str]:
+    """Input terms and output letters with any '...' spelled out as digits (never einsum letters)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise Unsupported(f"Einsum {equation!r} names {len(terms)} operands but has {len(ranks)} inputs")
+    ellipsis = max((r - (len(t) - 3) for t, r in zip(terms, ranks) if "..." in t), default=0)
+    spare = "".join(str(i) for i in range(ellipsis))
+    terms = [expand_ellipsis(t, r, spare, equation) for t, r in zip(terms, ranks)]
+    if arrow:
+        out = rhs.replace("...", spare)
+    else:
+        # implicit output: the ellipsis axes, then letters used once, alphabetically
+        counts = "".join(terms)
+        out = spare + "".join(sorted(c for c in set(counts) if c.isalpha() and counts.count(c) == 1))
+    for t in terms:
+        if len(set(t)) != len(t):
+            raise Unsupported(f"Einsum {equation!r}: repeated index within one operand (diagonal)")
+    if len(set(out)) != len(out) or not set(out) <= set("".join(terms)):
+        raise Unsupported(f"Einsum {equation!r}: invalid output indices")
+    return terms, out
+
+
+def expand_ellipsis(t: str, rank: int, spare: str, equation: str) -> str:
+    if "..." not in t:
+        if len(t) != rank:
+            raise Unsupported(f"Einsum {equation!r}: term {t!r} does not match rank {rank}")
+        return t
+    count = rank - (len(t) - 3)
+    if count < 0:
+        raise Unsupported(f"Einsum {equation!r}: term {t!r} does not match rank {rank}")
+    return t.replace("...", spare[len(spare) - count :])
+
+
+@handles("Einsum", since=12)
+def einsum(ctx, node):
+    names = list(node.inputs)
+    equation = node.attr("equation")
+    terms, out = parse_equation(equation, [ctx.value(n).rank for n in names])
+    try:
+        operands = [term(ctx, n, t) for n, t in zip(names, terms)]
+        result = operands[0]
+        if len(operands) == 1:
+            result = sum_out(result, set(result.letters) - set(out))
+        for i, nxt in enumerate(operands[1:], start=1):
+            later = set(out).union(*(t.letters for t in operands[i + 1 :]))
+            result = contract(result, nxt, "".join(c for c in result.letters + nxt.letters if c in later))
+        emit(ctx, node.outputs[0], result, out)
+    except Unsupported as exc:
+        raise Unsupported(f"Einsum {equation!r}: {exc.reason}") from None

@@ -44,25 +44,37 @@ def axis_groups(src: list[int], dst: list[int]) -> list[tuple[list[int], list[in
 
 
 def stored_reshape_perm(perm: tuple[int, ...], src: list[int], dst: list[int]) -> tuple[int, ...] | None:
-    """Output perm if reshaping the stored tensor gives transpose(onnx_result, perm), else None."""
-    groups = axis_groups(src, dst)
+    """Output perm if reshaping the stored tensor gives transpose(onnx_result, perm), else None.
+
+    Unit axes hold no data, so only the non-unit axes must split or merge in runs that
+    follow each other, in order, in the stored tensor; unit axes may sit anywhere. That
+    keeps e.g. [1, C, 1, W] -> [C, W] free on a channels-last tensor."""
+    src_big = [a for a, d in enumerate(src) if d != 1]
+    dst_big = [a for a, d in enumerate(dst) if d != 1]
+    groups = axis_groups([src[a] for a in src_big], [dst[a] for a in dst_big])
     if groups is None:
         return None
-    group_of = {a: g for g, (ins, _) in enumerate(groups) for a in ins}
-    order: list[int] = []
-    for k, axis in enumerate(perm):
-        g = group_of[axis]
-        ins = groups[g][0]
-        if axis == ins[0]:
-            # a group's axes must follow each other, in order, in the stored tensor
-            if list(perm[k : k + len(ins)]) != ins:
-                return None
-            order.append(g)
-    # groups with no source axes (new unit dims) follow the group before them
-    for g, (ins, _) in enumerate(groups):
-        if not ins:
-            order.insert(order.index(g - 1) + 1 if g else 0, g)
-    return tuple(a for g in order for a in groups[g][1])
+    group_of = {k: g for g, (ins, _) in enumerate(groups) for k in ins}
+    stored = [src_big.index(a) for a in perm if src[a] != 1]
+    out: list[int] = []
+    k = 0
+    while k < len(stored):
+        ins, outs = groups[group_of[stored[k]]]
+        if stored[k : k + len(ins)] != ins:
+            return None
+        out.extend(dst_big[j] for j in outs)
+        k += len(ins)
+    return with_unit_axes(out, [a for a, d in enumerate(dst) if d == 1])
+
+
+def with_unit_axes(stored: list[int], units: list[int]) -> tuple[int, ...]:
+    """Place unit axes in a stored order; each goes before the first axis that follows it
+    in ONNX order, so axes that were in ONNX order stay so."""
+    stored = list(stored)
+    for axis in units:
+        following = [i for i, a in enumerate(stored) if a > axis]
+        stored.insert(following[0] if following else len(stored), axis)
+    return tuple(stored)
 
 
 def reshape_to(ctx: ConversionContext, node: Node, src: str, dst_shape: list[int]) -> None:
@@ -104,7 +116,9 @@ def reshape(ctx, node):
 @handles("Flatten", since=1)
 def flatten(ctx, node):
     in_shape = ctx.static_shape(node.input(0))
-    axis = node.attr("axis", 1) % (len(in_shape) + 1) if in_shape else 0
+    axis = node.attr("axis", 1)
+    # negative axes count from the rank, not rank + 1: axis -1 keeps the last dim apart
+    axis = axis + len(in_shape) if axis < 0 else axis
     reshape_to(ctx, node, node.input(0), [math.prod(in_shape[:axis]), math.prod(in_shape[axis:])])
 
 
