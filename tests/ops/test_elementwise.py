@@ -163,7 +163,8 @@ def test_integer_div_and_mod_round_toward_zero(dtype, op, attrs):
 
 def test_float_fmod_takes_dividend_sign():
     node = helper.make_node("Mod", ["x", "m"], ["y"], fmod=1)
-    model = make_model([node], {"x": IMAGE}, ["y"], {"m": np.array([1.5, -1.5, 0.75, -2.0], np.float32).reshape(4, 1, 1)})
+    divisors = np.array([1.5, -1.5, 0.75, -2.0], np.float32).reshape(4, 1, 1)
+    model = make_model([node], {"x": IMAGE}, ["y"], {"m": divisors})
     check(model, {"x": normal(IMAGE, scale=4.0)}, transposes=0, **NHWC_OUT)
 
 

@@ -14,8 +14,12 @@ from onnx_harness import check, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
+from buildsys.tflow.onnxsource import export_onnx
+from buildsys.tflow.quantize import to_tflite
+from buildsys.tflow.runtime import load_interpreter
+from buildsys.tflow.samples import to_stored
 
-PADS = ("PAD", "PADV2")
+PADS = ("PAD", "PADV2", "MIRROR_PAD")
 
 
 def pool_model(op: str, shape, opset: int = 17, dtype=np.float32, outputs=("y",), **attrs):
@@ -47,22 +51,31 @@ MAX_CASES = [
                  id="ceil-overhang-is-same"),
     pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), PADS, (),
                  id="pads-equal-same"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (), ("PADV2",),
+    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (), ("MIRROR_PAD",),
                  id="pads-not-same"),
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1), (),
-                 ("PADV2",), id="asymmetric-ceil"),
+    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]), (),
+                 ("MIRROR_PAD",), id="asymmetric"),
+    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1), (), (),
+                 id="asymmetric-ceil"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1), (), (),
                  id="ceil-drops-window-in-end-pad"),
     pytest.param([1, 4, 9, 8], dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1), (), (),
                  id="rectangular-ceil"),
+    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]), PADS, (),
+                 id="end-pad-partly-unused-is-same"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), PADS, (),
                  id="same-upper"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), (), ("PADV2",),
+    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), (), ("MIRROR_PAD",),
                  id="same-lower"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1), (), (),
                  id="valid-ceil"),
+    # ceil_mode overhang of 2 > kernel // 2: mirroring could copy a row from outside the window
+    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1), ("MIRROR_PAD",),
+                 ("CONCATENATION",), id="overhang-past-half-kernel"),
+    pytest.param([1, 4, 7, 6], dict(kernel_shape=[3, 2], strides=[1, 2], pads=[2, 0, 0, 1]), ("MIRROR_PAD",),
+                 ("CONCATENATION",), id="pad-past-half-kernel"),
     pytest.param([1, 4, 4, 4], dict(kernel_shape=[2, 2], strides=[2, 2]), PADS, (), id="hwc-equal"),
-    pytest.param([1, 4, 4, 4], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]), (), ("PADV2",),
+    pytest.param([1, 4, 4, 4], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]), (), ("MIRROR_PAD",),
                  id="hwc-equal-asymmetric"),
 ]
 
@@ -90,11 +103,38 @@ def test_max_pool_older_opsets(opset):
     check_pool(pool_model("MaxPool", [1, 3, 9, 9], opset, **attrs))
 
 
-def test_max_pool_padding_never_wins():
-    # all inputs far below zero: a zero pad would show up as the maximum
-    model = pool_model("MaxPool", [1, 2, 6, 6], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 0])
+@pytest.mark.parametrize(
+    "attrs, form",
+    [
+        pytest.param(dict(pads=[1, 0, 1, 0]), "MIRROR_PAD", id="mirrored"),
+        pytest.param(dict(pads=[2, 0, 0, 2]), "CONCATENATION", id="edge-copies"),
+    ],
+)
+def test_max_pool_padding_never_wins(attrs, form):
+    # all inputs far below zero, smallest at the borders: a zero pad, or a border value copied
+    # into a window that does not hold it, would show up as the maximum
+    model = pool_model("MaxPool", [1, 2, 6, 6], kernel_shape=[3, 3], strides=[2, 2], **attrs)
     x = -100.0 - np.random.default_rng(0).random([1, 2, 6, 6]).astype(np.float32)
-    check_pool(model, feeds={"x": x}, present=("PADV2",))
+    x[:, :, [0, -1], :] -= 50
+    x[:, :, :, [0, -1]] -= 50
+    check_pool(model, feeds={"x": x}, present=(form,))
+
+
+def test_max_pool_padding_keeps_int8_range(tmp_path):
+    # a sentinel pad value (-inf, lowest float) would join the int8 range shared through the PAD
+    # and flatten the conv before it to a few levels; edge padding keeps the calibrated range
+    w = np.random.default_rng(0).standard_normal([4, 4, 3, 3]).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]),
+    ]
+    model = make_model(nodes, {"x": [1, 4, 8, 8]}, ["y"], {"w": w})
+    signature = export_onnx(model, tmp_path / "float.pb", nhwc_outputs=["y"])
+    calib = to_stored({"x": np.random.default_rng(1).standard_normal([8, 4, 8, 8]).astype(np.float32)},
+                      signature["inputs"])
+    data = to_tflite(tmp_path / "float.pb", signature, "int8", calib)
+    scales = [t["quantization"][0] for t in load_interpreter(data).get_tensor_details()]
+    assert 0 < max(scales) < 1, scales
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])
@@ -136,6 +176,8 @@ AVG_CASES = [
                  id="ceil-drops-window-in-end-pad"),
     pytest.param([1, 4, 9, 8], dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1),
                  id="rectangular-ceil"),
+    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]),
+                 id="end-pad-partly-unused"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), id="same-upper"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), id="same-lower"),
     pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1),

@@ -163,8 +163,9 @@ def matmul(ctx, node):
     dense = rb <= 2 and ctx.const(node.input(1)) is not None
     batch_rank = max(ra, rb) - 2
     lead = "".join(string.ascii_uppercase[i] for i in range(max(batch_rank, 0)))
-    a_letters = ("m" + "k") if ra >= 2 else "k"
-    b_letters = ("k" + "n") if rb >= 2 else "k"
+    # a rank-1 operand has no row (left) or column (right) axis, as in numpy
+    a_letters = "mk" if ra >= 2 else "k"
+    b_letters = "kn" if rb >= 2 else "k"
     a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
     a = term(ctx, node.input(0), a_batch + a_letters)
     b = term(ctx, node.input(1), b_batch + b_letters)

@@ -4,9 +4,10 @@ Each window op resolves its padding to per-axis (begin, end) pads that also
 cover ceil_mode's overhanging last window, then picks the cheapest TF form:
 'VALID' without padding, 'SAME' when TF's own padding (which pooling never
 counts, like max pool's implicit -inf and count_include_pad=0) is exactly
-that, otherwise an explicit PAD and 'VALID'. An average over an explicit pad
-divides by the full window, so positions whose ONNX divisor differs get a
-constant per-position correction factor.
+that, otherwise an explicit pad and 'VALID'. Max pooling pads with copies of
+edge rows (never a sentinel value, which would ruin int8 ranges); an average
+over a zero pad divides by the full window, so positions whose ONNX divisor
+differs get a constant per-position correction factor.
 """
 
 from __future__ import annotations
@@ -106,9 +107,28 @@ def max_pool(x: tf.Tensor, win: Window) -> tf.Tensor:
         return tf_pool(x, "MAX", win, "VALID")
     if win.tf_same():
         return tf_pool(x, "MAX", win, "SAME")
-    # the lowest finite value never wins a max and, unlike -inf, quantizes to the range minimum
-    lowest = np.finfo(x.dtype.as_numpy_dtype).min
-    return tf_pool(pad_spatial(x, win.reach, lowest), "MAX", win, "VALID")
+    return tf_pool(edge_pad(x, win), "MAX", win, "VALID")
+
+
+def edge_pad(x: tf.Tensor, win: Window) -> tf.Tensor:
+    """Pad so no pad value can beat a real one in any window, without a sentinel constant.
+
+    A -inf or lowest-float pad would become part of the int8 range of everything quantized
+    together with the PAD (it shares its input's scale), wiping out the precision upstream.
+    Every window that reaches into the padding also holds the input's edge row on that side
+    (ONNX windows always contain a real element), so copies of the edge rows are harmless.
+    Mirroring (SYMMETRIC, one MIRROR_PAD) also only copies rows from inside such windows
+    while the pad is at most half the kernel; beyond that, edge rows are concatenated."""
+    reach = win.reach
+    if all(max(b, e) <= min(k // 2, n) for (b, e), k, n in zip(reach, win.kernel, win.in_dims)):
+        return tf.pad(x, [[0, 0], *[[b, e] for b, e in reach], [0, 0]], mode="SYMMETRIC")
+    for axis, (b, e) in enumerate(reach, start=1):
+        if b or e:
+            n = x.shape[axis]
+            first = tf.gather(x, [0], axis=axis)
+            last = tf.gather(x, [n - 1], axis=axis)
+            x = tf.concat([first] * b + [x] + [last] * e, axis=axis)
+    return x
 
 
 def divisors(win: Window, include_pad: bool) -> np.ndarray:

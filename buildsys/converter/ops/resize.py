@@ -3,8 +3,9 @@
 Resizing is separable, so each resized axis is described by its taps: for every
 output position, the input positions it reads and their weights (one tap for
 nearest, two for linear, four for cubic). The taps follow onnxruntime's float32
-arithmetic exactly (coordinate transform, rounding, clamping), so ties such as
-round_prefer_floor at x.5 land where onnxruntime puts them.
+arithmetic (coordinate transform, rounding, clamping), so ties such as
+round_prefer_floor at x.5 land where onnxruntime puts them. Scales given as
+input are used as given: 1.5 on 3 pixels makes 4, sampled at steps of 1/1.5.
 
 The taps are then compared with what TFLite's RESIZE_NEAREST_NEIGHBOR and
 RESIZE_BILINEAR kernels compute for each of their flag combinations
@@ -38,6 +39,9 @@ COORD_MODES = (
     "tf_half_pixel_for_nn",
 )
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+# onnxruntime takes a float32 coordinate within this of x.5 as the tie exact arithmetic
+# would give (7 -> 4 asymmetric: 2 / (4/7) is 3.4999998 in float32, a tie of 3.5)
+TIE_TOLERANCE = 1e-6
 # weights this close to the builtin kernels' count as the same interpolation
 KERNEL_WEIGHT_ATOL = 1e-6
 
@@ -63,6 +67,20 @@ class Taps:
     def is_identity(self, in_len: int) -> bool:
         out_len = self.index.shape[0]
         return out_len == in_len and bool(np.all(self.dense(in_len) == np.eye(in_len)))
+
+    def compact(self, in_len: int) -> Taps:
+        """The same interpolation with repeated indices merged and zero weights dropped, so a
+        linear axis that only hits whole input positions becomes a single gather."""
+        dense = self.dense(in_len)
+        width = max(int(np.count_nonzero(dense, axis=1).max()), 1)
+        index = np.zeros((dense.shape[0], width), np.int64)
+        weight = np.zeros((dense.shape[0], width), F32)
+        for row, values in enumerate(dense):
+            hits = np.flatnonzero(values)
+            index[row, : hits.size] = hits
+            index[row, hits.size :] = hits[0] if hits.size else 0
+            weight[row, : hits.size] = values[hits]
+        return Taps(index, weight)
 
     def dense(self, in_len: int) -> np.ndarray:
         """The [out, in] interpolation matrix (float64) the taps describe."""
@@ -107,10 +125,11 @@ def nearest_index(orig: np.ndarray, rule: str, downsampling: bool) -> np.ndarray
         return np.floor(v)
     if rule == "ceil":
         return np.ceil(v)
+    tie = np.abs(v - np.floor(v) - 0.5) <= TIE_TOLERANCE
+    rounded = round_half_away(v)
     if rule == "round_prefer_ceil":
-        return round_half_away(v)
-    tie = v == np.trunc(v) + 0.5
-    return np.where(tie, np.floor(v), round_half_away(v))
+        return np.where(tie, np.ceil(v), rounded)
+    return np.where(tie, np.floor(v), rounded)
 
 
 def cubic_coeffs(s: np.ndarray, a: float) -> np.ndarray:
@@ -136,8 +155,8 @@ def axis_taps(method: Method, in_len: int, out_len: int, scale: np.float32) -> T
         index = np.clip(nearest_index(orig, method.nearest, scale < 1), 0, in_len - 1).astype(np.int64)
         return Taps(index[:, None], np.ones((out_len, 1), F32))
     if method.mode == "linear":
-        return linear_taps(orig, in_len)
-    return cubic_taps(orig, in_len, method)
+        return linear_taps(orig, in_len).compact(in_len)
+    return cubic_taps(orig, in_len, method).compact(in_len)
 
 
 def linear_taps(orig: np.ndarray, in_len: int) -> Taps:
@@ -247,7 +266,7 @@ def scales_from_sizes(sizes: np.ndarray, in_shape: list[int], policy: str, axes)
     scales = np.ones(len(in_shape), F32)
     for a in chosen:
         scales[a] = common
-        out[a] = int(np.round(np.float64(common * F32(in_shape[a]))))
+        out[a] = int(round_half_away(np.float64(common * F32(in_shape[a]))))
     return out, scales
 
 
@@ -324,10 +343,10 @@ def emit_resize(ctx: ConversionContext, node: Node, method: Method, out_shape: l
         # onnxruntime copies the input when no size changes, whatever the scales say
         pass_through(ctx, src, dst)
         return
-    plan = {a: axis_taps(method, in_shape[a], out_shape[a], scales[a]) for a in range(rank)}
-    plan = {a: t for a, t in plan.items() if not t.is_identity(in_shape[a])}
     if method.mode != "nearest" and not value.dtype.is_floating:
         raise Unsupported(f"{method.mode} resize of {value.dtype.name} data is not supported")
+    plan = {a: axis_taps(method, in_shape[a], out_shape[a], scales[a]) for a in range(rank)}
+    plan = {a: t for a, t in plan.items() if not t.is_identity(in_shape[a])}
     if value.const is not None:
         out = value.const
         for a, taps in plan.items():
@@ -396,16 +415,11 @@ def resize_method(node: Node) -> Method:
     )
 
 
-def check_antialias(node: Node, method: Method, scales: np.ndarray) -> Method:
-    """antialias only changes linear/cubic downscaling; with no axis shrinking it is the plain
-    filter, except that cubic taps outside the input are dropped rather than clamped."""
-    if not node.attr("antialias", 0) or method.mode == "nearest":
-        return method
-    if np.any(scales < 1):
+def check_antialias(node: Node, method: Method, scales: np.ndarray) -> None:
+    """antialias widens the linear/cubic filter only when an axis shrinks; when none does,
+    onnxruntime's result is the plain filter's (checked for every coordinate mode)."""
+    if node.attr("antialias", 0) and method.mode != "nearest" and np.any(scales < 1):
         raise Unsupported(f"antialias=1 when downscaling (scales {scales.tolist()}) is not supported")
-    if method.mode == "cubic":
-        return Method(method.mode, method.coord, method.nearest, method.cubic_a, True)
-    return method
 
 
 # -- handlers ------------------------------------------------------------------------
@@ -417,7 +431,8 @@ def resize(ctx, node):
     method = resize_method(node)
     in_shape = ctx.static_shape(node.input(0))
     out_shape, scales = resize_target(ctx, node, in_shape)
-    emit_resize(ctx, node, check_antialias(node, method, scales), out_shape, scales)
+    check_antialias(node, method, scales)
+    emit_resize(ctx, node, method, out_shape, scales)
 
 
 @handles("Resize", since=10)
