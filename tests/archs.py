@@ -7,8 +7,11 @@ comparisons if their activations stay O(1) through the depth, so:
 - conv/linear weights are He/Kaiming-normal (sqrt(2/fan_in)) before ReLU-like
   activations and LeCun (sqrt(1/fan_in)) before linear outputs;
 - BatchNormalization nodes are kept (not folded) and their running mean/var
-  are estimated from data (`calibrate_batchnorm`): with gamma ~ 1 and a small
-  beta, each BN output is roughly unit-variance, as in a trained network.
+  are estimated from data (`calibrate_batchnorm`): with gamma ~ 1 each BN
+  output is roughly unit-variance, as in a trained network;
+- BNs feeding a ReLU-like activation get beta ~ ACT_SHIFT so most units are
+  active: otherwise a deep random net is chaotic (see ACT_SHIFT) and its int8
+  version cannot match it, whatever the converter does.
 
 Importable from tests (tests/ is on sys.path) and from bench/ (add tests/ to
 sys.path). `python tests/archs.py` is a self-test: it builds every model,
@@ -529,9 +532,9 @@ def segmenter(size: int = 128, seed: int = 0) -> onnx.ModelProto:
     e3 = net.cba(e2, 32, 64, 3, 2, act=relu)  # H/4
     e4 = net.cba(e3, 64, 96, 3, 2, act=relu)  # H/8
     e5 = net.cba(e4, 96, 128, 3, 2, act=relu)  # H/16
-    d4 = relu(net.bn(net.conv_transpose(e5, 128, 96, 2, 2), 96))
+    d4 = relu(net.bn(net.conv_transpose(e5, 128, 96, 2, 2), 96, shift=ACT_SHIFT))
     d4 = net.cba(net.op("Concat", d4, e4, axis=1), 192, 64, 3, act=relu)
-    d3 = relu(net.bn(net.conv_transpose(d4, 64, 48, 4, 2, pad=1), 48))
+    d3 = relu(net.bn(net.conv_transpose(d4, 64, 48, 4, 2, pad=1), 48, shift=ACT_SHIFT))
     d3 = net.cba(net.op("Concat", d3, e3, axis=1), 112, 32, 3, act=relu)
     d2 = _resize_linear(net, d3, [1, 32, size // 2, size // 2], "align_corners")
     d2 = net.cba(net.op("Concat", d2, e2, axis=1), 64, 32, 3, act=relu)

@@ -33,13 +33,15 @@ SIGNATURE_NODE = "buildsys_signature"
 
 
 def freeze(
-    call: Callable[[list[tf.Tensor]], list[tf.Tensor]], specs: list[tf.TensorSpec]
+    call: Callable[[list[tf.Tensor]], list[tf.Tensor]], specs: list[tf.TensorSpec], autograph: bool = True
 ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor]]:
     """Trace `call` at fixed shapes, fold variables into constants, canonicalize.
 
     Returns (graph_def, output_tensors) where output tensors carry static shapes.
+    `autograph=False` for callers that are plain graph builders (the ONNX
+    converter): transpiling them costs seconds and adds nothing.
     """
-    fn = tf.function(lambda *xs: list(call(list(xs))), input_signature=specs)
+    fn = tf.function(lambda *xs: list(call(list(xs))), input_signature=specs, autograph=autograph)
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function(), lower_control_flow=False)
     placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
     if len(placeholders) != len(specs) or len(placeholders) != len(frozen.inputs):

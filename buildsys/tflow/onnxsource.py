@@ -42,7 +42,7 @@ def export_onnx(
     converter = Converter(model, keep_layout=keep_layout, nhwc_outputs=nhwc_outputs, label=label)
     try:
         with quiet() as log:
-            graph_def, outputs = freeze(converter, converter.specs())
+            graph_def, outputs = freeze(converter, converter.specs(), autograph=False)
     except BuildsysError:
         raise
     except Exception as exc:  # noqa: BLE001 - TF tracing errors come in many types
