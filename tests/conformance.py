@@ -9,8 +9,10 @@ nothing downloaded and nothing cached on disk.
 
 Claimed cases. Claimed ops are `default_registry().ops()` in the default domain.
 A case belongs to every op type in its graph; a case whose graph also uses an
-op the converter does not claim is skipped ("not claimed"), and so is a case
-whose ONNX opset is below the lowest one buildsys supports.
+op the converter does not claim is skipped ("not claimed"). Cases are generated
+at the opset where their op last changed; one below opset 11 (And-7, Not-1...)
+runs re-declared at opset 11 when none of its ops changed in between, and is
+skipped otherwise (Upsample-9).
 
 Per case, the model goes the way a build takes it:
  1. Parameter inputs become initializers. buildsys converts prepared models,
@@ -21,7 +23,8 @@ Per case, the model goes the way a build takes it:
     scales/zero points) are constants. The node tests feed them as graph inputs
     instead, so the test data value is baked into an initializer. Inputs that
     are data in real models stay inputs (Gather/Scatter indices, MatMul operands,
-    Where condition...). `BAKED` lists the inputs, by the op schema's input name.
+    Where condition...). `BAKED` lists the inputs, by the op schema's input name;
+    a function-expanded case (`*_expanded`) bakes what its original op would.
  2. Inputs with dynamic dims are fixed to the test data shapes through
     `prepare_model(shapes=...)`, which also folds constants (a case can fold
     away entirely, e.g. Shape or Range on baked inputs: it then passes without
@@ -31,13 +34,17 @@ Per case, the model goes the way a build takes it:
  4. Outputs are compared with the expected ones: shapes exact, integers and
     booleans exact, floats with atol = rtol = 1e-4 (NaN matches NaN).
 
+Cases run in spawned worker processes (`-j`, default 2): a TFLite abort or
+segfault costs one case, reported as "crashed", not the run.
+
 Lists (tests/conformance/): passlist.txt holds the cases that must pass;
 excluded.txt holds every other claimed case with the reason it cannot pass
 (`<case> <reason>`, `#` comments). tests/test_conformance.py enforces both.
 
     python tests/conformance.py                # run, print a report
-    python tests/conformance.py -k resize      # only cases whose name contains "resize"
+    python tests/conformance.py -k resize -v   # cases whose name contains "resize", one line each
     python tests/conformance.py --update       # rewrite passlist.txt, print a draft excluded.txt
+    python tests/conformance.py --update --write-excluded   # ... and write it (reasons kept per case)
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +70,7 @@ PASSLIST = LISTS / "passlist.txt"
 EXCLUDED = LISTS / "excluded.txt"
 ATOL = 1e-4
 RTOL = 1e-4
-MIN_OPSET = 11  # the converter targets opsets 11-21 (common brief); older cases are out of scope
+MIN_OPSET = 11  # the converter targets opsets 11 and up
 
 # Inputs baked into initializers, by op type and the schema's input name (see the docstring).
 BAKED: dict[str, frozenset[str]] = {
@@ -130,6 +137,8 @@ class Case:
     name: str
     model: onnx.ModelProto
     data_sets: Sequence[tuple[Sequence, Sequence]]
+    # an `_expanded` case's single-node original: its parameter inputs are baked too
+    origin: onnx.ModelProto | None = None
 
     @property
     def op_types(self) -> frozenset[str]:
@@ -173,8 +182,15 @@ def generate_cases() -> list[Case]:
     # the generators deliberately overflow casts and divide by zero
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        found = collect_testcases()
-    return [Case(c.name, c.model, c.data_sets) for c in found if c.kind == "node"]
+        found = [c for c in collect_testcases() if c.kind == "node"]
+    models = {c.name: c.model for c in found}
+    return [Case(c.name, c.model, c.data_sets, models.get(_unexpanded(c.name))) for c in found]
+
+
+def _unexpanded(name: str) -> str:
+    """test_x_expanded[_verN] -> test_x: the function-expanded variant keeps the original's input names."""
+    base = re.sub(r"_expanded(_ver\d+)?$", "", name)
+    return base if base != name else ""
 
 
 def claimed_ops() -> frozenset[str]:
@@ -193,11 +209,31 @@ def split_claimed(cases: Iterable[Case], ops: frozenset[str]) -> tuple[list[Case
         unclaimed = sorted(used - ops)
         if case.foreign or unclaimed:
             skipped[case.name] = "not claimed: " + ", ".join(unclaimed or ["custom domain"])
-        elif case.opset < MIN_OPSET:
-            skipped[case.name] = f"opset {case.opset} < {MIN_OPSET}"
+        elif case.opset < MIN_OPSET and not same_at_min_opset(case):
+            skipped[case.name] = f"opset {case.opset} < {MIN_OPSET}, and its ops changed since"
         else:
-            claimed.append(case)
+            claimed.append(at_least_min_opset(case))
     return claimed, skipped
+
+
+def same_at_min_opset(case: Case) -> bool:
+    """Every op of the case has the same definition at MIN_OPSET as at the case's opset."""
+    def since(op: str, opset: int) -> int:
+        return onnx.defs.get_schema(op, max_inclusive_version=opset, domain="").since_version
+
+    return all(since(op, case.opset) == since(op, MIN_OPSET) for op in case.op_types)
+
+
+def at_least_min_opset(case: Case) -> Case:
+    """Cases for ops unchanged since before opset 11 (And-7, Not-1...) re-declared at opset 11."""
+    if case.opset >= MIN_OPSET:
+        return case
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = MIN_OPSET
+    return Case(case.name, model, case.data_sets, case.origin)
 
 
 def cases_by_op(cases: Iterable[Case], ops: frozenset[str]) -> dict[str, list[str]]:
@@ -229,7 +265,7 @@ def _run_data_set(case: Case, inputs: Sequence, expected: Sequence) -> bool:
     graph = case.model.graph
     feeds = {v.name: _array(x, v.name) for v, x in zip(graph.input, inputs)}
     wants = {v.name: _array(x, v.name) for v, x in zip(graph.output, expected)}
-    model, feeds = bake_parameters(case.model, feeds)
+    model, feeds = bake_parameters(case.model, feeds, case.origin)
     shapes = {name: list(a.shape) for name, a in feeds.items() if _is_dynamic(model, name)}
     prepared = prepare_model(model, shapes=shapes or None, label=case.name)
     try:
@@ -262,9 +298,11 @@ def _array(value, name: str) -> np.ndarray:
     raise NotTensor(f"{name!r} is a {type(value).__name__}, not a tensor (sequence/map/optional types)")
 
 
-def bake_parameters(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict]:
-    """Move the graph inputs that feed a BAKED slot into initializers holding the test value."""
-    names = parameter_inputs(model) & set(feeds)
+def bake_parameters(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], origin: onnx.ModelProto | None = None
+) -> tuple[onnx.ModelProto, dict]:
+    """Move the graph inputs that feed a BAKED slot (in `model` or `origin`) into initializers holding the test value."""
+    names = (parameter_inputs(model) | (parameter_inputs(origin) if origin else set())) & set(feeds)
     if not names:
         return model, feeds
     out = onnx.ModelProto()

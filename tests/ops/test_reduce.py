@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from buildsys.converter.convert import Converter, convert_arrays
 from onnx_harness import check, make_model
 
 OPS = [
@@ -170,3 +171,31 @@ def test_log_sum_exp_large_inputs_do_not_overflow():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal([1, 4, 4, 4]) * 10 + 100).astype(np.float32)
     check(model, {"x": x}, transposes=0)
+
+
+def test_bool_max_and_min_opset20():
+    """ReduceMax/Min of bool data (opset 20) are any/all: REDUCE_ANY with LOGICAL_NOTs."""
+    inits = {"c": np.array([1], dtype=np.int64), "hw": np.array([2, 3], dtype=np.int64)}
+    nodes = [
+        helper.make_node("ReduceMax", ["b", "c"], ["any_c"], keepdims=0),
+        helper.make_node("ReduceMin", ["b", "c"], ["all_c"], keepdims=0),
+        helper.make_node("ReduceMin", ["b", "hw"], ["all_hw"], keepdims=1),
+    ]
+    model = make_model(nodes, {"b": ([1, 4, 4, 4], np.bool_)}, ["any_c", "all_c", "all_hw"], inits, opset=20)
+    rng = np.random.default_rng(0)
+    conv = check(model, {"b": rng.random([1, 4, 4, 4]) > 0.3}, transposes=0)
+    assert "REDUCE_ANY" in conv.ops
+
+
+def test_empty_input_reduces_to_the_identity():
+    """Over zero elements each reduction gives its identity, as a constant. Checked on the
+    converted TF values: TFLite cannot hold the zero-size input, and its converter turns a
+    constant -inf into -FLT_MAX."""
+    cases = {"ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceSum": 0.0, "ReduceProd": 1.0,
+             "ReduceLogSumExp": -np.inf, "ReduceSumSquare": 0.0}
+    inits = {"axes": np.array([1], dtype=np.int64)}
+    nodes = [helper.make_node(op, ["x", "axes"], [op], keepdims=1) for op in cases]
+    model = make_model(nodes, {"x": [2, 0, 4]}, list(cases), inits, opset=18)
+    got = convert_arrays(Converter(model), {"x": np.zeros([2, 0, 4], np.float32)})
+    for op, value in cases.items():
+        np.testing.assert_array_equal(got[op], np.full([2, 1, 4], value, np.float32), err_msg=op)

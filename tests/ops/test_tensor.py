@@ -428,6 +428,19 @@ def test_space_to_depth(shape, block):
     run([node("SpaceToDepth", ["x"], ["y"], blocksize=block)], {"x": shape}, opset=13, nhwc=True, transposes=0)
 
 
+@pytest.mark.parametrize("block", [2, 3])
+def test_space_to_depth_crd_opset28(block):
+    # onnxruntime stops short of opset 28, so the reference is ONNX's CRD definition in numpy
+    model = make_model([node("SpaceToDepth", ["x"], ["y"], blocksize=block, mode="CRD")], {"x": [1, 3, 6, 6]},
+                       ["y"], opset=28)
+    x = random_feeds(model)["x"]
+    conv = convert(model, nhwc_outputs=["y"])
+    n, c, h, w = x.shape
+    blocks = x.reshape(n, c, h // block, block, w // block, block).transpose(0, 1, 3, 5, 2, 4)
+    np.testing.assert_array_equal(conv.run({"x": x})["y"], blocks.reshape(n, c * block * block, h // block, w // block))
+    assert conv.transposes == 0
+
+
 def test_space_to_depth_then_depth_to_space_round_trip():
     nodes = [node("SpaceToDepth", ["x"], ["s"], blocksize=2), node("DepthToSpace", ["s"], ["y"], blocksize=2)]
     run(nodes, {"x": [1, 4, 4, 4]}, opset=13, nhwc=True, transposes=0)

@@ -86,6 +86,27 @@ def sum_out(t: Term, letters: set[str]) -> Term:
     return Term(tf.reduce_sum(t.data, axis=axes), kept)
 
 
+def take_diagonals(t: Term) -> Term:
+    """Fold every index repeated within the term ('ii->i') into one axis: the diagonal, as a
+    multiply by an identity mask and a sum (MUL + SUM, no gather)."""
+    while len(set(t.letters)) != len(t.letters):
+        c = next(c for c in t.letters if t.letters.count(c) > 1)
+        i, j = t.letters.index(c), t.letters.index(c, t.letters.index(c) + 1)
+        shape = list(t.data.shape)
+        if shape[i] != shape[j]:
+            raise Unsupported(f"diagonal over index {c!r} of sizes {shape[i]} and {shape[j]}")
+        mask_shape = [1] * len(shape)
+        mask_shape[i] = mask_shape[j] = shape[i]
+        dtype = t.data.dtype if t.const else t.data.dtype.as_numpy_dtype
+        mask = np.eye(shape[i], dtype=dtype).reshape(mask_shape)
+        letters = t.letters[:j] + t.letters[j + 1 :]
+        if t.const:
+            t = Term(np.sum(t.data * mask, axis=j).astype(dtype), letters)
+        else:
+            t = Term(tf.reduce_sum(t.data * tf.constant(mask), axis=j), letters)
+    return t
+
+
 def in_stored_order(t: Term, letters: set[str]) -> str:
     return "".join(c for c in t.letters if c in letters)
 
@@ -257,9 +278,6 @@ def parse_equation(equation: str, ranks: list[int]) -> tuple[list[str], str]:
         # implicit output: the ellipsis axes, then letters used once, alphabetically
         counts = "".join(terms)
         out = spare + "".join(sorted(c for c in set(counts) if c.isalpha() and counts.count(c) == 1))
-    for t in terms:
-        if len(set(t)) != len(t):
-            raise Unsupported(f"Einsum {equation!r}: repeated index within one operand (diagonal)")
     if len(set(out)) != len(out) or not set(out) <= set("".join(terms)):
         raise Unsupported(f"Einsum {equation!r}: invalid output indices")
     return terms, out
@@ -282,7 +300,7 @@ def einsum(ctx, node):
     equation = node.attr("equation")
     terms, out = parse_equation(equation, [ctx.value(n).rank for n in names])
     try:
-        operands = [term(ctx, n, t) for n, t in zip(names, terms)]
+        operands = [take_diagonals(term(ctx, n, t)) for n, t in zip(names, terms)]
         result = operands[0]
         if len(operands) == 1:
             result = sum_out(result, set(result.letters) - set(out))

@@ -25,10 +25,14 @@ from buildsys.converter.registry import handles
 class Reduction:
     """One ONNX reduction as a TF function and its numpy twin (for constant inputs).
 
-    Both take (x, axes, keepdims) with axes already in the operand's own order."""
+    Both take (x, axes, keepdims) with axes already in the operand's own order. `empty` is
+    the result over zero elements (the reduction's identity); `on_bool` reduces bool data
+    (ReduceMax/Min since opset 20), which TF's arithmetic reductions refuse."""
 
     tf_fn: Callable
     np_fn: Callable
+    empty: float
+    on_bool: Callable | None = None
 
 
 def _tf_log_sum_exp(x, axes, keepdims):
@@ -44,32 +48,52 @@ def _np_log_sum_exp(x, axes, keepdims):
     return total if keepdims else np.squeeze(total, axis=axes)
 
 
+def _tf_all(x, axes, keepdims):
+    # REDUCE_ANY is the boolean reduction TFLite has everywhere; all(x) = not any(not x)
+    return tf.logical_not(tf.reduce_any(tf.logical_not(x), axis=axes, keepdims=keepdims))
+
+
 MEAN = Reduction(
-    lambda x, a, k: tf.reduce_mean(x, axis=a, keepdims=k), lambda x, a, k: np.mean(x, axis=a, keepdims=k)
+    lambda x, a, k: tf.reduce_mean(x, axis=a, keepdims=k), lambda x, a, k: np.mean(x, axis=a, keepdims=k), np.nan
 )
-MAX = Reduction(lambda x, a, k: tf.reduce_max(x, axis=a, keepdims=k), lambda x, a, k: np.max(x, axis=a, keepdims=k))
-MIN = Reduction(lambda x, a, k: tf.reduce_min(x, axis=a, keepdims=k), lambda x, a, k: np.min(x, axis=a, keepdims=k))
-SUM = Reduction(lambda x, a, k: tf.reduce_sum(x, axis=a, keepdims=k), lambda x, a, k: np.sum(x, axis=a, keepdims=k))
+MAX = Reduction(
+    lambda x, a, k: tf.reduce_max(x, axis=a, keepdims=k),
+    lambda x, a, k: np.max(x, axis=a, keepdims=k),
+    -np.inf,
+    lambda x, a, k: tf.reduce_any(x, axis=a, keepdims=k),
+)
+MIN = Reduction(
+    lambda x, a, k: tf.reduce_min(x, axis=a, keepdims=k),
+    lambda x, a, k: np.min(x, axis=a, keepdims=k),
+    np.inf,
+    _tf_all,
+)
+SUM = Reduction(
+    lambda x, a, k: tf.reduce_sum(x, axis=a, keepdims=k), lambda x, a, k: np.sum(x, axis=a, keepdims=k), 0.0
+)
 PROD = Reduction(
-    lambda x, a, k: tf.reduce_prod(x, axis=a, keepdims=k), lambda x, a, k: np.prod(x, axis=a, keepdims=k)
+    lambda x, a, k: tf.reduce_prod(x, axis=a, keepdims=k), lambda x, a, k: np.prod(x, axis=a, keepdims=k), 1.0
 )
 L1 = Reduction(
     lambda x, a, k: tf.reduce_sum(tf.abs(x), axis=a, keepdims=k),
     lambda x, a, k: np.sum(np.abs(x), axis=a, keepdims=k),
+    0.0,
 )
 # x*x rather than a power: MUL quantizes, POW does not
 L2 = Reduction(
     lambda x, a, k: tf.sqrt(tf.reduce_sum(x * x, axis=a, keepdims=k)),
     lambda x, a, k: np.sqrt(np.sum(x * x, axis=a, keepdims=k)),
+    0.0,
 )
 SUM_SQUARE = Reduction(
-    lambda x, a, k: tf.reduce_sum(x * x, axis=a, keepdims=k), lambda x, a, k: np.sum(x * x, axis=a, keepdims=k)
+    lambda x, a, k: tf.reduce_sum(x * x, axis=a, keepdims=k), lambda x, a, k: np.sum(x * x, axis=a, keepdims=k), 0.0
 )
 LOG_SUM = Reduction(
     lambda x, a, k: tf.math.log(tf.reduce_sum(x, axis=a, keepdims=k)),
     lambda x, a, k: np.log(np.sum(x, axis=a, keepdims=k)),
+    -np.inf,
 )
-LOG_SUM_EXP = Reduction(_tf_log_sum_exp, _np_log_sum_exp)
+LOG_SUM_EXP = Reduction(_tf_log_sum_exp, _np_log_sum_exp, -np.inf)
 
 
 def _requested_axes(ctx: ConversionContext, node: Node, input_since: int) -> list[int] | None:
@@ -99,12 +123,38 @@ def _reduce(ctx: ConversionContext, node: Node, op: Reduction, input_since: int)
         raise Unsupported(f"axes {axes} out of range for rank {rank}")
     axes = sorted({a % rank for a in axes})
     keepdims = bool(node.attr("keepdims", 1))
+    if 0 in value.shape:
+        ctx.set_const(out, _over_nothing(op, value.shape, axes, keepdims, value.dtype.as_numpy_dtype))
+        return
     if value.const is not None:
         ctx.set_const(out, np.asarray(op.np_fn(value.const, tuple(axes), keepdims), dtype=value.const.dtype))
         return
     tf_axes = sorted(layout.tf_axis(value.perm, a) for a in axes)
-    result = op.tf_fn(value.tensor, tf_axes, keepdims)
+    if value.dtype == tf.bool:
+        if op.on_bool is None:
+            raise Unsupported("reduction of bool data")
+        result = op.on_bool(value.tensor, tf_axes, keepdims)
+    else:
+        result = op.tf_fn(value.tensor, tf_axes, keepdims)
     ctx.set(out, result, value.perm if keepdims else layout.drop_axes(value.perm, axes))
+
+
+def _over_nothing(op: Reduction, shape: list[int], axes: list[int], keepdims: bool, dtype) -> np.ndarray:
+    """The result when the input holds no elements: the reduction's identity everywhere."""
+    out_shape = [1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes]
+    return np.full(out_shape, _identity_as(op.empty, np.dtype(dtype)), dtype=dtype)
+
+
+def _identity_as(value: float, dtype: np.dtype):
+    """An identity in a dtype: types without infinity use their extreme values instead."""
+    if dtype.kind == "f" or not (np.isnan(value) or np.isinf(value)):
+        return value
+    if np.isnan(value):
+        return 0
+    if dtype.kind == "b":
+        return value > 0
+    info = np.iinfo(dtype)
+    return info.max if value > 0 else info.min
 
 
 def _pass_through(ctx: ConversionContext, src: str, out: str) -> None:
@@ -127,12 +177,14 @@ def reduce_mean(ctx, node):
 
 @handles("ReduceMax", since=1)
 @handles("ReduceMax", since=18)
+@handles("ReduceMax", since=20)
 def reduce_max(ctx, node):
     _reduce(ctx, node, MAX, _AXES_INPUT_SINCE)
 
 
 @handles("ReduceMin", since=1)
 @handles("ReduceMin", since=18)
+@handles("ReduceMin", since=20)
 def reduce_min(ctx, node):
     _reduce(ctx, node, MIN, _AXES_INPUT_SINCE)
 

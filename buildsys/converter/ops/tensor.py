@@ -471,14 +471,26 @@ def depth_to_space(ctx, node):
     ctx.set(node.outputs[0], tf.nn.depth_to_space(x, block), perm)
 
 
+def _dcr_to_crd(channels: int, block: int) -> np.ndarray:
+    """Channel order that turns TF's DCR packing into CRD: CRD channel c*block*block + b
+    holds DCR channel b*C + c (b = i*block + j)."""
+    in_c = channels // (block * block)
+    k = np.arange(channels)
+    return ((k % (block * block)) * in_c + k // (block * block)).astype(np.int32)
+
+
 @handles("SpaceToDepth", since=1)
 def space_to_depth(ctx, node):
     src = node.input(0)
     if ctx.value(src).rank != 4:
         raise Unsupported("SpaceToDepth needs a 4-D input")
+    block = node.attr("blocksize")
     perm = layout.channels_last(4)
-    # ONNX packs output channels as (i*block + j)*C + c, as TF's NHWC kernel does
-    ctx.set(node.outputs[0], tf.nn.space_to_depth(ctx.tensor(src, perm), node.attr("blocksize")), perm)
+    # DCR (the only packing before opset 28) is what TF's NHWC kernel does
+    out = tf.nn.space_to_depth(ctx.tensor(src, perm), block)
+    if node.attr("mode", "DCR") == "CRD":
+        out = tf.gather(out, tf.constant(_dcr_to_crd(out.shape[3], block)), axis=3)
+    ctx.set(node.outputs[0], out, perm)
 
 
 # -- Where, NonZero, OneHot -------------------------------------------------------------
