@@ -44,6 +44,7 @@ class ConversionContext:
     def __init__(self, graph: Graph):
         self.graph = graph
         self._values: dict[str, Value] = {}
+        self._producers = {o: n for n in graph.nodes for o in n.outputs if o}
 
     # -- reading values -------------------------------------------------------
     def has(self, name: str) -> bool:
@@ -86,6 +87,11 @@ class ConversionContext:
 
     def perm(self, name: str) -> Perm:
         return self.value(name).perm
+
+    def producer(self, name: str) -> Node | None:
+        """The node computing `name` (None for graph inputs and initializers): for
+        handlers that pick a better form from a known pattern, e.g. x / Sqrt(v)."""
+        return self._producers.get(name)
 
     def opset(self, node: Node) -> int:
         return self.graph.opset(node.domain)

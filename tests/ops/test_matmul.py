@@ -112,9 +112,10 @@ def test_matmul_computed_operands():
     model = make_model(nodes, inputs, [f"y{i}" for i in range(len(MATMUL_SHAPES))], opset=13)
     # rank-4 inputs would arrive channels-last; keep them in ONNX order to test the plain case
     conv = check(model, transposes=0, keep_layout=list(inputs))
-    # one BATCH_MATMUL per product; rank-1 operands and broadcasting cost only reshapes
+    # one BATCH_MATMUL per product; rank-1 operands and broadcasting cost only reshapes;
+    # the right operand is centred at run time (MEAN, SUB, SUM, MUL, ADD: see centred_matmul)
     assert conv.ops.get("BATCH_MATMUL", 0) == len(MATMUL_SHAPES), conv.ops
-    assert set(conv.ops) <= {"BATCH_MATMUL", "RESHAPE"}, conv.ops
+    assert set(conv.ops) <= {"BATCH_MATMUL", "RESHAPE", "MEAN", "SUB", "SUM", "MUL", "ADD"}, conv.ops
 
 
 def test_matmul_channels_last_batched_operands():
@@ -248,3 +249,37 @@ def test_einsum_diagonals():
     shapes = {"a": [4, 4], "b": [2, 3, 3], "c": [4, 5]}
     conv = check(make_model(nodes, shapes, ["d", "t", "bd", "ac"], opset=13), transposes=0)
     assert "GATHER" not in conv.ops and "EINSUM" not in conv.ops
+
+
+def test_int8_matmul_of_two_activations_with_an_offset_right_operand(tmp_path):
+    """softmax(s) @ (v + 2): TFLite's int8 BATCH_MATMUL alone gives cosine ~0.7 here."""
+    from buildsys.tflow.onnxsource import export_onnx
+    from buildsys.tflow.quantize import to_tflite
+    from buildsys.tflow.samples import to_stored
+    from onnx_harness import Converted, run_ort
+
+    model = make_model(
+        [
+            helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+            helper.make_node("Add", ["v", "two"], ["w"]),
+            helper.make_node("MatMul", ["p", "w"], ["y"]),
+        ],
+        {"s": [1, 16, 16], "v": [1, 16, 64]},
+        ["y"],
+        {"two": np.array(2.0, np.float32)},
+    )
+    rng = np.random.default_rng(0)
+    calib = {"s": rng.standard_normal((32, 16, 16)).astype(np.float32),
+             "v": rng.standard_normal((32, 16, 64)).astype(np.float32)}
+    signature = export_onnx(model, tmp_path / "f.pb")
+    data = to_tflite(tmp_path / "f.pb", signature, "int8", calib=to_stored(calib, signature["inputs"]), io_dtype="float32")
+    conv = Converted(data, signature, {})
+    for i in range(4):
+        feeds = {"s": rng.standard_normal((1, 16, 16)).astype(np.float32),
+                 "v": rng.standard_normal((1, 16, 64)).astype(np.float32)}
+        want = run_ort(model, feeds)["y"].ravel()
+        got = conv.run(feeds)["y"].ravel()
+        # centred: the shared +2 offset would otherwise dominate the cosine
+        want, got = want - want.mean(), got - want.mean()
+        cos = float(want @ got / (np.linalg.norm(want) * np.linalg.norm(got)))
+        assert cos >= 0.98, cos

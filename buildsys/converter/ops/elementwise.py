@@ -55,6 +55,14 @@ def _truncated_div(a, b):
 
 @handles("Div", since=7)
 def div(ctx, node):
+    root = _sqrt_producer(ctx, node.input(1))
+    if root is not None and ctx.value(node.input(0)).dtype.is_floating:
+        # x / Sqrt(v) (decomposed LayerNorm, attention scaling) as x * Rsqrt(v): the int8
+        # DIV kernel fails on a divisor whose raw value is 0; RSQRT and MUL do not
+        (a, v), perm = ctx.aligned([node.input(0), root])
+        ctx.set(node.outputs[0], a * tf.math.rsqrt(v), perm)
+        return
+
     def divide(a, b):
         if a.dtype.is_integer:
             # ONNX integer division truncates toward zero; TF floordiv rounds down
@@ -62,6 +70,14 @@ def div(ctx, node):
         return tf.divide(a, b)
 
     _binary(ctx, node, divide)
+
+
+def _sqrt_producer(ctx: ConversionContext, name: str) -> str | None:
+    """The input of the Sqrt node that computes `name` at run time, if one does."""
+    if ctx.const(name) is not None:
+        return None
+    node = ctx.producer(name)
+    return node.input(0) if node is not None and node.op_type == "Sqrt" and not node.domain else None
 
 
 @handles("Pow", since=7)
@@ -146,7 +162,10 @@ ERF_COEFFS = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 def _erf(x):
     """erf from builtins (TFLite has no ERF kernel); odd, so computed on |x|."""
     ax = tf.abs(x)
-    t = 1.0 / (1.0 + ERF_P * ax)
+    # 1/(1+p|x|) as rsqrt(.)^2: int8 DIV fails on any divisor whose raw value is 0,
+    # which a perfectly normal activation range can contain
+    r = tf.math.rsqrt(1.0 + ERF_P * ax)
+    t = r * r
     poly = ERF_COEFFS[0]
     for c in ERF_COEFFS[1:]:
         poly = poly * t + c
