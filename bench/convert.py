@@ -59,6 +59,7 @@ def architectures() -> dict:
 
 
 def workspace(root: Path, name: str, model, samples: int) -> None:
+    root = root / "recipes"
     root.mkdir(parents=True)
     (root / "model.onnx").write_bytes(model.SerializeToString())
     rng = np.random.default_rng(0)

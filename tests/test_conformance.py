@@ -32,11 +32,18 @@ def run(request) -> Run:
     claimed, skipped = conformance.split_claimed(conformance.generate_cases(), ops)
     outcomes = conformance.run_all(claimed, conformance.default_jobs())
     text = conformance.report(claimed, outcomes, ops, skipped)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        # pass/total per op at the end of the session, whatever the capture mode
-        request.addfinalizer(lambda: reporter.write_line("\n\nONNX conformance\n" + text))
+    request.addfinalizer(lambda: _show(request.config, "\n\nONNX conformance\n" + text))
     return Run({o.name: o for o in outcomes}, text)
+
+
+def _show(config, text: str) -> None:
+    """Write past pytest's output capture: pass/total per op at the end of the session."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(text)
 
 
 def _outcome(run: Run, name: str, listed_in: str) -> conformance.Outcome:

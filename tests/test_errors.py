@@ -106,9 +106,10 @@ def test_garbage_model_file(workspace: Path) -> None:
     assert leftovers(workspace) == []
 
 
-def test_onnx_source_is_a_clear_error(workspace: Path) -> None:
+def test_missing_onnx_source_is_named(workspace: Path) -> None:
     proc = broken_build(workspace, "keras: model/model.keras", "onnx: model/model.onnx")
-    assert "ONNX sources are not supported yet" in proc.stderr
+    assert "source model not found" in proc.stderr and "model/model.onnx" in proc.stderr
+    assert leftovers(workspace) == []
 
 
 def test_unknown_device_suggests(workspace: Path) -> None:
