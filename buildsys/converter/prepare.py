@@ -24,6 +24,7 @@ GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"}
 MAX_GROWN_ELEMENTS = 1 << 16
 NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 PASSTHROUGH = {"Identity", "Dropout"}
+MAX_FOLD_ROUNDS = 8
 
 
 def prepare_model(
@@ -39,8 +40,14 @@ def prepare_model(
     missing = dynamic_inputs(model)
     if missing:
         raise DynamicInputs(label, missing)
-    _fold_constants(model, label)
     _drop_passthrough(model.graph)
+    # a fold can make a later Shape static (Pad by folded pads): fold to a fixpoint
+    for _ in range(MAX_FOLD_ROUNDS):
+        count = len(model.graph.node)
+        _fold_constants(model, label)
+        model = _infer(model, label)
+        if len(model.graph.node) == count:
+            break
     _prune_initializers(model.graph)
     return _infer(model, label)
 

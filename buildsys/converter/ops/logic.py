@@ -18,6 +18,9 @@ from buildsys.converter.ir import Node
 from buildsys.converter.registry import handles
 
 
+NARROW_INTS = (tf.uint8, tf.int8, tf.int16, tf.uint16)
+
+
 def _fold(ctx: ConversionContext, node: Node, names: list[str], np_fn: Callable) -> bool:
     consts = [ctx.const(n) for n in names]
     if any(c is None for c in consts):
@@ -33,6 +36,9 @@ def _binary(ctx: ConversionContext, node: Node, tf_fn: Callable, np_fn: Callable
     (a, b), perm = ctx.aligned(names)
     if a.dtype == tf.string or b.dtype == tf.string:
         raise Unsupported("string comparisons have no TFLite kernel")
+    if a.dtype in NARROW_INTS:
+        # TFLite's comparison kernels abort the interpreter on unquantized narrow ints
+        a, b = tf.cast(a, tf.int32), tf.cast(b, tf.int32)
     ctx.set(node.outputs[0], tf_fn(a, b), perm)
 
 
