@@ -29,7 +29,6 @@ class Validate(Stage):
         return bool(self.recipe.validate.inputs or self.recipe.calibration)
 
     def inputs(self) -> list[Input]:
-        src = self.recipe.source
         common = self.paths.common
         out = [
             Input("model", (self.paths.target_dir(self.target) / "model.tflite",)),
