@@ -34,7 +34,9 @@ def dynamic_view_model() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", None])],
         inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what exporters write; onnxruntime lags the newest IR version
+    return model
 
 
 def test_shapes_fold_the_shape_chain_and_drop_identity():
@@ -98,3 +100,20 @@ def test_identity_feeding_a_graph_output_is_kept():
     prepared = prepare_model(model)
     assert [o.name for o in prepared.graph.output] == ["y"]
     onnx.checker.check_model(prepared)
+
+
+def test_dynamic_batch_height_width_model_converts_once_shaped():
+    from onnx_harness import check
+
+    # a conv so the channels-last path runs, then the exporter's view(N, -1)
+    model = dynamic_view_model()
+    conv = helper.make_node("Conv", ["x0", "w"], ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    model.graph.node.insert(0, conv)
+    model.graph.input[0].name = "x0"
+    model.graph.initializer.append(
+        numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 3, 3, 3)).astype(np.float32), "w")
+    )
+    with pytest.raises(DynamicInputs):
+        prepare_model(model)
+    prepared = prepare_model(model, {"x0": [1, 3, 12, 10]})
+    check(prepared, atol=1e-5, transposes=1)  # view(N, -1) flattens C*H*W: one NHWC -> NCHW reorder
