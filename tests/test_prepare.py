@@ -89,6 +89,16 @@ def test_invalid_model_is_an_input_error():
         prepare_model(model, {"x": [1, 3, 4, 4]}, label="bad.onnx")
 
 
+def test_prepared_model_gets_the_lowest_ir_version_for_its_opsets():
+    model = dynamic_view_model()
+    model.ir_version = 14  # onnx 1.23's default, newer than onnxruntime 1.31 loads
+    prepared = prepare_model(model, {"x": [1, 3, 4, 4]})
+    assert prepared.ir_version == helper.find_min_ir_version_for(list(model.opset_import))
+    import onnxruntime as ort
+
+    ort.InferenceSession(prepared.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def test_identity_feeding_a_graph_output_is_kept():
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["y"])],

@@ -49,6 +49,7 @@ def prepare_model(
         if len(model.graph.node) == count:
             break
     _prune_initializers(model.graph)
+    _lowest_ir_version(model)
     return _infer(model, label)
 
 
@@ -62,6 +63,16 @@ def _check(model: onnx.ModelProto, label: str) -> None:
             hint="re-export it; `python -c \"import onnx; onnx.checker.check_model('MODEL')\"` shows the details",
             path=label,
         ) from None
+
+
+def _lowest_ir_version(model: onnx.ModelProto) -> None:
+    """The oldest IR version that holds the model's opsets: a model saved by a newer onnx
+    than the installed onnxruntime knows still validates."""
+    try:
+        lowest = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except (ValueError, KeyError):
+        return
+    model.ir_version = min(model.ir_version, lowest)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
