@@ -4,7 +4,7 @@
 
 For each architecture (built in tests/archs.py with onnx.helper) a fresh
 workspace gets the model, 32 calibration samples (.npy, NCHW) and a recipe
-with an int8 and an fp32 target; `buildsys build` runs in a new process, so
+with one cpu-int8 target (quantize, validate on 8 samples, report); `buildsys build` runs in a new process, so
 times include Python and TensorFlow start-up. Prints wall time, the stage
 times (prepare+convert = ONNX -> float model; quantize = -> .tflite), the
 child's peak RSS, and TRANSPOSE ops in the int8 model.
@@ -40,8 +40,6 @@ validate:
   samples: 8
 targets:
   - device: cpu-int8
-  - device: cpu-fp32
-    name: fp32
 """
 
 
