@@ -20,10 +20,10 @@ from buildsys.errors import InputError
 
 # Nodes worth folding only when their result is not much bigger than their
 # inputs; a folded ConstantOfShape/Expand/Tile could otherwise bloat the model.
-GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"}
+GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"})
 MAX_GROWN_ELEMENTS = 1 << 16
-NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-PASSTHROUGH = {"Identity", "Dropout"}
+NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"})
+PASSTHROUGH = frozenset({"Identity", "Dropout"})
 MAX_FOLD_ROUNDS = 8
 
 
