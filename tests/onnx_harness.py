@@ -134,6 +134,30 @@ def convert(model: onnx.ModelProto, **options) -> Converted:
     return Converted(data, signature, op_histogram(data))
 
 
+def rejection(model: onnx.ModelProto) -> str:
+    """The reason the converter gives for refusing the model's first rejected node."""
+    import pytest
+
+    from buildsys.converter.convert import Converter, convert_arrays
+    from buildsys.converter.errors import UnsupportedModel
+
+    converter = Converter(model)
+    feeds = {v.name: np.zeros(v.shape, v.dtype) for v in converter.graph.inputs}
+    with pytest.raises(UnsupportedModel) as info:
+        convert_arrays(converter, feeds)
+    return info.value.rejected[0].reason
+
+
+def check_ops(model: onnx.ModelProto, feeds=None, transposes: int = 0, absent=(), present=(), **options) -> Converted:
+    """`check`, then assert which TFLite ops the conversion must not and must emit."""
+    conv = check(model, feeds, transposes=transposes, **options)
+    for op in absent:
+        assert op not in conv.ops, conv.ops
+    for op in present:
+        assert op in conv.ops, conv.ops
+    return conv
+
+
 def check(
     model: onnx.ModelProto,
     feeds: dict[str, np.ndarray] | None = None,

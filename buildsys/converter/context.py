@@ -157,10 +157,14 @@ def _dim(t: tf.Tensor, i: int):
 def to_layout(value: Value, perm: Perm) -> tf.Tensor:
     if value.const is not None:
         return tf.constant(np.transpose(value.const, perm) if value.rank else value.const)
-    rel = layout.relative(value.perm, perm)
+    return move_axes(value.tensor, layout.relative(value.perm, perm))
+
+
+def move_axes(tensor: tf.Tensor, rel) -> tf.Tensor:
+    """transpose(tensor, rel), as a free reshape when only unit axes move."""
     if layout.is_identity(rel):
-        return value.tensor
-    dims = value.tensor.shape.as_list()
+        return tensor
+    dims = tensor.shape.as_list()
     if layout.moves_only_units(rel, dims):
-        return tf.reshape(value.tensor, [dims[a] for a in rel])
-    return tf.transpose(value.tensor, rel)
+        return tf.reshape(tensor, [dims[a] for a in rel])
+    return tf.transpose(tensor, rel)

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-from buildsys.converter.ops import (
-    activation,
-    conv,
-    elementwise,
-    index,
-    logic,
-    matmul,
-    normalization,
-    pool,
-    quant,
-    reduce,
-    resize,
-    shape,
-    tensor,
+from importlib import import_module
+
+FAMILIES = (
+    "activation",
+    "conv",
+    "elementwise",
+    "index",
+    "logic",
+    "matmul",
+    "normalization",
+    "pool",
+    "quant",
+    "reduce",
+    "resize",
+    "shape",
+    "tensor",
 )
 
-MODULES = (
-    activation,
-    conv,
-    elementwise,
-    index,
-    logic,
-    matmul,
-    normalization,
-    pool,
-    quant,
-    reduce,
-    resize,
-    shape,
-    tensor,
-)
+MODULES = tuple(import_module(f"{__name__}.{family}") for family in FAMILIES)

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from buildsys.converter import layout
-from buildsys.converter.context import ConversionContext, Value, to_layout
+from buildsys.converter.context import ConversionContext, Value, move_axes, to_layout
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
 from buildsys.converter.registry import handles
@@ -61,12 +61,7 @@ def arrange(t: Term, order: str):
     rel = [t.letters.index(c) for c in order]
     if t.const:
         return np.transpose(t.data, rel)
-    if layout.is_identity(rel):
-        return t.data
-    dims = t.data.shape.as_list()
-    if layout.moves_only_units(rel, dims):
-        return tf.reshape(t.data, [dims[a] for a in rel])
-    return tf.transpose(t.data, rel)
+    return move_axes(t.data, rel)
 
 
 def reshape(data, shape: list[int]):

@@ -142,6 +142,16 @@ def _axes(ctx: ConversionContext, node: Node, since_input: int) -> list[int] | N
     return None if axes is None else list(axes)
 
 
+def _unit_axes_changed(ctx: ConversionContext, node: Node, dst: list[int], new_perm) -> None:
+    """Squeeze/Unsqueeze: only unit axes come or go, so the stored tensor is just reshaped."""
+    value = ctx.value(node.input(0))
+    if value.const is not None:
+        ctx.set_const(node.outputs[0], value.const.reshape(dst))
+        return
+    perm = new_perm(value.perm)
+    ctx.set(node.outputs[0], tf.reshape(value.tensor, layout.tf_shape(perm, dst)), perm)
+
+
 @handles("Squeeze", since=1)
 def squeeze(ctx, node):
     src = node.input(0)
@@ -151,12 +161,7 @@ def squeeze(ctx, node):
     if any(shape[a] != 1 for a in axes):
         raise Unsupported(f"cannot squeeze axes {axes} of shape {shape}")
     dst = [d for i, d in enumerate(shape) if i not in axes]
-    value = ctx.value(src)
-    if value.const is not None:
-        ctx.set_const(node.outputs[0], value.const.reshape(dst))
-        return
-    perm = layout.drop_axes(value.perm, axes)
-    ctx.set(node.outputs[0], tf.reshape(value.tensor, layout.tf_shape(perm, dst)), perm)
+    _unit_axes_changed(ctx, node, dst, lambda perm: layout.drop_axes(perm, axes))
 
 
 @handles("Unsqueeze", since=1)
@@ -169,12 +174,7 @@ def unsqueeze(ctx, node):
     dst = list(shape)
     for a in axes:
         dst.insert(a, 1)
-    value = ctx.value(src)
-    if value.const is not None:
-        ctx.set_const(node.outputs[0], value.const.reshape(dst))
-        return
-    perm = layout.insert_axes(value.perm, axes)
-    ctx.set(node.outputs[0], tf.reshape(value.tensor, layout.tf_shape(perm, dst)), perm)
+    _unit_axes_changed(ctx, node, dst, lambda perm: layout.insert_axes(perm, axes))
 
 
 @handles("Shape", since=1)
