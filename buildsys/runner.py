@@ -14,7 +14,7 @@ from doit.tools import config_changed
 from buildsys.hashing import digest_data
 from buildsys.plan import Plan
 from buildsys.stages import Stage
-from buildsys.stages.engine import decode_failure, execute
+from buildsys.stages.engine import decode_failure, execute, failure_payload
 
 
 @dataclass
@@ -58,6 +58,9 @@ class Sink:
         stage = self.stages[name]
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
+        if error is None:
+            error = verdict(stage)
+            outcome = "failed" if error else outcome
         result = Outcome(
             stage.recipe.name,
             stage.target.name if stage.target else None,
@@ -69,6 +72,15 @@ class Sink:
         )
         self.outcomes[name] = result
         self.on_event("finished", result)
+
+
+def verdict(stage: Stage) -> dict[str, Any] | None:
+    """The failure a stage's committed outputs stand for, as a failure payload."""
+    try:
+        exc = stage.verdict(stage.outputs())
+    except (OSError, ValueError, KeyError):  # outputs gone or unreadable: the next build remakes them
+        return None
+    return failure_payload(exc) if exc else None
 
 
 def _notes(stage: Stage) -> list[str]:

@@ -73,4 +73,4 @@ def test_build_summary_appends_a_markdown_table(workspace: Path) -> None:
     assert len(rows) == 4  # two targets, twice
     int8 = rows[0].split(" | ")
     assert int8[1:3] == ["cpu-int8", "cpu-int8"] and int8[3].endswith("KiB") and float(int8[4]) > 0.95
-    assert rows[0].endswith("| ok |") and "/" in int8[6]
+    assert rows[0].endswith("| ok |") and int8[6] == "-" and "/" in int8[7]

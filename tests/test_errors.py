@@ -24,7 +24,7 @@ validate:
 """
 
 
-MODEL_ROLES = {"source", "float", "signature", "model", "metrics", "report"}
+MODEL_ROLES = {"source", "float", "signature", "model", "metrics", "report"}  # not calib, val, val_index
 
 
 def leftovers(ws: Path) -> list[str]:
@@ -34,7 +34,8 @@ def leftovers(ws: Path) -> list[str]:
     correct whatever the model, like `make -k`.
     """
     build = ws / "build"
-    found = [str(p) for p in build.rglob("*") if p.is_file() and p.suffix != ".npz"] if build.exists() else []
+    calibration = (".npz", ".index.json")  # val.npz and which samples it holds
+    found = [str(p) for p in build.rglob("*") if p.is_file() and not p.name.endswith(calibration)] if build.exists() else []
     keys = ws / ".buildsys" / "cache" / "keys"
     for manifest in keys.glob("*.json") if keys.exists() else []:
         if MODEL_ROLES & set(json.loads(manifest.read_text())):
@@ -117,11 +118,22 @@ def test_unknown_device_suggests(workspace: Path) -> None:
     assert "unknown device 'cpu-int9'" in proc.stderr and "cpu-int8" in proc.stderr
 
 
-def test_missed_threshold_fails_target_and_keeps_metrics(workspace: Path) -> None:
+def test_missed_threshold_fails_target_and_reports_it(workspace: Path) -> None:
     proc = broken_build(workspace, "min_cosine: 0.95", "max_abs_error: 0.0000001", code=1)
     assert "thresholds missed" in proc.stderr
-    assert (workspace / "build" / "shapes" / "cpu-int8" / "metrics.json").exists()
-    assert not (workspace / "build" / "shapes" / "cpu-int8" / "report.md").exists()
+    tdir = workspace / "build" / "shapes" / "cpu-int8"
+    metrics = json.loads((tdir / "metrics.json").read_text())
+    assert not metrics["passed"]
+    (output,) = metrics["failures"]
+    # the failed target still gets its report, saying which output missed which metric
+    md = (tdir / "report.md").read_text()
+    assert "- status: **FAILED**" in md
+    assert f"validation, output {output}: max_abs_error" in md
+    assert "max_abs_error 1e-07 (over by" in (tdir / "report.html").read_text()
     assert not (workspace / "recipes" / "shapes.lock").exists()
-    # a cached failing result must fail again, not pass
-    run_cli(workspace, "build", check=1)
+    index = (workspace / "build" / "index.html").read_text()
+    assert "failed</span>" in index and "from an earlier build" not in index
+    # an up-to-date failing result must fail again, not pass
+    again = run_cli(workspace, "build", check=1)
+    assert "thresholds missed" in again.stderr
+    assert not (workspace / "recipes" / "shapes.lock").exists()

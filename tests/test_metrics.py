@@ -61,3 +61,27 @@ def test_error_histogram_counts_every_value():
     h = compare(ref, got)["error_histogram"]
     assert sum(h["counts"]) == 100 and len(h["edges"]) == len(h["counts"]) + 1 == 31
     assert h["edges"][0] == -1.0 and h["edges"][-1] == 1.0
+
+
+def test_accuracy_against_labels_of_source_and_artifact():
+    from buildsys.stages.metrics import accuracy
+
+    ref = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    got = ref.copy()
+    got[1] = [0.5, 0.4, 0.1]  # the artifact now calls sample 1 class 0
+    got[2, 0] = np.nan  # a NaN score must not win
+    labels = np.array([0, 1, 2, 1])
+    acc = accuracy(ref, got, labels)
+    assert acc == {"source_accuracy": 0.75, "accuracy": 0.5, "accuracy_drop": 0.25}
+    assert accuracy(ref, got, np.array([0, 1, 2, 3])) is None  # class 3 is not an output of 3 scores
+    assert accuracy(ref[:, :1], got[:, :1], np.zeros(4, dtype=int)) is None  # one value per sample
+
+
+def test_accuracy_thresholds_judge_only_outputs_that_have_accuracy():
+    m = {"cosine": 1.0, "nonfinite": 0, "accuracy": 0.5, "accuracy_drop": 0.25, "source_accuracy": 0.75}
+    assert judge(m, {"min_accuracy": 0.9, "max_accuracy_drop": 0.01}) == [
+        "accuracy_drop 0.25 > max_accuracy_drop 0.01 (over by 0.24)",
+        "accuracy 0.5 < min_accuracy 0.9 (short by 0.4)",
+    ]
+    boxes = {"cosine": 1.0, "nonfinite": 0}  # a second output with no class scores
+    assert judge(boxes, {"min_accuracy": 0.9}) == []

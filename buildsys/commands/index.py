@@ -45,6 +45,7 @@ class Row:
     key_metric: str = "-"
     placement: str = "-"
     details: list[str] = field(default_factory=list)
+    stale: bool = False  # report.html is from an earlier build: this one failed before the report
 
     @property
     def name(self) -> str:
@@ -88,7 +89,7 @@ def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> Row:
     details = [e for e in failed if e]
     if stage.validated and metrics is not None:
         details += [f"{name}: {line}" for name, line in failure_lines(metrics)]
-    if failed or (outcomes is None and metrics is not None and not metrics.get("passed", True)):
+    if failed:
         status = "failed"
     else:
         status = "ok" if report.is_file() else "not built"
@@ -103,17 +104,41 @@ def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> Row:
         key_metric=_key_metric(metrics if stage.validated else None),
         placement=_placement(compat),
         details=list(dict.fromkeys(details)),  # a message may come from the outcome and metrics.json
+        stale=outcomes is not None and not _reported(stage, outcomes),
     )
 
 
 def _failures(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> list[str]:
-    """First lines of the errors that stopped this target in this build ("" for a skipped stage)."""
+    """First lines of what failed this target ("" for a skipped stage): this build's
+    outcomes, or without them the verdicts of the files the last build left."""
+    if outcomes is None:
+        return [f"{s.local_id}: {e.message.splitlines()[0]}" for s, e in _verdicts(rp, stage.target)]
     mine = [
         o
-        for o in outcomes or ()
+        for o in outcomes
         if o.recipe == rp.recipe.name and o.outcome == "failed" and o.target in (None, stage.target.name)
     ]
     return [_first_line(o) for o in mine]
+
+
+def _verdicts(rp: RecipePlan, target: Any) -> list[tuple[Stage, Any]]:
+    found = []
+    for s in rp.stages:
+        try:
+            exc = s.verdict(s.outputs()) if s.target is target else None
+        except (OSError, ValueError, KeyError):  # not built yet
+            exc = None
+        if exc:
+            found.append((s, exc))
+    return found
+
+
+def _reported(stage: Stage, outcomes: list[Outcome]) -> bool:
+    """Whether this build made (or confirmed) the target's report."""
+    return any(
+        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != "failed"
+        for o in outcomes
+    )
 
 
 def _first_line(o: Outcome) -> str:
@@ -132,7 +157,8 @@ def _key_metric(metrics: dict[str, Any] | None) -> str:
     cosines = [m["cosine"] for m in outs if "cosine" in m]
     text = f"cosine {cosine_text(min(cosines))}" if cosines else "-"
     top1 = [m["top1_agreement"] for m in outs if "top1_agreement" in m]
-    return text + (f", top-1 {min(top1):.1%}" if top1 else "")
+    accuracy = [m["accuracy"] for m in outs if "accuracy" in m]
+    return text + (f", top-1 {min(top1):.1%}" if top1 else "") + (f", accuracy {min(accuracy):.1%}" if accuracy else "")
 
 
 def _placement(compat: dict[str, Any] | None) -> str:
@@ -188,6 +214,5 @@ def _link(r: Row, where: Path) -> Raw:
     if not r.report.is_file():
         return Raw('<span class="muted">none</span>')
     href = Path(os.path.relpath(r.report, where)).as_posix()
-    # a target that failed now keeps the report of its last good build: say so
-    note = ' <span class="warn">(from an earlier build)</span>' if r.status == "failed" else ""
+    note = ' <span class="warn">(from an earlier build)</span>' if r.stale else ""
     return Raw(f'<a href="{esc(href)}">{esc(r.name)}</a>{note}')

@@ -10,8 +10,8 @@ from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome
 
 HEADER = (
-    "| recipe | target | device | artifact | cosine | max abs error | ops on device | status |\n"
-    "|---|---|---|---|---|---|---|---|\n"
+    "| recipe | target | device | artifact | cosine | max abs error | accuracy | ops on device | status |\n"
+    "|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -25,23 +25,26 @@ def append_summary(path: Path, plan: Plan, outcomes: list[Outcome]) -> None:
 def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:
     recipe = rp.recipe.name
     mine = [o for o in outcomes if o.recipe == recipe]
-    common_failed = any(o.outcome == "failed" and o.target is None for o in mine)
     rows = []
     for target in rp.recipe.targets:
         stage = next(s for s in rp.stages if s.target is target)
         tdir = stage.paths.target_dir(target)
-        failed = common_failed or any(o.outcome == "failed" and o.target == target.name for o in mine)
-        metrics = _json(tdir / "metrics.json")
-        compat = _json(tdir / "compat.json")
+        stopped = [o for o in mine if o.outcome == "failed" and o.target in (None, target.name)]
+        failed = [o.stage for o in stopped if (o.error or {}).get("type") != "skipped"]
+        made = not any(o.target is None or o.stage == "quantize" for o in stopped)  # else: an old artifact
+        stale = {o.stage for o in stopped if o.stage not in failed}  # files an earlier build left
+        metrics = None if "validate" in stale else _json(tdir / "metrics.json")
+        compat = None if "check" in stale else _json(tdir / "compat.json")
         cells = [
             recipe,
             target.name,
             stage.device.name,
-            _size(tdir / stage.device.artifact_name) if not failed else "-",
+            _size(tdir / stage.device.artifact_name) if made else "-",
             _worst(metrics, "cosine", min),
             _worst(metrics, "max_abs_error", max),
+            _accuracy(metrics),
             _on_device(compat),
-            "failed" if failed else "ok",
+            f"failed ({', '.join(failed)})" if stopped else "ok",
         ]
         rows.append("| " + " | ".join(cells) + " |\n")
     return rows
@@ -57,6 +60,15 @@ def _json(path: Path) -> dict[str, Any] | None:
 def _worst(metrics: dict[str, Any] | None, key: str, pick) -> str:
     values = [m[key] for m in (metrics or {}).get("outputs", {}).values() if key in m]
     return f"{pick(values):.6g}" if values else "-"
+
+
+def _accuracy(metrics: dict[str, Any] | None) -> str:
+    """The artifact's accuracy against validate.labels and its change from the source's."""
+    found = [m for m in (metrics or {}).get("outputs", {}).values() if "accuracy" in m]
+    if not found:
+        return "-"
+    worst = min(found, key=lambda m: m["accuracy"])
+    return f"{worst['accuracy']:.1%} ({-worst['accuracy_drop']:+.1%})"
 
 
 def _on_device(compat: dict[str, Any] | None) -> str:

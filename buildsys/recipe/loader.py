@@ -242,6 +242,7 @@ def _validate(data: dict[str, Any], base: Path) -> Validate:
         thresholds={k: float(v) for k, v in data.get("thresholds", {}).items()},
         inputs=_inputs(data["inputs"], base) if "inputs" in data else None,
         task=data.get("task"),
+        labels=Path(_resolve(base, data["labels"])) if "labels" in data else None,
     )
 
 

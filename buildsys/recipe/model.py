@@ -61,6 +61,7 @@ class Validate:
     thresholds: dict[str, float]  # keys of stages.metrics.THRESHOLDS
     inputs: dict[str, InputSource] | None = None  # default: the calibration inputs
     task: str | None = None  # "classification" adds top-5 agreement
+    labels: Path | None = None  # .npy of class ids, one per sample of the validation source
 
 
 @dataclass(frozen=True)

@@ -167,12 +167,28 @@ def semantic_problems(parsed: Parsed, stem: str, name_pattern: str) -> list[Prob
         inputs = data[section].get("inputs") if isinstance(data.get(section), dict) else None
         if isinstance(inputs, dict):
             out += _input_sources(parsed, (section, "inputs"), inputs)
+    if isinstance(data.get("validate"), dict):
+        out += _labels(parsed, data["validate"], "calibration" in data)
     if isinstance(data.get("shapes"), dict):
         out += _input_names(parsed, ("shapes",), data["shapes"])
     if isinstance(data.get("replacements"), list):
         from buildsys.recipe.replacements import replacement_problems
 
         out += replacement_problems(parsed, data["replacements"], data.get("source"))
+    return out
+
+
+def _labels(parsed: Parsed, validate: dict, calibrated: bool) -> list[Problem]:
+    """Labels name samples of a data source; accuracy limits need labels."""
+    out = []
+    if "labels" in validate and "inputs" not in validate and not calibrated:
+        hint = "add validate.inputs (or calibration.inputs): the labels are one class id per sample of that data"
+        out.append(parsed.at_key(("validate", "labels"), "labels without validation data", hint))
+    thresholds = validate.get("thresholds")
+    for key in ("min_accuracy", "max_accuracy_drop"):
+        if "labels" not in validate and isinstance(thresholds, dict) and key in thresholds:
+            hint = "add validate.labels: a .npy of the class id of every validation sample"
+            out.append(parsed.at_key(("validate", "thresholds", key), f"{key} needs validate.labels", hint))
     return out
 
 

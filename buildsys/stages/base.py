@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from buildsys.devices import Device
+from buildsys.errors import BuildsysError
 from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
 from buildsys.workspace import Workspace
@@ -93,8 +94,14 @@ class Stage:
     def check(self) -> None:
         """Cheap plan-time checks of the stage's own inputs (missing files, empty globs)."""
 
-    def verify(self, outputs: dict[str, Path]) -> None:
-        """Checks that must hold after a run *and* after a restore (e.g. thresholds)."""
+    def verdict(self, outputs: dict[str, Path]) -> BuildsysError | None:
+        """Why the target fails, judged from committed outputs (e.g. a missed threshold).
+
+        Read after every build, fresh, restored or up-to-date, like `notes`, so a
+        cached failure never turns into a pass. The stage itself succeeds: later
+        stages still run and the report shows the failure.
+        """
+        return None
 
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         """Warnings read from committed outputs, shown after every build, fresh or cached."""

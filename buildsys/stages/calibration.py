@@ -1,6 +1,8 @@
 """calibration: deterministic sample sets, calib.npz for quantization and val.npz for validation.
 
-Validation samples are drawn with their own seed. With `validate.inputs` they
+Validation samples are drawn with their own seed. Which samples were drawn is
+written next to val.npz (val.index.json): positions in the validation source,
+which `validate.labels` are indexed by, and the image files themselves. With `validate.inputs` they
 do not depend on the calibration seed, so changing it leaves val.npz
 byte-identical and targets that do not calibrate stay up to date by early
 cutoff. Without them, validation holds out the calibration files that were not
@@ -10,6 +12,7 @@ with), and reuses them only when calibration took every file.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from buildsys.stages.base import Input, RunContext, Stage
 
 class Calibration(Stage):
     kind = "calibration"
-    VERSION = 3
+    VERSION = 4
     TOOLS = ("tensorflow", "numpy")
 
     @cached_property
@@ -79,7 +82,10 @@ class Calibration(Stage):
         return params
 
     def outputs(self) -> dict[str, Path]:
-        return {role: self.paths.common / f"{role}.npz" for role in self.sets}
+        out = {role: self.paths.common / f"{role}.npz" for role in self.sets}
+        if "val" in self.sets:
+            out["val_index"] = self.paths.common / "val.index.json"
+        return out
 
     @property
     def held_out(self) -> bool:
@@ -95,6 +101,9 @@ class Calibration(Stage):
             taken = indices if role == "calib" else taken
             arrays = {name: datasets.materialise(src, name, indices, layouts[name]) for name, src in sources.items()}
             datasets.write_npz(ctx.out[role], arrays)
+            if role == "val":
+                index = datasets.index_doc(sources, indices, _available(sources))
+                ctx.out["val_index"].write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", "utf-8")
 
 
 def _indices(sources: dict[str, InputSource], samples: int, seed: int, exclude) -> Any:

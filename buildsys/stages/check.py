@@ -1,8 +1,8 @@
 """check: the artifact against the device profile, operator by operator; compat.json.
 
 Like validate, an unsupported operator under `on_unsupported: fail` fails the
-target after compat.json is written, and `verify` repeats the verdict on every
-restore, so a cached result never turns a failure into a pass.
+target through `verdict`, read from compat.json after every build, so the
+report still shows it and a cached result never turns a failure into a pass.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Check(Stage):
 
     def params(self) -> dict[str, Any]:
         rules = {k: self.device.data.get(k) for k in RULE_KEYS}
-        # on_unsupported only changes verify()'s verdict, but doit must see it change
+        # on_unsupported only changes the verdict, but doit must see it change
         return {"device": self.device.name, "rules": rules, "on_unsupported": self.device.on_unsupported}
 
     def outputs(self) -> dict[str, Path]:
@@ -40,17 +40,18 @@ class Check(Stage):
         compat = {"device": self.device.name, **compat}
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
 
-    def verify(self, outputs: dict[str, Path]) -> None:
+    def verdict(self, outputs: dict[str, Path]) -> StageError | None:
         if self.device.on_unsupported != "fail":
-            return
+            return None
         compat = _read(outputs["compat"])
         if compat["summary"]["unsupported"]:
-            raise StageError(
+            return StageError(
                 f"{_count(compat)} cannot run on {self.device.name}\n  "
                 + "\n  ".join(_lines(compat)),
                 hint=f"see {outputs['compat']}; replace those ops in the recipe, or set "
                 "`on_unsupported: warn` on the target to ship with CPU fallback",
             )
+        return None
 
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         compat = _read(outputs["compat"])

@@ -102,6 +102,16 @@ def _array(src: InputSource, name: str, mmap: bool) -> "np.ndarray":
     return arr
 
 
+def index_doc(sources: dict[str, InputSource], indices: "np.ndarray", available: int) -> dict:
+    """Which samples a set holds: positions in its sources and, for images, the files."""
+    files = {}
+    for name, src in sorted(sources.items()):
+        if src.kind == "images":
+            listed, base = source_files(src), glob_base(src)
+            files[name] = [listed[i].relative_to(base).as_posix() for i in indices]
+    return {"available": int(available), "indices": [int(i) for i in indices], "files": files}
+
+
 def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
     import numpy as np
 

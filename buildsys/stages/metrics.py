@@ -13,7 +13,11 @@ THRESHOLDS = {
     "min_snr_db": ("snr_db", "min"),
     "min_top1_agreement": ("top1_agreement", "min"),
     "min_top5_agreement": ("top5_agreement", "min"),
+    "min_accuracy": ("accuracy", "min"),
+    "max_accuracy_drop": ("accuracy_drop", "max"),
 }
+# only outputs holding class scores have these: judged where present
+LABEL_METRICS = frozenset({"accuracy", "accuracy_drop"})
 SNR_CAP_DB = 999.0  # an exact match has infinite SNR, which JSON cannot hold
 
 
@@ -40,6 +44,26 @@ def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float
     if classification and ref.shape[1] > 5:
         out["top5_agreement"] = _topk_agreement(ref, got, 5)
     return {k: round(v, 8) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def accuracy(ref: Any, got: Any, labels: Any, highest: int | None = None) -> dict[str, float] | None:
+    """Top-1 accuracy of reference and artifact against class ids; None when the output
+    is not class scores for ids up to `highest` (one value per sample, or fewer classes)."""
+    import numpy as np
+
+    ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
+    got = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
+    highest = int(labels.max()) if highest is None else highest
+    if ref.shape[1] < 2 or highest >= ref.shape[1]:
+        return None
+    got = np.where(np.isfinite(got), got, -np.inf)  # a NaN score never wins
+    source = float(np.mean(ref.argmax(1) == labels))
+    artifact = float(np.mean(got.argmax(1) == labels))
+    return {
+        "source_accuracy": round(source, 8),
+        "accuracy": round(artifact, 8),
+        "accuracy_drop": round(source - artifact, 8),
+    }
 
 
 def _histogram(errors, bins: int = 30) -> dict[str, list]:
@@ -88,6 +112,8 @@ def judge(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
         missed.append(f"{metrics['nonfinite']} NaN/Inf values where the reference is finite")
     for name, limit in sorted(thresholds.items()):
         metric, kind = THRESHOLDS[name]
+        if metric not in metrics and metric in LABEL_METRICS:
+            continue
         if metric not in metrics:
             missed.append(f"{name}: this output has no {metric} (it needs more than one value per sample)")
             continue

@@ -27,7 +27,7 @@ from buildsys.stages.report_md import render
 
 class Report(Stage):
     kind = "report"
-    VERSION = 3
+    VERSION = 4
     TOOLS = ("tensorflow",)
     VOLATILE = ("report", "html")
 

@@ -14,7 +14,14 @@ from typing import Any, Callable
 
 from buildsys.stages import plots
 from buildsys.stages.metrics import THRESHOLDS
-from buildsys.stages.report_md import failure_lines, not_validated_reason, quantization, size_text
+from buildsys.stages.report_md import (
+    failure_lines,
+    has_accuracy,
+    not_validated_reason,
+    quantization,
+    size_text,
+    target_verdict,
+)
 
 # One page, one look: kept here so the page needs no stylesheet from anywhere.
 CSS = """
@@ -59,6 +66,11 @@ METRIC_COLUMNS = (
     ("top-1", "top1_agreement", ".1%"),
     ("top-5", "top5_agreement", ".1%"),
     ("NaN/Inf", "nonfinite", "d"),
+)
+LABEL_COLUMNS = (  # shown only when validate.labels gave some output an accuracy
+    ("source accuracy", "source_accuracy", ".1%"),
+    ("accuracy", "accuracy", ".1%"),
+    ("accuracy drop", "accuracy_drop", ".2%"),
 )
 VERDICT_WORDS = MappingProxyType({"passed": "passed", "failed": "FAILED", "unvalidated": "not validated"})
 LAYER_COLUMNS = (("relative_rmse", ".4g"), ("rmse_over_scale", ".3g"), ("cosine", ".5f"))
@@ -145,6 +157,7 @@ def summary(stage: Any, f: Facts) -> str:
     r, t, d, src = stage.recipe, stage.target, stage.device, f["source"]
     share = f["size"] / max(src["size"], 1)
     rows = [
+        ("status", _status_line(f, d)),
         ("recipe", Raw(f"{esc(r.name)} ({_a(f['recipe_href'], r.path.name)})")),
         ("target", t.name),
         ("device", Raw(f"{code(d.name)} {esc(d.description)}")),
@@ -169,6 +182,12 @@ def _meter(share: float) -> Raw:
 
 def _a(href: str, text: str) -> Raw:
     return Raw(f'<a href="{esc(href)}">{esc(text)}</a>')
+
+
+def _status_line(f: Facts, d: Any) -> Raw:
+    verdict, missed = target_verdict(f, d)
+    items = "".join(f"<li>{esc(line)}</li>" for line in missed)
+    return Raw(str(_badge(verdict)) + (f'<ul class="bad">{items}</ul>' if items else ""))
 
 
 def _validation_line(stage: Any, f: Facts) -> Raw:
@@ -201,9 +220,10 @@ def metrics_section(stage: Any, f: Facts) -> str:
         return para(f"Not validated: {not_validated_reason(stage.device)}.")
     given = m["thresholds"]
     limits = {metric: (kind, given[name]) for name, (metric, kind) in THRESHOLDS.items() if name in given}
-    headers = ["output"] + [_header(label, limits.get(key)) for label, key, _ in METRIC_COLUMNS]
+    columns = METRIC_COLUMNS + (LABEL_COLUMNS if has_accuracy(m) else ())
+    headers = ["output"] + [_header(label, limits.get(key)) for label, key, _ in columns]
     rows = [
-        [code(name)] + [_metric_cell(out, key, spec, limits.get(key)) for _, key, spec in METRIC_COLUMNS]
+        [code(name)] + [_metric_cell(out, key, spec, limits.get(key)) for _, key, spec in columns]
         for name, out in m["outputs"].items()
     ]
     intro = para(

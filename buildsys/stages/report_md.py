@@ -19,6 +19,7 @@ def render(stage: Any, f: dict[str, Any]) -> str:
         f"- source: `{r.source.written}` ({src['format']}, {size_text(src['size'])}, sha256 `{src['sha256']}`)",
         f"- artifact: `{d.artifact_name}`, {size_text(f['size'])} ({f['size'] / max(src['size'], 1):.1%} of the source)",
         f"- quantization: {quantization(d)}",
+        f"- status: {_status(f, d)}",
     ]
     lines += _signature(f.get("signature"), f["dtypes"])
     lines += _operators(f["ops"], f["compat"])
@@ -31,6 +32,23 @@ def render(stage: Any, f: dict[str, Any]) -> str:
     for local_id, rec in f["timings"]:
         lines.append(f"| {local_id} | {rec.get('outcome', '-')} | {rec.get('seconds', '-')} |")
     return "\n".join(lines) + "\n"
+
+
+def target_verdict(f: dict[str, Any], d: Any) -> tuple[str, list[str]]:
+    """passed | failed | unvalidated, with every reason the target failed."""
+    missed = [f"validation, output {name}: {line}" for name, line in failure_lines(f["metrics"])]
+    unsupported = f["compat"]["summary"]["unsupported"]
+    if d.on_unsupported == "fail" and unsupported:
+        missed.append(f"device check: {unsupported} operator{'s' if unsupported != 1 else ''} {d.name} cannot run (on_unsupported: fail)")
+    if missed:
+        return "failed", missed
+    return ("passed" if f["metrics"] else "unvalidated"), []
+
+
+def _status(f: dict[str, Any], d: Any) -> str:
+    verdict, missed = target_verdict(f, d)
+    words = {"passed": "passed", "failed": "**FAILED**", "unvalidated": "not validated"}
+    return words[verdict] + "".join(f"\n  - {line}" for line in missed)
 
 
 def quantization(d: Any) -> str:
@@ -114,15 +132,19 @@ def _metrics(metrics: dict[str, Any] | None, d: Any) -> list[str]:
         "",
         f"{metrics['samples']} samples ({metrics['data']} data); thresholds {metrics['thresholds'] or 'none'}: **{verdict}**",
         "",
-        "| output | max abs error | mean abs error | RMSE | SNR dB | cosine | min cosine | top-1 | top-5 | NaN/Inf |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| output | max abs error | mean abs error | RMSE | SNR dB | cosine | min cosine | top-1 | top-5 | NaN/Inf |"
+        + (" source accuracy | accuracy | accuracy drop |" if has_accuracy(metrics) else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if has_accuracy(metrics) else ""),
     ]
     for name, m in metrics["outputs"].items():
-        out.append(
+        row = (
             f"| `{name}` | {m['max_abs_error']:.6g} | {m['mean_abs_error']:.6g} | {m['rmse']:.6g} | "
             f"{m['snr_db']:.1f} | {m['cosine']:.6f} | {m['min_cosine']:.6f} | {_share(m, 'top1_agreement')} | "
             f"{_share(m, 'top5_agreement')} | {m['nonfinite']} |"
         )
+        if has_accuracy(metrics):
+            row += f" {_share(m, 'source_accuracy')} | {_share(m, 'accuracy')} | {_share(m, 'accuracy_drop', '.2%')} |"
+        out.append(row)
     failures = [f"- `{name}`: {line}" for name, line in failure_lines(metrics)]
     return out + (["", "Missed:", *failures] if failures else [])
 
@@ -160,8 +182,13 @@ def _layers(layers: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _share(m: dict[str, Any], key: str) -> str:
-    return f"{m[key]:.1%}" if key in m else "-"
+def _share(m: dict[str, Any], key: str, spec: str = ".1%") -> str:
+    return format(m[key], spec) if key in m else "-"
+
+
+def has_accuracy(metrics: dict[str, Any] | None) -> bool:
+    """Whether validate.labels gave some output an accuracy."""
+    return any("accuracy" in m for m in (metrics or {}).get("outputs", {}).values())
 
 
 def size_text(n: int) -> str:

@@ -173,6 +173,8 @@ def write_pngs(directory, images, labels=None):
             lines.append(f"{name} {CLASSES[labels[i]]}\n")
     if labels is not None:
         (directory / "labels.txt").write_text("".join(lines))
+        # the class ids in file order, as recipes' `validate.labels` take them
+        np.save(directory / "labels.npy", np.asarray(labels, dtype=np.int64))
 
 
 def write_calib_npy(path, n):
