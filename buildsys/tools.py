@@ -21,10 +21,11 @@ DISTRIBUTIONS = {
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
+    "matplotlib": ("matplotlib",),
     "numpy": ("numpy",),
 }
 
-LOCKED_TOOLS = ("buildsys", "tensorflow", "onnx", "onnxruntime", "litert", "numpy", "python")
+LOCKED_TOOLS = ("buildsys", "tensorflow", "onnx", "onnxruntime", "litert", "matplotlib", "numpy", "python")
 
 
 def _normalise(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 
 from conftest import run_cli
@@ -74,3 +75,38 @@ def test_build_summary_appends_a_markdown_table(workspace: Path) -> None:
     int8 = rows[0].split(" | ")
     assert int8[1:3] == ["cpu-int8", "cpu-int8"] and int8[3].endswith("KiB") and float(int8[4]) > 0.95
     assert rows[0].endswith("| ok |") and int8[6] == "-" and "/" in int8[7]
+
+
+def _index_rows(ws: Path) -> dict[str, str]:
+    text = (ws / "build" / "index.html").read_text()
+    return {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([\w-]+</td><td>[\w-]+)</td>.*?</tr>", text, re.S)}
+
+
+def test_index_keeps_other_recipes_and_follows_clean(workspace: Path) -> None:
+    recipes = workspace / "recipes"
+    text = (recipes / "shapes.yaml").read_text()
+    other = text.replace("name: shapes", "name: other").split("targets:")[0] + "targets:\n  - device: cpu-fp32\n"
+    (recipes / "other.yaml").write_text(other)
+    run_cli(workspace, "build")
+    both = {"shapes</td><td>cpu-int8", "shapes</td><td>fp32", "other</td><td>cpu-fp32"}
+    assert set(_index_rows(workspace)) == both
+
+    # building one recipe does not drop the other's rows
+    run_cli(workspace, "build", "recipes/other.yaml")
+    assert set(_index_rows(workspace)) == both
+
+    # a build that fails before the report says the report is an old one
+    model = recipes / "model" / "model.keras"
+    good = model.read_bytes()
+    model.write_bytes(b"not a model")
+    run_cli(workspace, "build", "recipes/shapes.yaml", check=2)
+    row = _index_rows(workspace)["shapes</td><td>cpu-int8"]
+    assert 'class="badge failed"' in row and "(from an earlier build)" in row
+    model.write_bytes(good)
+    run_cli(workspace, "build", "recipes/shapes.yaml")
+    assert "earlier build" not in _index_rows(workspace)["shapes</td><td>cpu-int8"]
+
+    run_cli(workspace, "clean", "recipes/other.yaml")
+    assert set(_index_rows(workspace)) == both - {"other</td><td>cpu-fp32"}
+    out = run_cli(workspace, "clean").stdout
+    assert "removed build/index.html" in out and not (workspace / "build" / "index.html").exists()

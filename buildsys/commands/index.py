@@ -4,17 +4,21 @@ Written at the end of every `buildsys build`, up-to-date ones included, so it
 must stay cheap: it reads metrics.json and compat.json and never imports
 TensorFlow or matplotlib. `buildsys report` reads the same rows without build
 outcomes, judging each target from the files it left.
+
+A build of some recipes must not drop the others from the page: the rows are
+kept in .buildsys/index.json, and a build replaces only its own recipes' rows.
+Rows whose report is gone (`buildsys clean`) leave the page.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from buildsys.fsutil import atomic_write_text
+from buildsys.fsutil import atomic_write_text, remove
 from buildsys.stages.report_html import CSS, Raw, code, cosine_text, esc, table
 from buildsys.stages.report_md import failure_lines, size_text
 
@@ -22,6 +26,7 @@ if TYPE_CHECKING:  # type names only: importing the runner would load doit for `
     from buildsys.plan import Plan, RecipePlan
     from buildsys.runner import Outcome
     from buildsys.stages import Stage
+    from buildsys.workspace import Workspace
 
 INDEX_CSS = (
     CSS
@@ -53,18 +58,36 @@ class Row:
 
 
 def index_path(plan: Plan) -> Path:
-    return plan.env.ws.root / "build" / "index.html"
+    return html_path(plan.env.ws)
+
+
+def html_path(ws: Workspace) -> Path:
+    return ws.root / "build" / "index.html"
 
 
 def write_index(plan: Plan, outcomes: list[Outcome]) -> Path | None:
-    """Write build/index.html for the plan's recipes (only when its bytes change); return its path.
+    """Write build/index.html: this build's rows and the kept rows of other recipes."""
+    ws = plan.env.ws
+    mine = {rp.recipe.name for rp in plan.recipes}
+    kept = [r for r in load_rows(ws) if r.recipe not in mine]
+    return publish(ws, sorted(kept + rows(plan, outcomes), key=lambda r: r.recipe))
 
-    None, and nothing written, while no target has a report: a build that made
-    nothing leaves nothing in build/.
+
+def forget(ws: Workspace, recipes: set[str]) -> Path | None:
+    """Drop recipes from the index (after `buildsys clean`); the page goes with the last report."""
+    return publish(ws, [r for r in load_rows(ws) if r.recipe not in recipes])
+
+
+def publish(ws: Workspace, items: list[Row]) -> Path | None:
+    """Write the rows and the page (only when its bytes change); return the page's path.
+
+    None, and no page, while no target has a report: a build that made nothing
+    leaves nothing in build/.
     """
-    path = index_path(plan)
-    items = rows(plan, outcomes)
+    path = html_path(ws)
     if not any(r.report.is_file() for r in items):
+        remove(path)
+        remove(_rows_file(ws))
         return None
     text = render_index(items, path.parent)
     try:
@@ -73,7 +96,28 @@ def write_index(plan: Plan, outcomes: list[Outcome]) -> Path | None:
         unchanged = False
     if not unchanged:
         atomic_write_text(path, text)
+    atomic_write_text(_rows_file(ws), json.dumps([_row_doc(r, ws) for r in items], indent=1) + "\n")
     return path
+
+
+def load_rows(ws: Workspace) -> list[Row]:
+    """The rows the last builds left; those whose build directory is gone are dropped."""
+    try:
+        docs = json.loads(_rows_file(ws).read_text("utf-8"))
+        found = [Row(**{**d, "report": ws.root / d["report"]}) for d in docs]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []  # no index yet, or one from another buildsys version: rebuilt by the next build
+    return [r for r in found if r.report.parent.is_dir()]
+
+
+def _rows_file(ws: Workspace) -> Path:
+    return ws.state / "index.json"
+
+
+def _row_doc(r: Row, ws: Workspace) -> dict[str, Any]:
+    doc = asdict(r)
+    doc["report"] = os.path.relpath(r.report, ws.root)
+    return doc
 
 
 def rows(plan: Plan, outcomes: list[Outcome] | None) -> list[Row]:
