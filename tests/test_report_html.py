@@ -132,6 +132,11 @@ def test_report_html_links_resolve_and_recipe_digest_matches_lock(ws: Path) -> N
     lock = (ws / "recipes/net.lock").read_text("utf-8")
     digest = re.search(r"recipe_digest: ([0-9a-f]{64})", lock).group(1)
     assert f"<code>{digest}</code>" in text
+    # every stage row's key starts a stage key of the lock
+    table = text[text.index('id="timings"') :]
+    keys = re.findall(r"<code>([0-9a-f]{16})</code>", table[: table.index("</table>")])
+    locked = set(re.findall(r"\bkey: ([0-9a-f]{64})", lock))
+    assert len(keys) >= 6 and all(any(k.startswith(short) for k in locked) for short in keys)
 
 
 def test_reports_are_byte_identical_across_clean_builds(ws: Path, tmp_path: Path) -> None:

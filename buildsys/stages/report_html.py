@@ -15,6 +15,7 @@ from typing import Any, Callable
 from buildsys.stages import plots
 from buildsys.stages.metrics import THRESHOLDS
 from buildsys.stages.report_md import (
+    short_key,
     failure_lines,
     has_accuracy,
     not_validated_reason,
@@ -372,14 +373,18 @@ def timings(stage: Any, f: Facts) -> str:
         outcome = rec.get("outcome", "-")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         # the only numbers that differ between two builds of the same inputs: marked for diffing
-        rows.append([local_id, outcome, (_seconds(rec.get("seconds")), "seconds")])
+        rows.append([local_id, outcome, (_seconds(rec.get("seconds")), "seconds"), code(short_key(rec))])
     counts = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items()))
     intro = para(
         f"The stages this report reads from, as they last ran: {counts}. "
         "\"restored\" is a cache hit (outputs restored from .buildsys/cache by key); "
-        "\"ran\" means the stage computed its outputs."
+        "\"ran\" means the stage computed its outputs. Each key starts the ",
+        code("key"),
+        " of that stage in the lockfile ",
+        code(f["lock_name"]),
+        ".",
     )
-    return intro + table(["stage", "outcome", "seconds"], rows, frozenset({2}), id="timings")
+    return intro + table(["stage", "outcome", "seconds", "key"], rows, frozenset({2}), id="timings")
 
 
 def _seconds(value: Any) -> str:

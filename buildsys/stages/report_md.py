@@ -28,9 +28,10 @@ def render(stage: Any, f: dict[str, Any]) -> str:
     lines += _check(f["compat"], d)
     lines += _compiled(f["compile"])
     lines += _next_steps(d)
-    lines += ["", "## Stage timings", "", "| stage | outcome | seconds |", "|---|---|---|"]
+    lines += ["", "## Stage timings", "", f"Keys are the start of each stage's `key` in `{f['lock_name']}`.", ""]
+    lines += ["| stage | outcome | seconds | key |", "|---|---|---|---|"]
     for local_id, rec in f["timings"]:
-        lines.append(f"| {local_id} | {rec.get('outcome', '-')} | {rec.get('seconds', '-')} |")
+        lines.append(f"| {local_id} | {rec.get('outcome', '-')} | {rec.get('seconds', '-')} | `{short_key(rec)}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -49,6 +50,11 @@ def _status(f: dict[str, Any], d: Any) -> str:
     verdict, missed = target_verdict(f, d)
     words = {"passed": "passed", "failed": "**FAILED**", "unvalidated": "not validated"}
     return words[verdict] + "".join(f"\n  - {line}" for line in missed)
+
+
+def short_key(record: dict[str, Any]) -> str:
+    """Enough of a stage key to find it in the lockfile."""
+    return str(record.get("key", "-"))[:16]
 
 
 def quantization(d: Any) -> str:
