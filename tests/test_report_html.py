@@ -122,6 +122,10 @@ def test_report_html_is_self_contained_and_escaped(ws: Path) -> None:
         # the recipe text appears verbatim, escaped
         assert "# shapes CNN &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; friends" in text
         assert "recipe digest" in text
+        # markup the page makes itself is never shown as text
+        outside_recipe = re.sub(r'<pre id="recipe-text">.*?</pre>', "", text, flags=re.S)
+        for tag in ("code", "div", "span", "ul", "li", "a ", "p"):
+            assert f"&lt;{tag}" not in outside_recipe, (target, tag)
 
 
 def test_report_html_links_resolve_and_recipe_digest_matches_lock(ws: Path) -> None:

@@ -78,7 +78,15 @@ LAYER_COLUMNS = (("relative_rmse", ".4g"), ("rmse_over_scale", ".3g"), ("cosine"
 
 
 class Raw(str):
-    """HTML made here (tags, escaped text): inserted as it is."""
+    """HTML made here (tags, escaped text): inserted as it is.
+
+    Markup joined to markup stays markup: a plain `str` result would be escaped
+    whole, tags included. (Joined to plain text it is plain text, as for str.)
+    """
+
+    def __add__(self, other: str) -> str:
+        joined = str.__add__(self, other)
+        return Raw(joined) if isinstance(other, Raw) else joined
 
 
 def esc(value: Any) -> str:
