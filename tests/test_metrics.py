@@ -85,3 +85,11 @@ def test_accuracy_thresholds_judge_only_outputs_that_have_accuracy():
     ]
     boxes = {"cosine": 1.0, "nonfinite": 0}  # a second output with no class scores
     assert judge(boxes, {"min_accuracy": 0.9}) == []
+
+
+def test_a_missed_value_never_reads_as_its_limit():
+    near = {"cosine": 0.99999996, "max_abs_error": 0.1000001, "nonfinite": 0}
+    assert judge(near, {"min_cosine": 1.0, "max_abs_error": 0.1}) == [
+        "max_abs_error 0.100001 > max_abs_error 0.1 (over by 1e-07)",
+        "cosine 0.999999 < min_cosine 1 (short by 4e-08)",
+    ]

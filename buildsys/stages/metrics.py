@@ -46,6 +46,15 @@ def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float
     return {k: round(v, 8) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def _away(value: float, kind: str) -> str:
+    """Six digits rounded away from the limit: a cosine of 0.99999996 missing 1 must not
+    read "1 < 1", and it reads as the reports' cosines do (cut, not rounded)."""
+    from decimal import ROUND_CEILING, ROUND_FLOOR, Context
+
+    digits = Context(prec=6, rounding=ROUND_FLOOR if kind == "min" else ROUND_CEILING)
+    return f"{float(digits.create_decimal_from_float(value)):.6g}"
+
+
 def accuracy(ref: Any, got: Any, labels: Any, highest: int | None = None) -> dict[str, float] | None:
     """Top-1 accuracy of reference and artifact against class ids; None when the output
     is not class scores for ids up to `highest` (one value per sample, or fewer classes)."""
@@ -119,7 +128,7 @@ def judge(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
             continue
         value = metrics[metric]
         if kind == "min" and value < limit:
-            missed.append(f"{metric} {value:.6g} < {name} {limit:g} (short by {limit - value:.3g})")
+            missed.append(f"{metric} {_away(value, kind)} < {name} {limit:g} (short by {limit - value:.3g})")
         elif kind == "max" and value > limit:
-            missed.append(f"{metric} {value:.6g} > {name} {limit:g} (over by {value - limit:.3g})")
+            missed.append(f"{metric} {_away(value, kind)} > {name} {limit:g} (over by {value - limit:.3g})")
     return missed

@@ -22,7 +22,7 @@ LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
 
 class Validate(Stage):
     kind = "validate"
-    VERSION = 8
+    VERSION = 9
     TOOLS = ("tensorflow", "numpy", "onnxruntime", "litert")  # litert runs the artifact
 
     @property
