@@ -9,6 +9,7 @@ reports are byte-identical across two clean builds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -169,6 +170,11 @@ def test_index_links_every_target_with_status(ws: Path) -> None:
     assert 'class="badge failed"' in strict and "max_abs_error" in strict
     assert 'href="strict/cpu-int8/report.html"' in strict and "earlier build" not in strict
     assert "not validated" in rows["net</td><td>axis-cv25"]
+    # the lockfiles the build pinned, by digest: net's is written, strict failed before its first
+    locks = text[text.index('<table id="locks"') :].split("</table>")[0]
+    digest = hashlib.sha256((ws / "recipes/net.lock").read_bytes()).hexdigest()
+    assert f"<code>recipes/net.lock</code></td><td><code>{digest}</code>" in locks
+    assert "<code>recipes/strict.lock</code></td><td>not written" in locks
     assert "6/8 on accelerator" in rows["net</td><td>axis-artpec9"]
 
 

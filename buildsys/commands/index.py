@@ -51,6 +51,8 @@ class Row:
     placement: str = "-"
     details: list[str] = field(default_factory=list)
     stale: bool = False  # report.html is from an earlier build: this one failed before the report
+    lock: str = ""  # the recipe's lockfile, as the workspace shows it
+    lock_sha256: str | None = None  # None: not written (yet)
 
     @property
     def name(self) -> str:
@@ -122,10 +124,26 @@ def _row_doc(r: Row, ws: Workspace) -> dict[str, Any]:
 
 def rows(plan: Plan, outcomes: list[Outcome] | None) -> list[Row]:
     """Every target of the plan; `outcomes` None: judged from the files of the last build."""
-    return [_row(rp, stage, outcomes) for rp in plan.recipes for stage in rp.stages if stage.kind == "report"]
+    out = []
+    for rp in plan.recipes:
+        lock = _lock(rp, plan.env.ws)
+        out += [_row(rp, s, outcomes, *lock) for s in rp.stages if s.kind == "report"]
+    return out
 
 
-def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> Row:
+def _lock(rp: RecipePlan, ws: Workspace) -> tuple[str, str | None]:
+    """Where the recipe's lockfile is and the sha256 of its bytes: what was built, pinned."""
+    from buildsys.hashing import digest_bytes
+    from buildsys.lockfile import lock_path
+
+    path = lock_path(rp.recipe)
+    try:
+        return ws.show(path), digest_bytes(path.read_bytes())
+    except OSError:
+        return ws.show(path), None
+
+
+def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None, lock: str, lock_sha256: str | None) -> Row:
     tdir = stage.paths.target_dir(stage.target)
     metrics, compat = _json(tdir / "metrics.json"), _json(tdir / "compat.json")
     report = stage.outputs()["html"]
@@ -149,6 +167,8 @@ def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> Row:
         placement=_placement(compat),
         details=list(dict.fromkeys(details)),  # a message may come from the outcome and metrics.json
         stale=outcomes is not None and not _reported(stage, outcomes),
+        lock=lock,
+        lock_sha256=lock_sha256,
     )
 
 
@@ -237,6 +257,8 @@ def render_index(items: list[Row], where: Path) -> str:
     ]
     head = ["recipe", "target", "device", "status", "artifact", "key metric", "device check", "report"]
     targets = table(head, body, frozenset({4}), id="targets")
+    locks = {r.recipe: [r.recipe, code(r.lock), code(r.lock_sha256) if r.lock_sha256 else "not written"] for r in items}
+    pinned = table(["recipe", "lockfile", "sha256"], list(locks.values()), id="locks")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -244,6 +266,8 @@ def render_index(items: list[Row], where: Path) -> str:
         f"<title>buildsys reports</title>\n<style>{INDEX_CSS}</style>\n</head>\n<body>\n<main>\n"
         "<header><h1>buildsys reports</h1></header>\n"
         f"<section>\n<p>{len(items)} targets: {esc(summary)}.</p>\n{targets}\n</section>\n"
+        "<section>\n<h2>Lockfiles</h2>\n<p>What each recipe's last successful build pinned: tools, "
+        f"device profiles, every stage's key and output digests.</p>\n{pinned}\n</section>\n"
         "</main>\n</body>\n</html>\n"
     )
 
