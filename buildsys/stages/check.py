@@ -48,7 +48,7 @@ class Check(Stage):
             return StageError(
                 f"{_count(compat)} cannot run on {self.device.name}\n  "
                 + "\n  ".join(_lines(compat)),
-                hint=f"see {outputs['compat']}; replace those ops in the recipe, or set "
+                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
                 "`on_unsupported: warn` on the target to ship with CPU fallback",
             )
         return None

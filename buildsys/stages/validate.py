@@ -158,7 +158,7 @@ class Validate(Stage):
         if lines:
             return StageError(
                 "validation thresholds missed\n  " + "\n  ".join(lines),
-                hint=f"see {outputs['metrics']}; loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
+                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
 
