@@ -88,12 +88,16 @@ def test_compat_and_report_name_both_ops_and_the_rules(ws):
 def test_on_unsupported_fail_exits_1_and_stays_failed_from_cache(ws):
     lock = (ws / "recipes/net.lock").read_text()  # written by the passing build above
     write_recipe(ws, "    on_unsupported: fail\n")
-    for _ in range(2):  # the second run restores check from the cache and must still fail
+    for _ in range(2):  # the second run finds check up to date and must still fail
         proc = run_cli(ws, "build", check=1)
         assert "2 operators cannot run on axis-artpec9" in proc.stderr
         assert "#1 CONV_2D" in proc.stderr and "SOFTMAX" in proc.stderr and "Traceback" not in proc.stderr
     assert (ws / "build/net/axis-artpec9/compat.json").is_file()
     assert (ws / "recipes/net.lock").read_text() == lock  # a failed build writes no lock
+    # the report is still made, and says the target failed and why
+    md = (ws / "build/net/axis-artpec9/report.md").read_text()
+    assert "- status: **FAILED**" in md and "device check: 2 operators axis-artpec9 cannot run (on_unsupported: fail)" in md
+    assert 'class="badge failed"' in (ws / "build/net/axis-artpec9/report.html").read_text()
 
 
 def test_tflite_source_is_checked_too(ws):
