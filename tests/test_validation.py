@@ -169,3 +169,69 @@ def test_labels_need_data_and_accuracy_thresholds_need_labels(tmp_path: Path) ->
     recipe.write_text("\n".join(lines[:4] + lines[5:]) + "\n")
     proc = run_cli(ws, "check", check=2)
     assert "recipes/net.yaml:5" in proc.stderr and "max_accuracy_drop needs validate.labels" in proc.stderr, proc.stderr
+
+
+LAYER_RECIPE = """\
+version: 1
+name: {name}
+source:
+  onnx: {name}.onnx
+calibration:
+  samples: 32
+  inputs:
+    image: {{npy: calib.npy}}
+validate:
+  samples: 16
+  inputs:
+    image: {{npy: val.npy}}
+targets:
+  - device: cpu-int8
+"""
+
+
+def _worst_layers(report: Path) -> list[tuple[str, list[str]]]:
+    """(op, ONNX nodes) of report.md's per-layer table, worst first."""
+    text = report.read_text()
+    table = text[text.index("## Per-layer quantization error") :].split("\n\n")[2]
+    rows = [row.split(" | ") for row in table.splitlines()[2:]]
+    return [(r[1], [] if r[2] == "-" else r[2].strip("`").split(", ")) for r in rows]
+
+
+def test_the_report_ranks_silu_layers_worst_and_relu_shows_no_such_pattern(tmp_path: Path) -> None:
+    """Issue 6's acceptance case through `buildsys build`: the CNN of test_layers, SiLU vs
+    ReLU, same weights; what the report's per-layer table shows."""
+    import archs
+    from test_layers import SILU_OPS, _cnn
+
+    recipes = tmp_path / "ws" / "recipes"
+    recipes.mkdir(parents=True)
+    for activation in ("silu", "relu"):
+        model = _cnn(activation)
+        (recipes / f"{activation}.onnx").write_bytes(model.SerializeToString())
+        (recipes / f"{activation}.yaml").write_text(LAYER_RECIPE.format(name=activation))
+    np.save(recipes / "calib.npy", archs.sample_inputs(model, 32, seed=100)["image"])
+    np.save(recipes / "val.npy", archs.sample_inputs(model, 16, seed=200)["image"])
+    run_cli(tmp_path / "ws", "build")
+    silu_rows = _worst_layers(tmp_path / "ws/build/silu/cpu-int8/report.md")
+    silu, relu = [[op for op, _ in _worst_layers(tmp_path / f"ws/build/{a}/cpu-int8/report.md")] for a in ("silu", "relu")]
+    assert len(silu) == 10 and len(relu) == 9  # the ten worst; ReLU, fused, leaves 9 tensors in all
+    assert set(silu[:2]) <= SILU_OPS and sum(op in SILU_OPS for op in silu[:5]) >= 3, silu
+    assert not set(relu) & (SILU_OPS | {"LOGISTIC", "RELU", "RELU6"}), relu
+    # each row names the ONNX node(s) behind it, as a replacement would select them
+    op_types = {n.name: n.op_type for n in _cnn("silu").graph.node}
+    expected = {"LOGISTIC": {"Sigmoid"}, "MUL": {"Mul"}, "CONV_2D": {"Conv", "BatchNormalization"}}
+    for op, nodes in silu_rows[:3]:
+        assert nodes and {op_types[n] for n in nodes} <= expected[op], (op, nodes)
+
+
+def test_tflite_tensor_names_lead_back_to_onnx_nodes() -> None:
+    from buildsys.stages.origins import onnx_nodes
+
+    scopes = {"features_conv1_Conv": "/features/conv1/Conv", "features_relu1_Relu": "/features/relu1/Relu",
+              "pad": "#3 (Pad)", "pad/inner": "/inner"}
+    fused = "features_relu1_Relu/Relu_5;features_conv1_Conv/BiasAdd_4;features_conv1_Conv/Conv2D_2;Const_31"
+    assert onnx_nodes(fused, scopes) == ["/features/relu1/Relu", "/features/conv1/Conv"]
+    # a handler's own sub-scope still belongs to its node; the longest recorded scope wins
+    assert onnx_nodes("pad/sub/PadV2_7:0", scopes) == ["#3 (Pad)"]
+    assert onnx_nodes("pad/inner/Mul_8", scopes) == ["/inner"]
+    assert onnx_nodes("serving_default_image:0", scopes) == [] and onnx_nodes("x/Relu_1", {}) == []

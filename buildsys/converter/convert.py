@@ -44,6 +44,7 @@ class Converter:
         self.inputs = [self._input_spec(v, v.name in keep_layout) for v in self.graph.inputs]
         self._out_perm = {o.name: o.name in nhwc_outputs for o in self.graph.outputs}
         self.output_perms: list[tuple[int, ...]] = []
+        self.scopes: dict[str, str] = {}  # TF name scope -> ONNX node, filled by each trace
 
     def _input_spec(self, info, keep: bool) -> IOSpec:
         if info.shape is None or any(d is None or d < 0 for d in info.shape):
@@ -87,7 +88,8 @@ class Converter:
                 poisoned.update(node.outputs)
                 continue
             try:
-                with tf.name_scope(_scope(node)):
+                with tf.name_scope(_scope(node)) as scope:
+                    self.scopes[scope.rstrip("/")] = node.label
                     handler(ctx, node)
                 missing = [o for o in node.outputs if o and not ctx.has(o)]
                 if missing:

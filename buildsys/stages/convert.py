@@ -12,7 +12,7 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 2
+    VERSION = 3
     TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property

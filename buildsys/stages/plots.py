@@ -74,7 +74,8 @@ def layer_errors(worst: Sequence[dict[str, Any]], prefix: str) -> str:
     fig = Figure(figsize=(WIDTH, 0.8 + 0.32 * max(len(rows), 1)))
     ax = fig.add_subplot()
     values = [e["relative_rmse"] for e in rows]
-    labels = [f"{e['op']} #{e['position']}  {_short(e['tensor'])}" for e in rows]
+    # the ONNX node a replacement would select, when the converter recorded it
+    labels = [f"{e['op']} #{e['position']}  {_short(', '.join(e.get('nodes') or [e['tensor']]))}" for e in rows]
     bars = ax.barh(range(len(rows)), values, color=ERROR, height=0.6)
     ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], padding=3, fontsize=8)
     ax.set_yticks(range(len(rows)), labels)

@@ -291,14 +291,18 @@ def layers(stage: Any, f: Facts) -> str:
         f"{data['samples']} samples ({data['unmatched']} unmatched); worst first by {data['ranking']}."
     )
     svg = plots.layer_errors(data["worst"], "layers")
-    chart = figure(svg, "relative RMSE of the worst layers: op type, position, tensor")
+    named = any("nodes" in e for e in data["worst"])
+    chart = figure(svg, f"relative RMSE of the worst layers: op type, position, {'ONNX node' if named else 'tensor'}")
     rows = [
-        [e["position"], e["op"], code(e["tensor"])]
+        [e["position"], e["op"]]
+        + ([code(", ".join(e["nodes"])) if e.get("nodes") else "-"] if named else [])
+        + [code(e["tensor"])]
         + [_num(e.get(key), spec) for key, spec in LAYER_COLUMNS]
         for e in data["worst"]
     ]
-    head = ["#", "op", "tensor", "relative RMSE", "RMSE / scale", "cosine"]
-    return intro + chart + table(head, rows, frozenset({0, 3, 4, 5}), id="layers")
+    head = ["#", "op"] + (["ONNX node"] if named else []) + ["tensor", "relative RMSE", "RMSE / scale", "cosine"]
+    numeric = frozenset({0, len(head) - 3, len(head) - 2, len(head) - 1})
+    return intro + chart + table(head, rows, numeric, id="layers")
 
 
 def _num(value: float | None, spec: str) -> str:

@@ -177,13 +177,17 @@ def _layers(layers: dict[str, Any] | None) -> list[str]:
         f"{layers['tensors_compared']} quantized tensors compared with the float model on {layers['samples']} "
         f"samples ({layers['unmatched']} unmatched); worst first by {layers['ranking']}.",
         "",
-        "| # | op | tensor | relative RMSE | RMSE / scale | cosine |",
-        "|---|---|---|---|---|---|",
+    ]
+    named = any("nodes" in e for e in layers["worst"])
+    lines += [
+        "| # | op |" + (" ONNX node |" if named else "") + " tensor | relative RMSE | RMSE / scale | cosine |",
+        "|---|---|" + ("---|" if named else "") + "---|---|---|---|",
     ]
     for e in layers["worst"]:
         rel = "-" if e["relative_rmse"] is None else f"{e['relative_rmse']:.4g}"
+        node = (f" `{', '.join(e['nodes'])}` |" if e.get("nodes") else " - |") if named else ""
         lines.append(
-            f"| {e['position']} | {e['op']} | `{e['tensor']}` | {rel} | {e['rmse_over_scale']:.3g} | {e['cosine']:.5f} |"
+            f"| {e['position']} | {e['op']} |{node} `{e['tensor']}` | {rel} | {e['rmse_over_scale']:.3g} | {e['cosine']:.5f} |"
         )
     return lines
 

@@ -22,7 +22,7 @@ LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
 
 class Validate(Stage):
     kind = "validate"
-    VERSION = 9
+    VERSION = 10
     TOOLS = ("tensorflow", "numpy", "onnxruntime", "litert")  # litert runs the artifact
 
     @property
@@ -102,6 +102,7 @@ class Validate(Stage):
             keep = max(batch, LAYER_SAMPLES // batch * batch)  # whole batches
             subset = {name: a[:keep] for name, a in stored.items()}
             report["layers"] = layer_errors(ctx.input("float"), signature, ctx.input("model"), subset)
+            _name_nodes(report["layers"], signature.get("nodes", {}))
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
     def check(self) -> None:
@@ -161,6 +162,16 @@ class Validate(Stage):
                 hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
+
+
+def _name_nodes(layers: dict, scopes: dict[str, str]) -> None:
+    """The ONNX nodes behind each of the worst tensors, for the report."""
+    from buildsys.stages.origins import onnx_nodes
+
+    if not scopes:  # not an ONNX source
+        return
+    for entry in layers.get("worst", []):
+        entry["nodes"] = onnx_nodes(entry["tensor"], scopes)
 
 
 def _source_shape(entry: dict) -> list[int]:

@@ -33,13 +33,17 @@ SIGNATURE_NODE = "buildsys_signature"
 
 
 def freeze(
-    call: Callable[[list[tf.Tensor]], list[tf.Tensor]], specs: list[tf.TensorSpec], autograph: bool = True
+    call: Callable[[list[tf.Tensor]], list[tf.Tensor]],
+    specs: list[tf.TensorSpec],
+    autograph: bool = True,
+    keep_scopes: bool = False,
 ) -> tuple[graph_pb2.GraphDef, list[tf.Tensor]]:
     """Trace `call` at fixed shapes, fold variables into constants, canonicalize.
 
     Returns (graph_def, output_tensors) where output tensors carry static shapes.
     `autograph=False` for callers that are plain graph builders (the ONNX
-    converter): transpiling them costs seconds and adds nothing.
+    converter): transpiling them costs seconds and adds nothing. `keep_scopes`:
+    see graphcanon.canonicalize.
     """
     fn = tf.function(lambda *xs: list(call(list(xs))), input_signature=specs, autograph=autograph)
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function(), lower_control_flow=False)
@@ -47,7 +51,7 @@ def freeze(
     if len(placeholders) != len(specs) or len(placeholders) != len(frozen.inputs):
         raise StageError("the model still reads resources (tables or variables) after freezing; it cannot be exported")
     outputs = [(t.name, t.dtype.as_datatype_enum) for t in frozen.outputs]
-    graph_def = canonicalize(frozen.graph.as_graph_def(), [t.op.name for t in placeholders], outputs)
+    graph_def = canonicalize(frozen.graph.as_graph_def(), [t.op.name for t in placeholders], outputs, keep_scopes)
     return graph_def, list(frozen.outputs)
 
 

@@ -37,13 +37,16 @@ class _FunctionNames:
 
 
 def canonicalize(
-    graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[tuple[str, int]]
+    graph_def: graph_pb2.GraphDef, inputs: list[str], outputs: list[tuple[str, int]], keep_scopes: bool = False
 ) -> graph_pb2.GraphDef:
     """Return a renamed, reordered copy of `graph_def`.
 
     `inputs` are the placeholder node names in signature order; they become
     `input_<i>`. `outputs` are (tensor name "node:idx", DataType enum) in
     signature order; an Identity node `output_<j>` is appended for each.
+    `keep_scopes` keeps each node's name scope ("scope/Conv2D_7"): only for
+    graphs whose scopes are a function of the model (the ONNX converter names
+    them after ONNX nodes), so TFLite tensor names lead back to those nodes.
     """
     library = {f.signature.name: f for f in graph_def.library.function}
     functions = {name: _signature_names(f) for name, f in library.items()}
@@ -53,7 +56,9 @@ def canonicalize(
         functions[old].new_name = f"fn{i}"
 
     node_map = {name: f"input_{i}" for i, name in enumerate(inputs)}
-    node_map.update({n.name: f"{_op_name(n.op, functions)}_{k}" for k, n in enumerate(nodes) if n.name not in node_map})
+    node_map.update(
+        {n.name: _scoped(n.name, keep_scopes) + f"{_op_name(n.op, functions)}_{k}" for k, n in enumerate(nodes) if n.name not in node_map}
+    )
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     rename_ref = _main_ref(node_map)
@@ -115,6 +120,11 @@ def _signature_names(func: function_pb2.FunctionDef) -> _FunctionNames:
         outputs={a.name: f"ret{i}" for i, a in enumerate(sig.output_arg)},
         controls={c: f"ctl{i}" for i, c in enumerate(sig.control_output)},
     )
+
+
+def _scoped(old: str, keep: bool) -> str:
+    scope, sep, _ = old.rpartition("/")
+    return scope + sep if keep else ""
 
 
 def _op_name(op: str, functions) -> str:

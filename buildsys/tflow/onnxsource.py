@@ -42,7 +42,7 @@ def export_onnx(
     converter = Converter(model, keep_layout=keep_layout, nhwc_outputs=nhwc_outputs, label=label)
     try:
         with quiet() as log:
-            graph_def, outputs = freeze(converter, converter.specs(), autograph=False)
+            graph_def, outputs = freeze(converter, converter.specs(), autograph=False, keep_scopes=True)
     except BuildsysError:
         raise
     except Exception as exc:  # noqa: BLE001 - TF tracing errors come in many types
@@ -74,7 +74,8 @@ def _signature(converter: Converter, outputs) -> dict:
         {"name": info.name, "shape": t.shape.as_list(), "dtype": t.dtype.name, "perm": list(p)}
         for info, t, p in zip(converter.graph.outputs, outputs, converter.output_perms)
     ]
-    return {"inputs": inputs, "outputs": outs}
+    # TF name scope -> ONNX node: how reports name the node behind a TFLite tensor
+    return {"inputs": inputs, "outputs": outs, "nodes": dict(sorted(converter.scopes.items()))}
 
 
 def run_onnx(src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
