@@ -92,6 +92,8 @@ def test_on_unsupported_fail_exits_1_and_stays_failed_from_cache(ws):
         proc = run_cli(ws, "build", check=1)
         assert "2 operators cannot run on axis-artpec9" in proc.stderr
         assert "#1 CONV_2D" in proc.stderr and "SOFTMAX" in proc.stderr and "Traceback" not in proc.stderr
+        # problems name the ONNX nodes, which is what a replacement selects
+        assert "CONV_2D ONNX 'relu4', 'conv4x4': kernel 4x4" in proc.stderr, proc.stderr
     assert (ws / "build/net/axis-artpec9/compat.json").is_file()
     assert (ws / "recipes/net.lock").read_text() == lock  # a failed build writes no lock
     # the report is still made, and says the target failed and why

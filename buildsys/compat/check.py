@@ -58,7 +58,14 @@ def _op_line(op: dict, shown: int = 3) -> str:
     # the compat document has every reason; a message line stays readable
     where = f" (subgraph {op['subgraph']})" if op["subgraph"] else ""
     reasons = op["reasons"][:shown] + ([f"+{len(op['reasons']) - shown} more"] if len(op["reasons"]) > shown else [])
-    return f"#{op['index']}{where} {op['op']} '{op['name']}': {'; '.join(reasons)}"
+    return f"#{op['index']}{where} {op['op']} {op_label(op)}: {'; '.join(reasons)}"
+
+
+def op_label(op: dict) -> str:
+    """The ONNX node(s) an op came from when known (what replacements select), else its TFLite name."""
+    if op.get("nodes"):
+        return "ONNX " + ", ".join(f"'{n}'" for n in op["nodes"])
+    return f"'{op['name']}'"
 
 
 def _document(graph: GraphView, fmt: str, partition: str, profile: dict) -> dict:

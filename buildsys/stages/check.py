@@ -19,11 +19,14 @@ RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 class Check(Stage):
     kind = "check"
-    VERSION = 1
+    VERSION = 2
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
-        return [Input("model", (self.paths.target_dir(self.target) / self.device.artifact_name,))]
+        out = [Input("model", (self.paths.target_dir(self.target) / self.device.artifact_name,))]
+        if self.device.format == "tflite":  # maps TFLite op names back to ONNX nodes
+            out.append(Input("signature", (self.paths.common / "signature.json",)))
+        return out
 
     def params(self) -> dict[str, Any]:
         rules = {k: self.device.data.get(k) for k in RULE_KEYS}
@@ -38,6 +41,8 @@ class Check(Stage):
 
         compat = check_artifact(ctx.input("model"), self.device.format, self.device.data)
         compat = {"device": self.device.name, **compat}
+        if self.device.format == "tflite":
+            _name_nodes(compat, _read(ctx.input("signature")).get("nodes", {}))
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
 
     def verdict(self, outputs: dict[str, Path]) -> StageError | None:
@@ -61,6 +66,19 @@ class Check(Stage):
         first = summary.get("first_unsupported") or {}
         where = f"; first: #{first['index']} {first['op']}" if first else ""
         return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})"]
+
+
+def _name_nodes(compat: dict[str, Any], scopes: dict[str, str]) -> None:
+    """The ONNX nodes behind each op, so a problem names what a replacement selects."""
+    from buildsys.stages.origins import onnx_nodes
+
+    if not scopes:  # not an ONNX source
+        return
+    for op in compat["ops"]:
+        op["nodes"] = onnx_nodes(op["name"], scopes)
+    first = compat["summary"].get("first_unsupported")
+    if first:
+        first["nodes"] = onnx_nodes(first["name"], scopes)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from buildsys.stages.report_md import render
 
 class Report(Stage):
     kind = "report"
-    VERSION = 8
+    VERSION = 9
     TOOLS = ("tensorflow", "matplotlib")  # matplotlib draws the SVG plots
     VOLATILE = ("report", "html")
 

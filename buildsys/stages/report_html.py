@@ -19,6 +19,7 @@ from buildsys.stages.report_md import (
     failure_lines,
     has_accuracy,
     not_validated_reason,
+    op_name,
     quantization,
     size_text,
     target_verdict,
@@ -346,9 +347,9 @@ def device_check(stage: Any, f: Facts) -> str:
     )
     first = s.get("first_unsupported")
     if first:
-        out += para("First unsupported operator: #", first["index"], " ", first["op"], " ", code(first["name"]), ".")
+        out += para("First unsupported operator: #", first["index"], " ", first["op"], " ", code(op_name(first)), ".")
     bad = [
-        [op["index"], op["op"], code(op["name"]), op["placement"], "; ".join(op["reasons"])]
+        [op["index"], op["op"], code(op_name(op)), op["placement"], "; ".join(op["reasons"])]
         for op in compat["ops"]
         if not op["supported"]
     ]

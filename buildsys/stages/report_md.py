@@ -98,13 +98,18 @@ def _check(compat: dict[str, Any], d: Any) -> list[str]:
     ]
     first = s.get("first_unsupported")
     if first:
-        lines.append(f"First unsupported operator: #{first['index']} {first['op']} `{first['name']}`.")
+        lines.append(f"First unsupported operator: #{first['index']} {first['op']} `{op_name(first)}`.")
     bad = [op for op in compat["ops"] if not op["supported"]]
     if bad:
         lines += ["", "| # | op | name | reason |", "|---|---|---|---|"]
-        lines += [f"| {op['index']} | {op['op']} | `{op['name']}` | {'; '.join(op['reasons'])} |" for op in bad]
+        lines += [f"| {op['index']} | {op['op']} | `{op_name(op)}` | {'; '.join(op['reasons'])} |" for op in bad]
     lines += [f"- tensor `{t['name']}`: {t['reason']}" for t in compat.get("tensors", [])]
     return lines
+
+
+def op_name(op: dict[str, Any]) -> str:
+    """The ONNX node(s) an artifact op came from, when known: what a replacement selects."""
+    return ", ".join(op["nodes"]) if op.get("nodes") else op["name"]
 
 
 def _compiled(summary: dict[str, Any] | None) -> list[str]:
