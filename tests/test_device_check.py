@@ -94,6 +94,7 @@ def test_on_unsupported_fail_exits_1_and_stays_failed_from_cache(ws):
         assert "#1 CONV_2D" in proc.stderr and "SOFTMAX" in proc.stderr and "Traceback" not in proc.stderr
         # problems name the ONNX nodes, which is what a replacement selects
         assert "CONV_2D ONNX 'relu4', 'conv4x4': kernel 4x4" in proc.stderr, proc.stderr
+        assert "SOFTMAX ONNX 'softmax':" in proc.stderr  # it makes the output: found by the output's name
     assert (ws / "build/net/axis-artpec9/compat.json").is_file()
     assert (ws / "recipes/net.lock").read_text() == lock  # a failed build writes no lock
     # the report is still made, and says the target failed and why

@@ -19,7 +19,7 @@ RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 class Check(Stage):
     kind = "check"
-    VERSION = 2
+    VERSION = 3
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
@@ -42,7 +42,7 @@ class Check(Stage):
         compat = check_artifact(ctx.input("model"), self.device.format, self.device.data)
         compat = {"device": self.device.name, **compat}
         if self.device.format == "tflite":
-            _name_nodes(compat, _read(ctx.input("signature")).get("nodes", {}))
+            _name_nodes(compat, _read(ctx.input("signature")), ctx.input("model"))
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
 
     def verdict(self, outputs: dict[str, Path]) -> StageError | None:
@@ -68,17 +68,19 @@ class Check(Stage):
         return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})"]
 
 
-def _name_nodes(compat: dict[str, Any], scopes: dict[str, str]) -> None:
+def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:
     """The ONNX nodes behind each op, so a problem names what a replacement selects."""
-    from buildsys.stages.origins import onnx_nodes
+    from buildsys.stages.origins import op_nodes
+    from buildsys.tflow.inspect import output_ops
 
-    if not scopes:  # not an ONNX source
+    if not signature.get("nodes"):  # not an ONNX source
         return
+    outputs = output_ops(model)
     for op in compat["ops"]:
-        op["nodes"] = onnx_nodes(op["name"], scopes)
+        op["nodes"] = op_nodes(op["name"], op["index"], signature, outputs if op.get("subgraph", 0) == 0 else {})
     first = compat["summary"].get("first_unsupported")
     if first:
-        first["nodes"] = onnx_nodes(first["name"], scopes)
+        first["nodes"] = next((op["nodes"] for op in compat["ops"] if op["index"] == first["index"]), [])
 
 
 def _read(path: Path) -> dict[str, Any]:

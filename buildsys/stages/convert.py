@@ -12,7 +12,7 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 3
+    VERSION = 4
     TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property

@@ -22,3 +22,13 @@ def onnx_nodes(tensor: str, scopes: dict[str, str]) -> list[str]:
                 found.append(node)
                 break
     return list(dict.fromkeys(found))
+
+
+def op_nodes(name: str, index: int, signature: dict, outputs_by_op: dict[int, str]) -> list[str]:
+    """The ONNX nodes behind op `index` of the artifact, whose output tensor is `name`;
+    ops making a model output are found by the output instead (see tflow.inspect.output_ops)."""
+    found = onnx_nodes(name, signature.get("nodes", {}))
+    if not found and index in outputs_by_op:
+        node = signature.get("output_nodes", {}).get(outputs_by_op[index])
+        found = [node] if node else []
+    return found

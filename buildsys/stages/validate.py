@@ -22,7 +22,7 @@ LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
 
 class Validate(Stage):
     kind = "validate"
-    VERSION = 10
+    VERSION = 11
     TOOLS = ("tensorflow", "numpy", "onnxruntime", "litert")  # litert runs the artifact
 
     @property
@@ -102,7 +102,7 @@ class Validate(Stage):
             keep = max(batch, LAYER_SAMPLES // batch * batch)  # whole batches
             subset = {name: a[:keep] for name, a in stored.items()}
             report["layers"] = layer_errors(ctx.input("float"), signature, ctx.input("model"), subset)
-            _name_nodes(report["layers"], signature.get("nodes", {}))
+            _name_nodes(report["layers"], signature, ctx.input("model"))
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
     def check(self) -> None:
@@ -164,14 +164,16 @@ class Validate(Stage):
         return None
 
 
-def _name_nodes(layers: dict, scopes: dict[str, str]) -> None:
+def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
     """The ONNX nodes behind each of the worst tensors, for the report."""
-    from buildsys.stages.origins import onnx_nodes
+    from buildsys.stages.origins import op_nodes
+    from buildsys.tflow.inspect import output_ops
 
-    if not scopes:  # not an ONNX source
+    if not signature.get("nodes"):  # not an ONNX source
         return
+    outputs = output_ops(model)
     for entry in layers.get("worst", []):
-        entry["nodes"] = onnx_nodes(entry["tensor"], scopes)
+        entry["nodes"] = op_nodes(entry["tensor"], entry["position"], signature, outputs)
 
 
 def _source_shape(entry: dict) -> list[int]:

@@ -146,6 +146,34 @@ def _activation_counts(root) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def output_ops(model: bytes | Path) -> dict[int, str]:
+    """{op index: model output name} for the ops that make each output: its producer
+    and, behind an IO-type QUANTIZE/DEQUANTIZE, the op that one reads. TFLite names
+    those tensors after the signature ("PartitionedCall:0"), not after the op."""
+    return _parsed(model, _output_ops)
+
+
+def _output_ops(root) -> dict[int, str]:
+    sg, _, outputs = _named_io(root)
+    producers = {}
+    for k in range(sg.OperatorsLength()):
+        op = sg.Operators(k)
+        for j in range(op.OutputsLength()):
+            producers[op.Outputs(j)] = k
+    found = {}
+    for name, tensor in outputs:
+        k = producers.get(tensor)
+        if k is None:
+            continue
+        found[k] = name
+        op = sg.Operators(k)
+        if _op_name(root.OperatorCodes(op.OpcodeIndex())) in ("QUANTIZE", "DEQUANTIZE") and op.InputsLength():
+            inner = producers.get(op.Inputs(0))
+            if inner is not None:
+                found[inner] = name
+    return found
+
+
 def _parsed(model: bytes | Path, read):
     """Run `read(root)`; the flatbuffer is parsed lazily, so damage can show up anywhere."""
     schema_module = schema()

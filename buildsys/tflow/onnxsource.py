@@ -75,7 +75,14 @@ def _signature(converter: Converter, outputs) -> dict:
         for info, t, p in zip(converter.graph.outputs, outputs, converter.output_perms)
     ]
     # TF name scope -> ONNX node: how reports name the node behind a TFLite tensor
-    return {"inputs": inputs, "outputs": outs, "nodes": dict(sorted(converter.scopes.items()))}
+    made_by = {o: n.label for n in converter.graph.nodes for o in n.outputs if o}
+    return {
+        "inputs": inputs,
+        "outputs": outs,
+        "nodes": dict(sorted(converter.scopes.items())),
+        # TFLite names output tensors after the signature, not the op: their nodes by output
+        "output_nodes": {o["name"]: made_by[o["name"]] for o in outs if o["name"] in made_by},
+    }
 
 
 def run_onnx(src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
