@@ -14,6 +14,8 @@ from buildsys.commands.index import index_path, rows
 from buildsys.errors import UsageError
 from buildsys.ui import Ui
 
+MAX_DETAILS = 5
+
 
 def run(args: Any, ui: Ui) -> int:
     plan = make_plan(args)
@@ -21,6 +23,8 @@ def run(args: Any, ui: Ui) -> int:
     for row in rows(plan, None):
         where = ws.show(row.report) if row.report.is_file() else "no report yet"
         ui.outcome_line(row.status, row.name, extra=where)
+        for detail in row.details[:MAX_DETAILS]:  # what failed, for CI logs that cannot open the page
+            ui.line(f"{'':13}{detail}", style="red")
     index = index_path(plan)
     if not index.is_file():
         ui.line(f"index: {ws.show(index)} (not written yet: run `buildsys build`)", style="bold")
