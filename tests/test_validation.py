@@ -235,3 +235,27 @@ def test_tflite_tensor_names_lead_back_to_onnx_nodes() -> None:
     assert onnx_nodes("pad/sub/PadV2_7:0", scopes) == ["#3 (Pad)"]
     assert onnx_nodes("pad/inner/Mul_8", scopes) == ["/inner"]
     assert onnx_nodes("serving_default_image:0", scopes) == [] and onnx_nodes("x/Relu_1", {}) == []
+
+
+def test_labels_follow_the_held_out_calibration_files(tmp_path: Path) -> None:
+    """Without validate.inputs, validation holds out the calibration files calibration did
+    not draw; the labels are one per calibration file and are picked by those positions."""
+    # 10 calibration images give a cosine of ~0.95 on the other 6: the limit is not the point here
+    ws = workspace(tmp_path / "ws", thresholds="{min_cosine: 0.9}", labels="calib_labels.npy")
+    recipe = ws / "recipes/net.yaml"
+    text = recipe.read_text().replace("  inputs:\n    image: {images: val/*.png, scale: 0.00392156862745098}\n", "")
+    recipe.write_text(text.replace("calibration:\n  samples: 16", "calibration:\n  samples: 10"))
+    labels = np.arange(16) % 3
+    np.save(ws / "recipes/calib_labels.npy", labels)
+    run_cli(ws, "build")
+    index = json.loads((ws / "build/net/_common/val.index.json").read_text())
+    assert index["available"] == 16 and len(index["indices"]) == 6  # the 6 files calibration left
+    with np.load(ws / "build/net/_common/calib.npz") as npz, np.load(ws / "build/net/_common/val.npz") as val:
+        calib, images = npz["image"], val["image"]
+    assert not any(np.array_equal(v, c) for v in images for c in calib)
+    session = ort.InferenceSession(str(ws / "build/net/_common/prepared.onnx"))
+    scores = np.concatenate([session.run(None, {"image": images[i : i + 1]})[0] for i in range(len(images))])
+    m = json.loads((ws / "build/net/cpu-int8/metrics.json").read_text())
+    assert m["data"] == "held-out calibration files"
+    expected = float(np.mean(scores.argmax(1) == labels[index["indices"]]))
+    assert m["outputs"]["scores"]["source_accuracy"] == pytest.approx(expected, abs=1e-8)
