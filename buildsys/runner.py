@@ -58,9 +58,8 @@ class Sink:
         stage = self.stages[name]
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
-        if error is None:
-            error = verdict(stage)
-            outcome = "failed" if error else outcome
+        if error is None and (judged := stage.judged()):
+            error, outcome = failure_payload(judged), "failed"
         result = Outcome(
             stage.recipe.name,
             stage.target.name if stage.target else None,
@@ -72,15 +71,6 @@ class Sink:
         )
         self.outcomes[name] = result
         self.on_event("finished", result)
-
-
-def verdict(stage: Stage) -> dict[str, Any] | None:
-    """The failure a stage's committed outputs stand for, as a failure payload."""
-    try:
-        exc = stage.verdict(stage.outputs())
-    except (OSError, ValueError, KeyError):  # outputs gone or unreadable: the next build remakes them
-        return None
-    return failure_payload(exc) if exc else None
 
 
 def _notes(stage: Stage) -> list[str]:

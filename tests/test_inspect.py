@@ -46,6 +46,16 @@ def snippet(stdout: str, key: str) -> str:
     return "\n".join(lines[start:end]) + "\n"
 
 
+def applied(ws: Path, model: Path, replacements: str) -> onnx.ModelProto:
+    """The model as `prepare` edits it under a recipe holding the pasted `replacements:` snippet."""
+    from buildsys.recipe import RecipeLoader
+    from buildsys.replace.apply import apply_replacements
+
+    (ws / "recipes" / "net.yaml").write_text(FP32_RECIPE + replacements)
+    recipe = RecipeLoader().load(Path("recipes/net.yaml"), ws)
+    return apply_replacements(onnx.load(str(model)), recipe.replacements, "recipes/net.yaml")
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -320,10 +330,8 @@ def test_nms_without_a_limit_gets_an_inputs_entry(tmp_path: Path) -> None:
 
 def test_pasted_replacements_snippet_applies(tmp_path: Path) -> None:
     pytest.importorskip("buildsys.replace.rewrites")
-    apply = pytest.importorskip("buildsys.replace.apply")
+    pytest.importorskip("buildsys.replace.apply")
     import onnxruntime as ort
-
-    from buildsys.recipe import RecipeLoader
 
     ws = tmp_path / "ws"
     (ws / "recipes").mkdir(parents=True)
@@ -334,9 +342,7 @@ def test_pasted_replacements_snippet_applies(tmp_path: Path) -> None:
     assert "  - match: {op_type: HardSwish}   # 1 node; for devices without HardSwish\n    rewrite: hardswish\n" in text
     assert "  # div-to-mul fits 1 of 2 nodes (for devices without Div); not /ratio/Div: " in text
     assert '  - match: {op_type: Div, name: "^(?:/scale/Div)$"}\n    rewrite: div-to-mul\n' in text
-    (ws / "recipes" / "net.yaml").write_text(FP32_RECIPE + text)
-    recipe = RecipeLoader().load(Path("recipes/net.yaml"), ws)
-    edited = apply.apply_replacements(onnx.load(str(model)), recipe.replacements, "recipes/net.yaml")
+    edited = applied(ws, model, text)
     ops = [n.op_type for n in edited.graph.node]
     assert ops.count("Div") == 1 and "HardSwish" not in ops
     # exact rewrites and the limit only NMS sees: the division and activation agree to float rounding
@@ -374,10 +380,8 @@ def spp_model() -> onnx.ModelProto:
 
 def test_group_rewrite_alternatives_and_approximate_rewrites(tmp_path: Path) -> None:
     rewrites = pytest.importorskip("buildsys.replace.rewrites")
-    apply = pytest.importorskip("buildsys.replace.apply")
+    pytest.importorskip("buildsys.replace.apply")
     import onnxruntime as ort
-
-    from buildsys.recipe import RecipeLoader
 
     ws = tmp_path / "ws"
     (ws / "recipes").mkdir(parents=True)
@@ -390,9 +394,7 @@ def test_group_rewrite_alternatives_and_approximate_rewrites(tmp_path: Path) -> 
     assert "    # or: rewrite: gelu-tanh\n" in text
     assert "  - match: {op_type: Erf}   # 1 node; for devices without Erf\n    rewrite: erf-poly\n" in text
     assert "    approximate: true   # max abs error 8e-07\n" in text
-    (ws / "recipes" / "net.yaml").write_text(FP32_RECIPE + text)
-    recipe = RecipeLoader().load(Path("recipes/net.yaml"), ws)
-    edited = apply.apply_replacements(onnx.load(str(model)), recipe.replacements, "recipes/net.yaml")
+    edited = applied(ws, model, text)
     kernels = [list(n.attribute[0].ints) for n in edited.graph.node if n.op_type == "MaxPool" and n.name != "/down"]
     assert kernels == [[5, 5]] * 3  # SPPF: a chain of three 5x5 pools
     feeds = {"x": np.random.default_rng(0).normal(size=(1, 8, 20, 20)).astype(np.float32)}

@@ -22,41 +22,25 @@ import pytest
 
 from conftest import EXAMPLE, run_cli
 
-RECIPE = """\
-# shapes CNN <script>alert("x")</script> & friends: the comment must come out escaped
+RECIPE_HEAD = """\
 version: 1
-name: net
+name: {name}
 source:
   onnx: model.onnx
-shapes: {image: [1, 3, 64, 64]}
+shapes: {{image: [1, 3, 64, 64]}}
 calibration:
   samples: 12
   inputs:
-    image: {images: calib/*.png, scale: 0.00392156862745098}
+    image: {{images: calib/*.png, scale: 0.00392156862745098}}
 validate:
   samples: 4
-  task: classification
-targets:
-  - device: cpu-int8
-  - device: axis-artpec9
-  - device: axis-cv25
 """
-STRICT = """\
-version: 1
-name: strict
-source:
-  onnx: model.onnx
-shapes: {image: [1, 3, 64, 64]}
-calibration:
-  samples: 12
-  inputs:
-    image: {images: calib/*.png, scale: 0.00392156862745098}
-validate:
-  samples: 4
-  thresholds: {max_abs_error: 0.000001}
-targets:
-  - device: cpu-int8
-"""
+RECIPE = (
+    '# shapes CNN <script>alert("x")</script> & friends: the comment must come out escaped\n'
+    + RECIPE_HEAD.format(name="net")
+    + "  task: classification\ntargets:\n  - device: cpu-int8\n  - device: axis-artpec9\n  - device: axis-cv25\n"
+)
+STRICT = RECIPE_HEAD.format(name="strict") + "  thresholds: {max_abs_error: 0.000001}\ntargets:\n  - device: cpu-int8\n"
 TARGETS = ("cpu-int8", "axis-artpec9", "axis-cv25")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SCREENSHOT = Path("/tmp/report_screenshot.png")

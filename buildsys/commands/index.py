@@ -176,25 +176,14 @@ def _failures(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> l
     """First lines of what failed this target ("" for a skipped stage): this build's
     outcomes, or without them the verdicts of the files the last build left."""
     if outcomes is None:
-        return [f"{s.local_id}: {e.message.splitlines()[0]}" for s, e in _verdicts(rp, stage.target)]
+        judged = [(s, s.judged()) for s in rp.stages if s.target is stage.target]
+        return [f"{s.local_id}: {e.message.splitlines()[0]}" for s, e in judged if e]
     mine = [
         o
         for o in outcomes
         if o.recipe == rp.recipe.name and o.outcome == "failed" and o.target in (None, stage.target.name)
     ]
     return [_first_line(o) for o in mine]
-
-
-def _verdicts(rp: RecipePlan, target: Any) -> list[tuple[Stage, Any]]:
-    found = []
-    for s in rp.stages:
-        try:
-            exc = s.verdict(s.outputs()) if s.target is target else None
-        except (OSError, ValueError, KeyError):  # not built yet
-            exc = None
-        if exc:
-            found.append((s, exc))
-    return found
 
 
 def _reported(stage: Stage, outcomes: list[Outcome]) -> bool:

@@ -62,10 +62,13 @@ def _op_line(op: dict, shown: int = 3) -> str:
 
 
 def op_label(op: dict) -> str:
+    """`op_name` quoted for a message line, saying when it names ONNX nodes."""
+    return ("ONNX " if op.get("nodes") else "") + ", ".join(f"'{n}'" for n in op.get("nodes") or [op["name"]])
+
+
+def op_name(op: dict) -> str:
     """The ONNX node(s) an op came from when known (what replacements select), else its TFLite name."""
-    if op.get("nodes"):
-        return "ONNX " + ", ".join(f"'{n}'" for n in op["nodes"])
-    return f"'{op['name']}'"
+    return ", ".join(op.get("nodes") or [op["name"]])
 
 
 def _document(graph: GraphView, fmt: str, partition: str, profile: dict) -> dict:

@@ -103,6 +103,14 @@ class Stage:
         """
         return None
 
+    def judged(self) -> BuildsysError | None:
+        """The verdict of the outputs on disk; None while they are missing or unreadable
+        (the next build remakes them)."""
+        try:
+            return self.verdict(self.outputs())
+        except (OSError, ValueError, KeyError):
+            return None
+
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         """Warnings read from committed outputs, shown after every build, fresh or cached."""
         return []

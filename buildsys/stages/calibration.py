@@ -97,20 +97,20 @@ class Calibration(Stage):
         for role, (sources, samples, seed) in sorted(self.sets.items()):  # calib before val
             layouts = {name: self.image_layout(src) for name, src in sources.items()}
             exclude = taken if role == "val" and self.held_out else None
-            indices = _indices(sources, samples, seed, exclude)
+            available = _available(sources)
+            indices = _indices(available, samples, seed, exclude)
             taken = indices if role == "calib" else taken
             arrays = {name: datasets.materialise(src, name, indices, layouts[name]) for name, src in sources.items()}
             datasets.write_npz(ctx.out[role], arrays)
             if role == "val":
-                index = datasets.index_doc(sources, indices, _available(sources))
+                index = datasets.index_doc(sources, indices, available)
                 ctx.out["val_index"].write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", "utf-8")
 
 
-def _indices(sources: dict[str, InputSource], samples: int, seed: int, exclude) -> Any:
+def _indices(available: int, samples: int, seed: int, exclude) -> Any:
     """Seeded sample positions; drawn from those not in `exclude` when any are left."""
     import numpy as np
 
-    available = _available(sources)
     if exclude is None or len(exclude) >= available:
         return datasets.choose(available, samples, seed)
     rest = np.setdiff1d(np.arange(available), exclude)

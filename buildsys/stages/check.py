@@ -70,14 +70,13 @@ class Check(Stage):
 
 def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:
     """The ONNX nodes behind each op, so a problem names what a replacement selects."""
-    from buildsys.stages.origins import op_nodes
-    from buildsys.tflow.inspect import output_ops
+    from buildsys.stages.origins import node_namer
 
-    if not signature.get("nodes"):  # not an ONNX source
+    name = node_namer(signature, model)
+    if name is None:
         return
-    outputs = output_ops(model)
     for op in compat["ops"]:
-        op["nodes"] = op_nodes(op["name"], op["index"], signature, outputs if op.get("subgraph", 0) == 0 else {})
+        op["nodes"] = name(op["name"], op["index"] if op.get("subgraph", 0) == 0 else -1)
     first = compat["summary"].get("first_unsupported")
     if first:
         first["nodes"] = next((op["nodes"] for op in compat["ops"] if op["index"] == first["index"]), [])

@@ -9,6 +9,9 @@ node a replacement would select, not a TF op.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 
 def onnx_nodes(tensor: str, scopes: dict[str, str]) -> list[str]:
     """The ONNX nodes behind `tensor`, in the order its name lists them."""
@@ -24,11 +27,20 @@ def onnx_nodes(tensor: str, scopes: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def op_nodes(name: str, index: int, signature: dict, outputs_by_op: dict[int, str]) -> list[str]:
-    """The ONNX nodes behind op `index` of the artifact, whose output tensor is `name`;
-    ops making a model output are found by the output instead (see tflow.inspect.output_ops)."""
-    found = onnx_nodes(name, signature.get("nodes", {}))
-    if not found and index in outputs_by_op:
-        node = signature.get("output_nodes", {}).get(outputs_by_op[index])
-        found = [node] if node else []
-    return found
+def node_namer(signature: dict, model: Path) -> Callable[[str, int], list[str]] | None:
+    """(tensor name, op index) -> the ONNX nodes behind that op of the artifact `model`;
+    None when the source is not ONNX. Ops making a model output are found by the output:
+    TFLite names their tensors after the signature, not the op."""
+    if not signature.get("nodes"):
+        return None
+    from buildsys.tflow.inspect import output_ops
+
+    scopes, by_output = signature["nodes"], signature.get("output_nodes", {})
+    outputs = output_ops(model)
+
+    def name(tensor: str, index: int) -> list[str]:
+        found = onnx_nodes(tensor, scopes)
+        node = by_output.get(outputs.get(index, ""))
+        return found or ([node] if node else [])
+
+    return name

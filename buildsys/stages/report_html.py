@@ -12,6 +12,7 @@ import html
 from types import MappingProxyType
 from typing import Any, Callable
 
+from buildsys.compat.check import op_name
 from buildsys.stages import plots
 from buildsys.stages.metrics import THRESHOLDS
 from buildsys.stages.report_md import (
@@ -19,7 +20,6 @@ from buildsys.stages.report_md import (
     failure_lines,
     has_accuracy,
     not_validated_reason,
-    op_name,
     quantization,
     size_text,
     target_verdict,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildsys.compat.check import op_name
+
 
 def render(stage: Any, f: dict[str, Any]) -> str:
     r, t, d = stage.recipe, stage.target, stage.device
@@ -105,11 +107,6 @@ def _check(compat: dict[str, Any], d: Any) -> list[str]:
         lines += [f"| {op['index']} | {op['op']} | `{op_name(op)}` | {'; '.join(op['reasons'])} |" for op in bad]
     lines += [f"- tensor `{t['name']}`: {t['reason']}" for t in compat.get("tensors", [])]
     return lines
-
-
-def op_name(op: dict[str, Any]) -> str:
-    """The ONNX node(s) an artifact op came from, when known: what a replacement selects."""
-    return ", ".join(op["nodes"]) if op.get("nodes") else op["name"]
 
 
 def _compiled(summary: dict[str, Any] | None) -> list[str]:

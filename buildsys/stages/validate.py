@@ -166,14 +166,11 @@ class Validate(Stage):
 
 def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
     """The ONNX nodes behind each of the worst tensors, for the report."""
-    from buildsys.stages.origins import op_nodes
-    from buildsys.tflow.inspect import output_ops
+    from buildsys.stages.origins import node_namer
 
-    if not signature.get("nodes"):  # not an ONNX source
-        return
-    outputs = output_ops(model)
-    for entry in layers.get("worst", []):
-        entry["nodes"] = op_nodes(entry["tensor"], entry["position"], signature, outputs)
+    name = node_namer(signature, model)
+    for entry in layers.get("worst", []) if name else ():
+        entry["nodes"] = name(entry["tensor"], entry["position"])
 
 
 def _source_shape(entry: dict) -> list[int]:
