@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -11,10 +13,13 @@ from doit.doit_cmd import DoitMain
 from doit.task import dict_to_task
 from doit.tools import config_changed
 
+from buildsys.doitdb import set_aside_if_damaged
+from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
+from buildsys.lifeline import bind_forked_workers
 from buildsys.plan import Plan
 from buildsys.stages import Stage
-from buildsys.stages.engine import decode_failure, execute, failure_payload
+from buildsys.stages.engine import decode_failure, execute, failure_payload, outputs_intact
 
 
 @dataclass
@@ -54,7 +59,14 @@ class Sink:
     def write(self, text: str) -> None:  # doit writes to its outstream only in its own reporters
         pass
 
-    def finish(self, name: str, outcome: str, seconds: float | None = None, error: dict | None = None) -> None:
+    def finish(
+        self,
+        name: str,
+        outcome: str,
+        seconds: float | None = None,
+        error: dict | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         stage = self.stages[name]
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
@@ -67,7 +79,9 @@ class Sink:
             outcome,
             seconds,
             error,
-            [] if error else _notes(stage),
+            # warnings: what this run of the stage met (a damaged cache entry), said once;
+            # an up-to-date stage said its notes before; `buildsys status` repeats them on demand
+            list(warnings or []) + (_notes(stage) if error is None and outcome != "up-to-date" else []),
         )
         self.outcomes[name] = result
         self.on_event("finished", result)
@@ -99,7 +113,7 @@ class Reporter:
 
     def add_success(self, task: Any) -> None:
         values = task.values or {}
-        self.sink.finish(task.name, values.get("outcome", "ran"), values.get("seconds"))
+        self.sink.finish(task.name, values.get("outcome", "ran"), values.get("seconds"), warnings=values.get("warnings"))
 
     def skip_uptodate(self, task: Any) -> None:
         self.sink.finish(task.name, "up-to-date", 0.0)
@@ -146,7 +160,7 @@ class Loader(TaskLoader2):
     def load_doit_config(self) -> dict[str, Any]:
         return {
             "dep_file": str(self.plan.env.ws.db_file),
-            "backend": "json",
+            "backend": "buildsys-json",
             "check_file_uptodate": "md5",
             "verbosity": 2,
             "reporter": Reporter,
@@ -167,15 +181,46 @@ def task_dict(stage: Stage, plan: Plan) -> dict[str, Any]:
         "actions": [(execute, [stage, plan.env])],
         "file_dep": sorted({str(f) for f in stage.input_files()}),
         "targets": [str(p) for p in stage.outputs().values()],
-        "uptodate": [config_changed(static)],
+        # doit alone sees only that targets exist: a damaged output must not pass
+        "uptodate": [config_changed(static), (outputs_intact, [stage, plan.env], {})],
         "verbosity": 2,  # stages print nothing; anything they do print is a clue
         "doc": f"{stage.kind} for {stage.recipe.name}",
     }
 
 
+# our backend, by import path: doit builds its plugin table from the config
+DOIT_CONFIG = {"BACKEND": {"buildsys-json": "buildsys.doitdb:AtomicJsonDB"}}
+
+
 def run_plan(plan: Plan, jobs: int = 1, on_event: Callable | None = None) -> list[Outcome]:
+    notify = on_event or (lambda kind, data: None)
     plan.env.ws.state.mkdir(parents=True, exist_ok=True)
+    if warning := set_aside_if_damaged(plan.env.ws.db_file):
+        notify("warning", warning)
+    if jobs > 1:
+        bind_forked_workers()
     stages = {s.task_name: s for s in plan.stages()}
-    sink = Sink(stages, on_event or (lambda kind, data: None))
-    DoitMain(Loader(plan, sink, jobs)).run(["run"])
-    return [sink.outcomes[name] for name in stages if name in sink.outcomes]
+    sink = Sink(stages, notify)
+    # no config files: a pyproject.toml with [tool.doit] in the workspace is the user's, not ours
+    doit = DoitMain(Loader(plan, sink, jobs), config_filenames=(), extra_config=DOIT_CONFIG)
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+        code = doit.run(["run"])
+    outcomes = [sink.outcomes[name] for name in stages if name in sink.outcomes]
+    if code >= 2 or len(outcomes) < len(stages) and code != 1:
+        raise _doit_failed(plan, code, said.getvalue())
+    return outcomes
+
+
+def _doit_failed(plan: Plan, code: int, said: str) -> BuildsysError:
+    """doit stopped before or while running tasks: never a silent exit 0 with nothing built."""
+    ws = plan.env.ws
+    ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    log = ws.logs_dir / "doit.log"
+    log.write_text(said, "utf-8")
+    last = next((line for line in reversed(said.splitlines()) if line.strip()), "no message")
+    return StageError(
+        f"the task runner stopped (doit exit {code}): {last.strip()[:300]}",
+        hint=f"its full output is in {ws.show(log)}; run the same command again, and if it repeats "
+        f"`buildsys clean --cache` resets the build state (the artifacts are rebuilt)",
+    )

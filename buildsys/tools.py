@@ -65,3 +65,13 @@ def _version_of(name: str, installed: dict[str, str]) -> str:
         if version:
             return version
     return "not installed"
+
+
+def pip_requirement(name: str, version: str) -> str:
+    """`dist==version` for a locked tool: the distribution installed now, else the usual one."""
+    if name == "buildsys":
+        return f"buildsys=={version}"
+    installed = installed_versions()
+    dists = DISTRIBUTIONS.get(name, (name,))
+    dist = next((d for d in dists if _normalise(d) in installed), dists[0])
+    return f"{dist}=={version}"

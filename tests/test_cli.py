@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -52,15 +51,13 @@ def test_status_before_any_build_says_never_built(workspace: Path) -> None:
 
 
 def test_a_second_build_in_the_same_workspace_is_refused(workspace: Path) -> None:
-    state = workspace / ".buildsys"
-    state.mkdir()
-    fd = os.open(state / "build.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
+    from buildsys.workspace import Workspace
+    from buildsys.wslock import exclusive
+
+    with exclusive(Workspace.at(workspace)):  # held by this test process, as a running build holds it
         proc = run_cli(workspace, "build", check=2)
-        assert "another buildsys build is running" in proc.stderr
-    finally:
-        os.close(fd)
+    assert f"pid {os.getpid()} (`buildsys build`) is using the workspace" in proc.stderr
+    assert f"kill {os.getpid()}" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_build_summary_appends_a_markdown_table(workspace: Path) -> None:

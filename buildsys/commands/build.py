@@ -19,10 +19,17 @@ from buildsys.wslock import exclusive
 
 def run(args: Any, ui: Ui) -> int:
     started = time.perf_counter()
+    if args.summary:
+        from buildsys.commands.summary import check_summary_path
+
+        check_summary_path(Path(args.summary))
     plan = make_plan(args)
+    for rp in plan.recipes:  # a directory where a lock goes fails before the build, not after
+        lockfile.check_writable(lockfile.lock_path(rp.recipe))
     if args.locked:
         precheck_locks(plan)
     with exclusive(plan.env.ws):
+        claim_outputs(plan)
         outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
         ui.stop_progress()
         code = _failure_code(outcomes)
@@ -46,6 +53,15 @@ def run(args: Any, ui: Ui) -> int:
     return code or lock_code
 
 
+def claim_outputs(plan: Plan) -> None:
+    """Before any stage writes: each recipe's folder is ours, and lists what it may hold."""
+    from buildsys.outputs import claim
+
+    for rp in plan.recipes:
+        planned = [p for stage in rp.stages for p in stage.outputs().values()]
+        claim(rp.recipe.output, rp.recipe.name, planned)
+
+
 def _events(ui: Ui):
     def on_event(kind: str, data: Any) -> None:
         if kind == "started":
@@ -58,6 +74,8 @@ def _events(ui: Ui):
                 ui.outcome_line(o.outcome, _name(o), o.seconds if o.outcome != "up-to-date" else None)
         elif kind == "error":
             ui.err.print(f"error: {data}")
+        elif kind == "warning":
+            ui.warning(data)
 
     return on_event
 
@@ -84,7 +102,8 @@ def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
 
 def precheck_locks(plan: Plan) -> None:
     """Fail before building when the recipe, params or tools already differ from the lock."""
-    problems = []
+    problems: list[str] = []
+    locked_tools: dict[str, str] = {}
     for rp in plan.recipes:
         path = lockfile.lock_path(rp.recipe)
         shown = plan.env.ws.show(path)
@@ -96,13 +115,32 @@ def precheck_locks(plan: Plan) -> None:
             problems.append(f"{shown}: recipe {rp.recipe.path.name} changed since the lock was written")
         tools = {k: plan.env.tools[k] for k in old.get("tools", {}) if k in plan.env.tools}
         problems += [f"{shown}: {line}" for line in lockfile.diff(old.get("tools"), tools, "tools")]
+        locked_tools.update({k: str(v) for k, v in old.get("tools", {}).items() if tools.get(k, v) != v})
         locked_stages = old.get("stages", {})
         for stage in rp.stages:
             entry = locked_stages.get(stage.local_id, {})
             where = f"stages.{stage.local_id}.params"
             problems += [f"{shown}: {line}" for line in lockfile.diff(entry.get("params"), stage.params(), where)]
     if problems:
-        raise LockMismatch("--locked: the build would change lockfiles:\n  " + "\n  ".join(problems))
+        raise LockMismatch(
+            "--locked: the build would change lockfiles:\n  " + "\n  ".join(problems),
+            hint=install_hint(locked_tools),
+        )
+
+
+def install_hint(locked: dict[str, str]) -> str | None:
+    """The command that puts the locked tool versions back, when tools are what differs."""
+    if not locked:
+        return None
+    from buildsys.tools import pip_requirement
+
+    python = locked.pop("python", None)
+    pins = " ".join(f"'{pip_requirement(name, version)}'" for name, version in sorted(locked.items()))
+    parts = [f"install the locked versions: pip install {pins}"] if pins else []
+    if python:
+        parts.append(f"the lock was made with Python {python}")
+    parts.append("or, in a buildsys checkout, `pip install -c constraints.txt -e .` installs the tested set")
+    return "; ".join(parts)
 
 
 def settle_locks(plan: Plan, outcomes: list[Outcome], ui: Ui, locked: bool) -> int:

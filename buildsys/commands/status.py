@@ -24,6 +24,9 @@ def run(args: Any, ui: Ui) -> int:
     for row in rows:
         name = "/".join(p for p in (row["recipe"], row["target"], row["stage"]) if p)
         ui.outcome_line(row["state"], name, extra="; ".join(row["reasons"]))
+    for row in rows:  # a build shows these only when the stage runs
+        for note in row["notes"]:
+            ui.warning("/".join(p for p in (row["recipe"], row["target"], row["stage"]) if p) + f": {note}")
     stale = sum(r["state"] == "stale" for r in rows)
     ui.line(f"{len(rows)} stages: {stale} stale, {len(rows) - stale} up to date", style="bold")
     return 0
@@ -51,10 +54,21 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
                     "stage": stage.kind,
                     "state": "stale" if reasons else "up-to-date",
                     "reasons": reasons,
+                    "notes": _notes(stage),
                 }
             )
     hasher.save()
     return rows
+
+
+def _notes(stage: Stage) -> list[str]:
+    outputs = stage.outputs()
+    if not all(p.is_file() for p in outputs.values()):
+        return []
+    try:
+        return stage.notes(outputs)
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def reasons_for(stage: Stage, entry: dict | None, hasher: FileHasher, plan: Plan) -> list[str]:

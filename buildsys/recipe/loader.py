@@ -54,12 +54,29 @@ def _recipes_at(path: Path) -> list[Path]:
         return recipes
     if not path.exists():
         raise UsageError(f"no such recipe file or directory: {path}", path=str(path))
+    _check_regular(path)
     return [path]
 
 
 def _is_recipe(path: Path) -> bool:
-    # Dot files are editor and tool leftovers, not recipes.
-    return path.suffix in RECIPE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    # Dot files are editor and tool leftovers, not recipes; a folder named x.yaml is no recipe either.
+    if path.suffix not in RECIPE_SUFFIXES or path.name.startswith(".") or path.is_dir():
+        return False
+    _check_regular(path)
+    return path.is_file()
+
+
+def _check_regular(path: Path) -> None:
+    """A FIFO or a device named like a recipe would block or never end when read."""
+    from buildsys.limits import MAX_TEXT_BYTES, file_problem
+
+    problem = file_problem(path, MAX_TEXT_BYTES, "a recipe")
+    if problem:
+        raise UsageError(
+            f"recipe {path} {problem}",
+            hint="a recipe is a small YAML text file; remove or rename this one, or name the recipes to build",
+            path=str(path),
+        )
 
 
 def shown_path(path: Path, workspace: Path) -> str:
@@ -100,8 +117,9 @@ class RecipeLoader:
         """The recipe at `path`; raises RecipeError listing every problem of the file."""
         workspace = absolute(workspace)
         loaded = self._load(absolute(workspace / path), workspace)
-        if loaded.problems:
-            raise RecipeError(sort_problems(loaded.problems))
+        problems = loaded.problems or _placements([loaded], workspace)
+        if problems:
+            raise RecipeError(sort_problems(problems))
         return loaded.recipe
 
     def load_all(self, paths: list[Path], workspace: Path) -> list[Recipe]:
@@ -110,6 +128,7 @@ class RecipeLoader:
         loaded = [self._load(absolute(workspace / p), workspace) for p in paths]
         problems = [p for one in loaded for p in one.problems]
         problems += _clashes([one for one in loaded if one.recipe], workspace)
+        problems += _placements([one for one in loaded if one.recipe], workspace)
         if problems:
             raise RecipeError(sort_problems(problems))
         self._memo.save()
@@ -129,6 +148,10 @@ class RecipeLoader:
             if problems:
                 return _Loaded(None, parsed, problems)
             self._memo.add(seal)
+        # not sealed: the verdict depends on where the recipe and the workspace are
+        outside = _outside_globs(parsed, path.parent, workspace)
+        if outside:
+            return _Loaded(None, parsed, outside)
         return _Loaded(build_recipe(parsed.data, path, workspace, parsed), parsed, [])
 
     def _check(self, parsed: Parsed, stem: str) -> list[Problem]:
@@ -146,11 +169,40 @@ class RecipeLoader:
         return [p for p in found if (p.line, p.column, p.key) not in taken]
 
 
+def _outside_globs(parsed: Parsed, base: Path, workspace: Path) -> list[Problem]:
+    """An images glob with `**` stays in the workspace or the recipe's folder unless it says
+    `allow_outside: true`: `/**/*.png` would otherwise walk the whole file system."""
+    from buildsys.globwalk import fixed_prefix, recursive
+
+    roots = [str(workspace), str(base)]
+    problems = []
+    for section in ("calibration", "validate"):
+        inputs = (parsed.data.get(section) or {}).get("inputs") or {}
+        for name, source in inputs.items():
+            if source.get("allow_outside") is True or not isinstance(source.get("images"), str):
+                continue
+            pattern = _resolve(base, source["images"])
+            start = fixed_prefix(pattern)
+            if recursive(pattern) and not any(_inside(start, root) for root in roots):
+                message = f"'{source['images']}' walks {start} with **, outside the workspace and the recipe's folder"
+                hint = "point the glob at the data folder inside the workspace, drop the **, or add `allow_outside: true`"
+                problems.append(parsed.at_value((section, "inputs", name, "images"), message, hint))
+    return problems
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
 def parse_file(path: Path, shown: str) -> Parsed:
+    from buildsys.limits import MAX_TEXT_BYTES, read_regular
+
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_TEXT_BYTES, "a YAML file")
     except OSError as exc:
         return _file_problem(shown, None, f"cannot read the file: {exc.strerror or exc}")
+    except ValueError as exc:  # a FIFO, a device, a huge file: never read
+        return _file_problem(shown, None, f"cannot read the file: {exc}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -177,6 +229,14 @@ def _clashes(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
             message = f"build directory {recipe.output} is also used by {shown_path(other.path, workspace)}"
             problems.append(one.parsed.at_key(("output",), message, "give each recipe its own `output:`"))
     return problems
+
+
+def _placements(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
+    """Build directories buildsys can own: clean must never delete the user's files."""
+    from buildsys.recipe.placement import output_problems
+
+    recipes = [one.recipe for one in loaded if one.recipe]
+    return [p for one in loaded if one.recipe for p in output_problems(one.recipe, one.parsed, workspace, recipes)]
 
 
 def build_recipe(data: dict[str, Any], path: Path, workspace: Path, parsed: Parsed | None = None) -> Recipe:

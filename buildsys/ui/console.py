@@ -18,8 +18,9 @@ class Ui:
     def __init__(self, quiet: bool = False, json_mode: bool = False, verbose: bool = False):
         self.quiet = quiet or json_mode
         self.verbose = verbose
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # bound to the streams of now: the runner captures what doit prints, not what we print
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=sys.stderr, stderr=True, highlight=False, soft_wrap=True)
         self._status: Any = None
 
     # -- plain output -------------------------------------------------------------
@@ -81,6 +82,8 @@ class Ui:
         self.err.print(head)
         if error.get("hint"):
             self.err.print(Text(f"  hint: {error['hint']}", style="yellow"))
+        if self.verbose and error.get("traceback"):  # internal errors: a bug report needs it
+            self.err.print(Text(error["traceback"].rstrip(), style="dim"))
 
 
 def _problem(p: Any, show: Any) -> Text:
