@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from buildsys.errors import UsageError
 from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome
 
@@ -15,11 +17,36 @@ HEADER = (
 )
 
 
+SUMMARY_HINT = "name a file in an existing folder; the table is appended to it (in CI: $GITHUB_STEP_SUMMARY)"
+
+
+def check_summary_path(path: Path) -> None:
+    """Before the build: a path the table cannot be appended to fails now, not after an hour of building."""
+    if problem := _summary_problem(path):
+        raise UsageError(f"--summary {path}: {problem}", hint=SUMMARY_HINT, path=str(path))
+
+
+def _summary_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create a file in {folder} (no permission)"
+    return None
+
+
 def append_summary(path: Path, plan: Plan, outcomes: list[Outcome]) -> None:
     rows = [row for rp in plan.recipes for row in _rows(rp, outcomes)]
     text = "### buildsys build\n\n" + HEADER + "".join(rows) + "\n"
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(text)
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:  # checked before the build; the path changed since
+        raise UsageError(f"--summary {path}: cannot append the table: {exc.strerror or exc}", hint=SUMMARY_HINT) from None
 
 
 def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:
