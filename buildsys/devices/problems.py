@@ -103,11 +103,13 @@ def merged_problems(parsed: Parsed, data: dict[str, Any], trusted: bool) -> list
 
 def _quantization(parsed: Parsed, data: dict[str, Any]) -> list[Problem]:
     q = data.get("quantization") or {}
-    mode = q.get("mode", "none")
-    allowed = IO_TYPES_BY_MODE.get(mode, ())
+    mode = q.get("mode", "none") if isinstance(q, dict) else None
+    if not isinstance(mode, str) or mode not in IO_TYPES_BY_MODE:
+        return []  # not a mapping, or an unknown mode: the schema has said so, with the line
+    allowed = IO_TYPES_BY_MODE[mode]
     out = []
     for key in ("input_type", "output_type"):
-        if key in q and q[key] not in allowed:
+        if isinstance(q.get(key), str) and q[key] not in allowed:
             path = ("quantization", key) if key in (parsed.data.get("quantization") or {}) else ("quantization",)
             message = f"{key} {q[key]} does not go with quantization mode {mode}"
             out.append(parsed.at_value(path, message, f"{mode} gives {', '.join(allowed)}"))
