@@ -148,7 +148,15 @@ class _Builder:
     def _scalar(self, node: ScalarNode, path: KeyPath) -> Any:
         if node.tag not in _PLAIN_SCALARS:
             return self._unsupported(node, path)
-        value = SafeConstructor.yaml_constructors[node.tag](self.constructor, node)
+        try:
+            value = SafeConstructor.yaml_constructors[node.tag](self.constructor, node)
+            # Messages, JSON and digests write numbers in decimal, which Python refuses
+            # beyond 4300 digits (sys.get_int_max_str_digits); 0x/0b literals get past int().
+            str(value)
+        except ValueError:
+            message = f"a number of {len(node.value)} characters is too large"
+            self.parsed.problems.append(self.parsed.at_value(path, message, "no setting takes such a number: shorten it"))
+            return None
         if isinstance(value, float) and not math.isfinite(value):
             self.parsed.problems.append(self.parsed.at_value(path, f"{node.value} is not a finite number"))
         return value
@@ -184,7 +192,8 @@ class _Builder:
         if node.tag == _TAG + "merge":
             return self._unsupported(node, path)
         if isinstance(node, ScalarNode):
-            shown, where = node.value, path + (node.value,)
+            # cut short: the key may be a number of thousands of digits
+            shown, where = node.value if len(node.value) <= 40 else node.value[:37] + "...", path + (node.value,)
         else:
             shown, where = "a " + type(node).__name__.removesuffix("Node").lower(), path
         problem = self.parsed.at(pos_of(node), where, f"keys must be text, got {shown}", "quote the key")
