@@ -207,7 +207,9 @@ def run_plan(plan: Plan, jobs: int = 1, on_event: Callable | None = None) -> lis
     with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
         code = doit.run(["run"])
     outcomes = [sink.outcomes[name] for name in stages if name in sink.outcomes]
-    if code >= 2 or len(outcomes) < len(stages) and code != 1:
+    # 1 and 2 are doit's words for failed and skipped tasks, which the sink has; a stage
+    # without an outcome means doit itself stopped
+    if code not in (0, 1, 2) or len(outcomes) < len(stages):
         raise _doit_failed(plan, code, said.getvalue())
     return outcomes
 
