@@ -299,6 +299,26 @@ def test_bad_values_are_shown_briefly(loader, tmp_path):
     assert problems[2].message == "must be an integer, got true"
 
 
+def test_paths_no_file_system_takes_are_problems(loader, tmp_path):
+    """A NUL or an over-long name would fail every later stat (ENAMETOOLONG), far from the recipe line."""
+    text = (
+        'version: 1\nsource: {keras: "m\\0.keras"}\n'
+        f"output: {'x/' * 2100}\n"
+        f"targets:\n  - device: {'p' * 300}\n  - {{device: cpu-int8, name: {'n' * 256}}}\n"
+        "replacements:\n  - {match: {name: 'x{99999999999}'}, attributes: {x: 1}}\n"
+        f"  - {{match: {{name: '{'(' * 3000 + ')' * 3000}'}}, attributes: {{x: 1}}}}\n"
+    )
+    problems = problems_of(loader, write(tmp_path, "r.yaml", text), tmp_path)
+    found = {p.key: (p.line, p.message) for p in problems}
+    assert found["source.keras"] == (2, "contains a NUL character, which no path can hold")
+    assert found["output"] == (3, "is 4200 bytes long; paths are limited to 4096")
+    assert found["targets[0].device"][0] == 5 and "name of 300 bytes" in found["targets[0].device"][1]
+    assert found["targets[1].name"][0] == 6 and "limited to 255" in found["targets[1].name"][1]
+    assert "repetition number is too large" in found["replacements[0].match.name"][1]
+    assert "nested too deeply" in found["replacements[1].match.name"][1]
+    assert all(len(p.message) < 120 for p in problems)
+
+
 def test_yaml_only_values_are_problems(loader, tmp_path):
     text = MINIMAL + "name: 2024-01-01\n1: x\nbatch: .inf\n<<: {a: 1}\n"
     problems = problems_of(loader, write(tmp_path, "r.yaml", text), tmp_path)

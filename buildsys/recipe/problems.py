@@ -31,6 +31,8 @@ _TYPE_NAMES = {
     "null": "empty",
 }
 _BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+# Linux's NAME_MAX and PATH_MAX: past them every stat fails (ENAMETOOLONG) far from the recipe line.
+NAME_MAX, PATH_MAX = 255, 4096
 
 
 def show(value: Any) -> str:
@@ -162,6 +164,7 @@ def semantic_problems(parsed: Parsed, stem: str, name_pattern: str) -> list[Prob
     """Checks beyond the schema; written to survive data the schema rejected."""
     data = parsed.data
     out = _default_name(parsed, data, stem, name_pattern)
+    out += [parsed.at_value(path, why) for path, value in _file_names(data) if (why := _path_problem(value))]
     out += _duplicate_targets(parsed, data.get("targets"), name_pattern)
     for section in ("calibration", "validate"):
         inputs = data[section].get("inputs") if isinstance(data.get(section), dict) else None
@@ -176,6 +179,38 @@ def semantic_problems(parsed: Parsed, stem: str, name_pattern: str) -> list[Prob
 
         out += replacement_problems(parsed, data["replacements"], data.get("source"))
     return out
+
+
+def _file_names(data: dict) -> Iterator[tuple[KeyPath, str]]:
+    """Every value that becomes a path: files read, the build folder, names of folders made."""
+    found: list[tuple[KeyPath, Any]] = [(("name",), data.get("name")), (("output",), data.get("output"))]
+    if isinstance(data.get("source"), dict):
+        found += [(("source", k), v) for k, v in data["source"].items() if k != "sha256"]
+    for section in ("calibration", "validate"):
+        part = data.get(section) if isinstance(data.get(section), dict) else {}
+        inputs = part.get("inputs") if isinstance(part.get("inputs"), dict) else {}
+        for name, source in inputs.items():
+            if isinstance(source, dict):
+                found += [((section, "inputs", name, k), v) for k, v in source.items() if k in ("images", "npy", "npz")]
+    if isinstance(data.get("validate"), dict):
+        found.append((("validate", "labels"), data["validate"].get("labels")))
+    for i, target in enumerate(data.get("targets") if isinstance(data.get("targets"), list) else []):
+        if isinstance(target, dict):
+            found += [(("targets", i, k), target.get(k)) for k in ("device", "name")]
+    return ((path, value) for path, value in found if isinstance(value, str))
+
+
+def _path_problem(value: str) -> str | None:
+    if "\0" in value:
+        return "contains a NUL character, which no path can hold"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX:
+        return f"is {size} bytes long; paths are limited to {PATH_MAX}"
+    longest = max(value.split("/"), key=lambda part: len(part.encode("utf-8", "surrogatepass")))
+    size = len(longest.encode("utf-8", "surrogatepass"))
+    if size > NAME_MAX:
+        return f"holds a name of {size} bytes ({show(longest)}); file and folder names are limited to {NAME_MAX}"
+    return None
 
 
 def _labels(parsed: Parsed, validate: dict, calibrated: bool) -> list[Problem]:

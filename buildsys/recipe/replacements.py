@@ -46,11 +46,20 @@ def _entry(parsed: Parsed, path: tuple, entry: dict) -> list[Problem]:
         out += _rewrite(parsed, path, entry)
     pattern = entry.get("match", {}).get("name") if isinstance(entry.get("match"), dict) else None
     if isinstance(pattern, str):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            out.append(parsed.at_value(path + ("match", "name"), f"not a valid regular expression: {exc}"))
+        if (why := _regex_problem(pattern)) is not None:
+            out.append(parsed.at_value(path + ("match", "name"), f"not a valid regular expression: {why}"))
     return out
+
+
+def _regex_problem(pattern: str) -> str | None:
+    # re.error is not all: a huge {n} overflows and deep nesting exhausts the parser's recursion
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError) as exc:
+        return str(exc)
+    except RecursionError:
+        return "groups are nested too deeply"
+    return None
 
 
 def _pairing(parsed: Parsed, path: tuple, entry: dict) -> list[Problem]:
