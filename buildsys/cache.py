@@ -7,7 +7,9 @@ Layout under `.buildsys/cache/`:
 An entry is written objects first, manifest last, each atomically, so a killed
 build leaves at worst an orphan object, never a manifest that points at
 missing or partial data. Objects are re-hashed on restore, so even a damaged
-object is caught and the stage re-runs.
+object is caught and the stage re-runs. A manifest that does not parse or has
+the wrong shape is a miss too: it is dropped and noted in `dropped`, so the
+stage runs and the build says so once.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import json
 from pathlib import Path
 
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
-from buildsys.hashing import digest_file
+from buildsys.hashing import digest_file, is_sha256
 
 
 class Cache:
     def __init__(self, root: Path):
         self.root = root
+        self.dropped: list[tuple[Path, str]] = []  # (damaged manifest, why), for the build's warnings
 
     def _object(self, sha: str) -> Path:
         return self.root / "objects" / sha[:2] / sha
@@ -30,13 +33,29 @@ class Cache:
         return self.root / "keys" / f"{key}.json"
 
     def lookup(self, key: str) -> dict[str, dict] | None:
+        path = self._manifest(key)
         try:
-            data = json.loads(self._manifest(key).read_text("utf-8"))
-        except (OSError, ValueError):
+            raw = path.read_bytes()
+        except OSError:
             return None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:  # UnicodeDecodeError is one too
+            return self._drop(path, f"not JSON: {exc}")
+        problem = manifest_problem(data)
+        if problem:
+            return self._drop(path, problem)
         if not all(self._object(o["sha256"]).is_file() for o in data.values()):
             return None
         return data
+
+    def _drop(self, path: Path, why: str) -> None:  # a miss, noted
+        try:
+            remove(path)
+        except OSError:
+            pass  # then `store` replaces it, or the next lookup drops it again
+        self.dropped.append((path, why))
+        return None
 
     def store(self, key: str, outputs: dict[str, Path]) -> dict[str, dict]:
         """Copy finished outputs in; returns the manifest."""
@@ -57,9 +76,24 @@ class Cache:
             if entry is None:
                 return False
             obj = self._object(entry["sha256"])
-            if digest_file(obj) != entry["sha256"]:
+            if not obj.is_file() or digest_file(obj) != entry["sha256"]:
                 remove(obj)
-                remove(self._manifest(key))
+                self._drop(self._manifest(key), f"{role}: its object is missing or damaged")
                 return False
             atomic_copy(obj, dest)
         return True
+
+
+def manifest_problem(data: object) -> str | None:
+    """What is wrong with a manifest's shape ({role: {"sha256": 64 hex, "size": int}}), or None."""
+    if not isinstance(data, dict):
+        return "not a map of roles"
+    for role, entry in data.items():
+        if not isinstance(entry, dict):
+            return f"{role}: not a map"
+        if not is_sha256(entry.get("sha256")):
+            return f"{role}: sha256 is not 64 hex digits"
+        size = entry.get("size")
+        if type(size) is not int or size < 0:  # bool is no size
+            return f"{role}: size is not a byte count"
+    return None

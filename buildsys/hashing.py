@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def canonical_json(data: Any) -> str:
@@ -33,6 +36,10 @@ def digest_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and SHA256.fullmatch(value) is not None
 
 
 def digest_tree(files: dict[str, str]) -> str:
@@ -64,7 +71,10 @@ class FileHasher:
             data = json.loads(db.read_text("utf-8"))
         except (OSError, ValueError):
             return {}  # a damaged stat cache only costs re-hashing
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        # a hash read back from here ends up in lockfiles: trust only entries of our own shape
+        return {key: entry for key, entry in data.items() if _valid_entry(entry)}
 
     def digest(self, path: Path) -> str:
         import os
@@ -88,3 +98,13 @@ class FileHasher:
 
         atomic_write_text(self._db, json.dumps(self._entries, sort_keys=True))
         self._dirty = False
+
+
+def _valid_entry(entry: object) -> bool:
+    """[size, mtime_ns, inode, sha256, time hashed], as `FileHasher.digest` writes it."""
+    if not (isinstance(entry, list) and len(entry) == 5):
+        return False
+    size, mtime_ns, inode, sha, hashed = entry
+    stamp_ok = all(type(v) is int for v in (size, mtime_ns, inode)) and size >= 0  # bool is no size
+    hashed_ok = type(hashed) in (int, float) and math.isfinite(hashed)
+    return stamp_ok and hashed_ok and is_sha256(sha)

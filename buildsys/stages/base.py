@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from buildsys.devices import Device
-from buildsys.errors import BuildsysError
+from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
-from buildsys.workspace import Workspace
+from buildsys.workspace import Workspace, relpath
+
+# what a verdict raises reading a damaged, partial or foreign output file
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,18 @@ class StageEnv:
 
     ws: Workspace
     tools: dict[str, str]
+    _stat_cache: FileHasher | None = field(default=None, init=False, repr=False, compare=False)
+
+    def stat_cache(self) -> FileHasher:
+        """One stat cache for the scheduler's up-to-date checks, loaded on first use:
+        loading it once per stage would cost a no-op build seconds."""
+        if self._stat_cache is None:
+            self._stat_cache = FileHasher(self.ws.hash_db)
+        return self._stat_cache
+
+    def __getstate__(self) -> dict[str, Any]:
+        # workers hash with their own FileHasher; the scheduler's entries stay home
+        return {**self.__dict__, "_stat_cache": None}
 
 
 class Stage:
@@ -104,12 +120,27 @@ class Stage:
         return None
 
     def judged(self) -> BuildsysError | None:
-        """The verdict of the outputs on disk; None while they are missing or unreadable
-        (the next build remakes them)."""
-        try:
-            return self.verdict(self.outputs())
-        except (OSError, ValueError, KeyError):
+        """The verdict of the outputs on disk; None while they are missing (not built
+        yet: the next build makes them). Unreadable outputs fail the target: a damaged
+        or partial file must never turn a failure into a pass."""
+        outputs = self.outputs()
+        if not all(p.is_file() for p in outputs.values()):
             return None
+        try:
+            return self.verdict(outputs)
+        except UNREADABLE as exc:
+            return self._unreadable(outputs, exc)
+
+    def _unreadable(self, outputs: dict[str, Path], exc: Exception) -> StageError:
+        cwd = os.getcwd()
+        files = [relpath(p, cwd) for p in outputs.values()]
+        recipe = relpath(self.recipe.path, cwd)
+        return StageError(
+            f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} unreadable, so {self.task_name} "
+            f"cannot be judged ({type(exc).__name__}: {exc})",
+            hint=f"rebuild: `buildsys clean {recipe}` then `buildsys build {recipe}`",
+            path=files[0],
+        )
 
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         """Warnings read from committed outputs, shown after every build, fresh or cached."""

@@ -49,7 +49,10 @@ class Check(Stage):
         if self.device.on_unsupported != "fail":
             return None
         compat = _read(outputs["compat"])
-        if compat["summary"]["unsupported"]:
+        unsupported = compat["summary"]["unsupported"]
+        if type(unsupported) is not int:  # "0" or null must not pass: Stage.judged fails it
+            raise ValueError(f"summary.unsupported is {unsupported!r}, not a count")
+        if unsupported:
             return StageError(
                 f"{_count(compat)} cannot run on {self.device.name}\n  "
                 + "\n  ".join(_lines(compat)),

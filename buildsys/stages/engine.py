@@ -2,27 +2,37 @@
 
 `execute` is what every doit task calls. It never raises: a BuildsysError comes
 back as a doit TaskFailed carrying a JSON payload the reporter turns into a
-one-screen message; any other exception is a bug, logged with its traceback.
+one-screen message; a full disk or an unwritable directory becomes one too;
+any other exception is a bug, logged with its traceback.
+
+`outputs_intact` is the up-to-date check doit lacks: its own only sees that
+targets exist, so a damaged output would otherwise be read downstream and pinned.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from buildsys.cache import Cache
+from buildsys.cache import Cache, manifest_problem
 from buildsys.errors import BuildsysError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
-from buildsys.hashing import FileHasher, digest_data
+from buildsys.hashing import FileHasher, digest_data, is_sha256
 from buildsys.stages.base import RunContext, Stage, StageEnv
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
 
 
 def key_doc(stage: Stage, hasher: FileHasher, tools: dict[str, str]) -> dict[str, Any]:
@@ -43,9 +53,40 @@ def record_path(env: StageEnv, stage: Stage) -> Path:
 
 def read_record(env: StageEnv, stage: Stage) -> dict[str, Any]:
     try:
-        return json.loads(record_path(env, stage).read_text("utf-8"))
+        data = json.loads(record_path(env, stage).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def outputs_intact(stage: Stage, env: StageEnv) -> bool:
+    """Whether every output still holds the bytes the stage committed (doit's uptodate).
+
+    Cheap on a no-op build: a size compare, then the stat cache; a file is hashed
+    only when its stat changed. False makes the stage run, which restores the
+    committed bytes from the cache (or remakes them) before anything reads them.
+    """
+    committed = _committed(env, stage)
+    hasher = env.stat_cache()
+    for role, path in stage.outputs().items():
+        entry = committed.get(role)
+        try:
+            if entry is None or path.stat().st_size != entry["size"] or hasher.digest(path) != entry["sha256"]:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _committed(env: StageEnv, stage: Stage) -> dict[str, dict]:
+    """{role: {sha256, size}} of the stage's last run: its record, or for a record
+    written before records listed outputs, the cache manifest of its key."""
+    record = read_record(env, stage)
+    outputs = record.get("outputs")
+    if outputs is not None and manifest_problem(outputs) is None:
+        return outputs
+    key = record.get("key")
+    return (Cache(env.ws.cache_dir).lookup(key) if is_sha256(key) else None) or {}
 
 
 def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
@@ -55,56 +96,116 @@ def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
     teed = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     try:
-        key, outcome = _execute(stage, env)
+        key, outcome, committed, warnings = _execute(stage, env)
+        result = {"outcome": outcome, "seconds": round(time.perf_counter() - started, 3), "key": key}
+        with _writing(env, record_path(env, stage)):
+            atomic_write_text(record_path(env, stage), json.dumps({**result, "outputs": committed}, sort_keys=True))
     except BuildsysError as exc:
         return TaskFailed(encode_failure(exc))
     except Exception as exc:  # a bug in buildsys: keep the traceback for the report
         return TaskFailed(encode_failure(_internal(stage, env, exc)))
     finally:
         sys.stdout, sys.stderr = teed
-    seconds = round(time.perf_counter() - started, 3)
-    result = {"outcome": outcome, "seconds": seconds, "key": key}
-    atomic_write_text(record_path(env, stage), json.dumps(result, sort_keys=True))
+    if warnings:  # this build's only: doit hands them to the reporter, no later build repeats them
+        result["warnings"] = warnings
     return result
 
 
-def _execute(stage: Stage, env: StageEnv) -> tuple[str, str]:
+def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], list[str]]:
+    """(key, outcome, what was committed per role, warnings)."""
     hasher = FileHasher(env.ws.hash_db)
     key = stage_key(key_doc(stage, hasher, env.tools))
     cache = Cache(env.ws.cache_dir)
     outputs = stage.outputs()
     manifest = cache.lookup(key)
-    if manifest is not None and cache.restore(key, manifest, outputs):
+    with _writing(env, Path(os.path.commonpath(list(outputs.values())))):
+        restored = manifest is not None and cache.restore(key, manifest, outputs)
+    if restored:
         outcome = "restored"
     else:
-        _run(stage, env, cache, key, outputs, hasher)
+        manifest = _run(stage, env, cache, key, outputs, hasher)
         outcome = "ran"
-    hasher.save()
-    return key, outcome
+    with _writing(env, env.ws.hash_db):
+        hasher.save()
+    warnings = [f"dropped the damaged cache entry {env.ws.show(path)} ({why}) and ran the stage" for path, why in cache.dropped]
+    return key, outcome, {role: manifest[role] for role in outputs}, warnings
 
 
 def _run(
     stage: Stage, env: StageEnv, cache: Cache, key: str, outputs: dict[str, Path], hasher: FileHasher
-) -> None:
-    env.ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=stage.kind + "-", dir=env.ws.tmp_dir))
+) -> dict[str, dict]:
+    """Run the stage in a temp dir, store its outputs, commit them; returns the manifest."""
+    with _writing(env, env.ws.tmp_dir):
+        env.ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=stage.kind + "-", dir=env.ws.tmp_dir))
     try:
         out = {role: tmp / f"{role}{p.suffix}" for role, p in outputs.items()}
         ctx = RunContext(stage, env, out=out, hasher=hasher)
         try:
-            stage.run(ctx)
+            with _writing(env, tmp, NO_SPACE):  # EACCES in a stage is as likely a read: its own business
+                stage.run(ctx)
         except BaseException:
-            for path in outputs.values():  # stale outputs must not pass for this build's
-                remove(path)
+            _discard(outputs)
             raise
         missing = [role for role, path in ctx.out.items() if not path.is_file()]
         if missing:
             raise StageError(f"stage {stage.task_name} did not write {', '.join(missing)}")
-        cache.store(key, ctx.out)
+        with _writing(env, env.ws.cache_dir):
+            manifest = cache.store(key, ctx.out)
         for role, path in outputs.items():
-            atomic_copy(ctx.out[role], path)
+            with _writing(env, path):
+                atomic_copy(ctx.out[role], path)
+        return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard(outputs: dict[str, Path]) -> None:
+    """Remove a failed stage's stale outputs, so they never pass for this build's.
+
+    Called while the stage's own error propagates: one that cannot be removed
+    (a read-only directory) must not replace that error. doit records the task
+    as failed, so the next build runs it again whatever stays.
+    """
+    for path in outputs.values():
+        try:
+            remove(path)
+        except OSError:
+            pass
+
+
+@contextmanager
+def _writing(env: StageEnv, path: Path, errnos: frozenset[int] = NO_SPACE | NOT_WRITABLE) -> Iterator[None]:
+    """Writing `path` (a file or directory): a full disk or an unwritable directory is
+    the machine's state, not a bug in buildsys, so it becomes a StageError saying
+    where and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in errnos:
+            raise
+        raise _disk_error(env, exc, path) from exc
+
+
+def _disk_error(env: StageEnv, exc: OSError, path: Path) -> StageError:
+    named = exc.filename2 or exc.filename  # filename2: the destination of a copy or rename
+    failed = Path(os.fsdecode(named)) if isinstance(named, (str, bytes, os.PathLike)) else path
+    # the directory written to: the path if it is one, else its parent (of a file, of a temp
+    # name beside it, or of a directory that could not be made)
+    where = env.ws.show(failed if failed.is_dir() else failed.parent)
+    if exc.errno in NO_SPACE:
+        return StageError(
+            f"No space left on device: free space in {where}",
+            hint=f"writing {env.ws.show(path)} failed ({exc.strerror}); finished stages are kept, "
+            "so build again once there is room",
+            path=where,
+        )
+    return StageError(
+        f"cannot write {env.ws.show(path)}: {exc.strerror} ({where})",
+        hint=f"make {where} writable (chmod u+w, or remount it read-write) and build again, "
+        "or build in a workspace you can write: `buildsys -C DIR build`",
+        path=env.ws.show(path),
+    )
 
 
 def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:

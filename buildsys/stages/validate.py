@@ -156,6 +156,8 @@ class Validate(Stage):
     def verdict(self, outputs: dict[str, Path]) -> StageError | None:
         report = json.loads(outputs["metrics"].read_text("utf-8"))
         lines = [f"{name}: {m}" for name, missed in report["failures"].items() for m in missed]
+        if report["passed"] is not (not lines):  # a partial or edited file: Stage.judged fails it
+            raise ValueError(f"passed is {report['passed']!r} but {len(lines)} missed thresholds are listed")
         if lines:
             return StageError(
                 "validation thresholds missed\n  " + "\n  ".join(lines),
