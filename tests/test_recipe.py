@@ -328,6 +328,16 @@ def test_yaml_only_values_are_problems(loader, tmp_path):
     assert "finite" in problems[2].message and "merge" in problems[3].message
 
 
+def test_explicit_tags_the_text_does_not_fit_are_problems(loader, tmp_path):
+    text = MINIMAL + "name: !!float ''\nbatch: !!bool maybe\noutput: !!int 'abc'\n"
+    problems = problems_of(loader, write(tmp_path, "r.yaml", text), tmp_path)
+    assert [(p.line, p.message) for p in problems] == [
+        (5, "'' is not a valid !!float"),
+        (6, "'maybe' is not a valid !!bool"),
+        (7, "'abc' is not a valid !!int"),
+    ]
+
+
 def test_alias_bombs_stop_early(loader, tmp_path):
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 10)]

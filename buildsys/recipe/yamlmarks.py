@@ -153,13 +153,22 @@ class _Builder:
             # Messages, JSON and digests write numbers in decimal, which Python refuses
             # beyond 4300 digits (sys.get_int_max_str_digits); 0x/0b literals get past int().
             str(value)
-        except ValueError:
-            message = f"a number of {len(node.value)} characters is too large"
-            self.parsed.problems.append(self.parsed.at_value(path, message, "no setting takes such a number: shorten it"))
+        except (ValueError, KeyError, IndexError):  # KeyError: `!!bool maybe`; IndexError: `!!float ''`
+            self.parsed.problems.append(self._unreadable(node, path))
             return None
         if isinstance(value, float) and not math.isfinite(value):
             self.parsed.problems.append(self.parsed.at_value(path, f"{node.value} is not a finite number"))
         return value
+
+    def _unreadable(self, node: ScalarNode, path: KeyPath) -> Problem:
+        # A literal YAML itself reads as a number can only fail for its size; anything else
+        # got its type from an explicit tag (`!!int abc`) that its text does not fit.
+        if yaml.resolver.Resolver().resolve(ScalarNode, node.value, (True, False)) == node.tag:
+            message = f"a number of {len(node.value)} characters is too large"
+            return self.parsed.at_value(path, message, "no setting takes such a number: shorten it")
+        text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        message = f"'{text}' is not a valid {node.tag.replace(_TAG, '!!')}"
+        return self.parsed.at_value(path, message, "remove the tag, or quote the value if it is meant as text")
 
     def _unsupported(self, node: Node, path: KeyPath) -> None:
         if node.tag == _TAG + "merge":
