@@ -228,6 +228,7 @@ def test_syntax_error_has_a_line(loader, tmp_path):
         ("just text\n", "mapping"),
         ("null\n", "mapping"),
         ("---\nversion: 1\n---\nversion: 1\n", "single document"),
+        ("Name: cat\nUmask: 0022\nState: R\nTgid: 1\nPid: 1\n", "not a recipe: none of its keys (Name, Umask,"),
     ],
 )
 def test_not_a_recipe(loader, tmp_path, text, words):

@@ -141,6 +141,8 @@ class RecipeLoader:
         if not isinstance(parsed.data, dict):
             message = "the recipe must be a mapping of keys (version, source, targets, ...)"
             return _Loaded(None, parsed, [parsed.at_value((), message)])
+        if (foreign := _foreign(parsed, self._schema["properties"])) is not None:
+            return _Loaded(None, parsed, parsed.problems + [foreign])
         # data with parse problems may not even be JSON-able: no seal for it
         seal = "" if parsed.problems else digest_data([self._schema_digest, path.stem, parsed.data])
         if not seal or not self._memo.known(seal):
@@ -209,6 +211,17 @@ def parse_file(path: Path, shown: str) -> Parsed:
         line = raw[: exc.start].count(b"\n") + 1
         return _file_problem(shown, line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})")
     return parse_yaml(text, shown)
+
+
+def _foreign(parsed: Parsed, known: dict[str, Any]) -> Problem | None:
+    """One problem for a YAML file that is no recipe at all (a CI workflow, a compose file),
+    not one per key it has."""
+    if not parsed.data or parsed.data.keys() & known.keys():
+        return None
+    keys = [k if len(k) <= 30 else k[:27] + "..." for k in list(parsed.data)[:4]]
+    message = f"not a recipe: none of its keys ({', '.join(keys)}{', ...' if len(parsed.data) > 4 else ''}) is a recipe key"
+    hint = "a recipe needs at least `version`, `source` and `targets`; keep other YAML files out of the recipe folder"
+    return parsed.at_value((), message, hint)
 
 
 def _file_problem(shown: str, line: int | None, message: str) -> Parsed:
