@@ -127,7 +127,9 @@ def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], li
         outcome = "ran"
     with _writing(env, env.ws.hash_db):
         hasher.save()
-    warnings = [f"dropped the damaged cache entry {env.ws.show(path)} ({why}) and ran the stage" for path, why in cache.dropped]
+    warnings = [
+        f"dropped the damaged cache entry {env.ws.show(path)} ({why}) and ran the stage" for path, why in cache.dropped
+    ]
     return key, outcome, {role: manifest[role] for role in outputs}, warnings
 
 

@@ -70,7 +70,8 @@ def mounts() -> Iterator:
         if os.geteuid() != 0:
             pytest.skip("mounting a tmpfs needs root")
         path.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+        cmd = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
         done.append(path)
@@ -206,7 +207,8 @@ def test_read_only_build_dir_names_the_path(workspace: Path, mounts) -> None:
 
 def test_read_only_cleanup_does_not_hide_the_stage_error(workspace: Path, mounts) -> None:
     recipe = workspace / "recipes" / "shapes.yaml"
-    recipe.write_text(RECIPE.replace("  keras: model/model.keras\n", f"  keras: model/model.keras\n  sha256: '{'0' * 64}'\n"))
+    pin = f"  keras: model/model.keras\n  sha256: '{'0' * 64}'\n"  # not the model's: fetch fails
+    recipe.write_text(RECIPE.replace("  keras: model/model.keras\n", pin))
 
     def stale(common: Path) -> None:  # a previous build's output, which the failed fetch must drop
         (common / "source.json").write_text("{}")
