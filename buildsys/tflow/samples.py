@@ -51,6 +51,31 @@ def check_sample_shape(name: str, array: np.ndarray, declared: Sequence[int | No
         )
 
 
+def source_shape(entry: dict) -> list[int | None]:
+    """A signature input's shape in the source model's layout (the signature stores the permuted one)."""
+    perm = entry.get("perm") or list(range(len(entry["shape"])))
+    shape: list[int | None] = [None] * len(perm)
+    for stored_axis, source_axis in enumerate(perm):
+        shape[source_axis] = entry["shape"][stored_axis]
+    return shape
+
+
+def misfits(inputs: Mapping[str, np.ndarray], entries: Sequence[dict]) -> list[tuple[str, tuple, list]]:
+    """(name, array shape, wanted shape of one sample) of every input whose samples (N, ...,
+    source layout) do not fit the signature; checked before a layout permutation or a runtime
+    trips over them."""
+    out = []
+    for entry in entries:
+        array = inputs.get(entry["name"])
+        if array is None:
+            continue  # check_samples names missing inputs
+        want = source_shape(entry)[1:]
+        got = array.shape[1:]
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+            out.append((entry["name"], array.shape, want))
+    return out
+
+
 def gather(per_sample: list[dict[str, np.ndarray]], names: Sequence[str]) -> dict[str, np.ndarray]:
     """Join per-sample results (each with a leading batch of 1) along axis 0."""
     return {n: _join([r[n] for r in per_sample]) for n in names}
