@@ -67,5 +67,13 @@ class StageError(BuildsysError):
     """A stage ran and failed (conversion, quantization, a missed threshold)."""
 
 
+class InternalError(StageError):
+    """A bug in buildsys hit while a stage ran; the traceback is kept for `-v` and the log."""
+
+    def __init__(self, message: str, *, traceback: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.traceback = traceback
+
+
 class LockMismatch(BuildsysError):
     """`--locked` was given and the build would change a lockfile."""

@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
-from buildsys.converter.errors import Rejected, Unsupported, UnsupportedModel
+from buildsys.converter.errors import HandlerBug, Rejected, Unsupported, UnsupportedModel
 from buildsys.converter.ir import Graph, Node, from_model
 from buildsys.converter.registry import Registry, default_registry
+from buildsys.errors import BuildsysError
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,15 @@ class Converter:
             except Unsupported as exc:
                 rejected.append(_reject(self.graph, node, exc.reason))
                 poisoned.update(node.outputs)
-            except (ValueError, TypeError, tf.errors.OpError) as exc:
+            except (ValueError, tf.errors.OpError) as exc:
+                # how TensorFlow refuses an op on the model's tensors (shapes, values): the user's to fix
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 rejected.append(_reject(self.graph, node, f"conversion failed: {reason}"))
                 poisoned.update(node.outputs)
+            except BuildsysError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - TypeError, AttributeError...: our bug, not the model's
+                raise HandlerBug(node.label, node.op_type, exc) from exc
         return rejected
 
 

@@ -17,6 +17,20 @@ class Unsupported(Exception):
         self.reason = reason
 
 
+class HandlerBug(Exception):
+    """A handler raised something other than `Unsupported` (TypeError, AttributeError...).
+
+    That is a bug in buildsys, not a property of the model, so it must not become a row
+    of the "cannot be converted" table. Deliberately not a BuildsysError: the stage
+    engine reports it as an internal error and logs the traceback, whose cause is the
+    handler's own exception."""
+
+    def __init__(self, node: str, op_type: str, cause: BaseException):
+        super().__init__(f"ONNX node '{node}' ({op_type}): {type(cause).__name__}: {cause}")
+        self.node = node
+        self.op_type = op_type
+
+
 @dataclass(frozen=True)
 class Rejected:
     op_type: str

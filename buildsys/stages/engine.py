@@ -26,7 +26,7 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 
 from buildsys.cache import Cache, manifest_problem
-from buildsys.errors import BuildsysError, StageError
+from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.hashing import FileHasher, digest_data, is_sha256
 from buildsys.stages.base import RunContext, Stage, StageEnv
@@ -213,15 +213,20 @@ def _disk_error(env: StageEnv, exc: OSError, path: Path) -> StageError:
 def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:
     env.ws.logs_dir.mkdir(parents=True, exist_ok=True)
     log = env.ws.logs_dir / f"{stage.task_name.replace('/', '__')}.log"
-    log.write_text("".join(traceback.format_exception(exc)), "utf-8")
-    return StageError(
+    text = "".join(traceback.format_exception(exc))
+    log.write_text(text, "utf-8")
+    return InternalError(
         f"internal error in stage {stage.task_name}: {type(exc).__name__}: {exc}",
-        hint=f"this is a bug in buildsys; the traceback is in {env.ws.show(log)}",
+        hint=f"this is a bug in buildsys; the traceback is in {env.ws.show(log)} (-v prints it)",
+        traceback=text,
     )
 
 
 def failure_payload(exc: BuildsysError) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+    payload = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+    if isinstance(exc, InternalError):  # for -v: a worker process's error reaches the UI only as this payload
+        payload["traceback"] = exc.traceback
+    return payload
 
 
 def encode_failure(exc: BuildsysError) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from buildsys.converter.convert import Converter
+from buildsys.converter.errors import HandlerBug
 from buildsys.errors import BuildsysError, InputError, StageError
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
@@ -43,8 +44,8 @@ def export_onnx(
     try:
         with quiet() as log:
             graph_def, outputs = freeze(converter, converter.specs(), autograph=False, keep_scopes=True)
-    except BuildsysError:
-        raise
+    except (BuildsysError, HandlerBug):
+        raise  # a HandlerBug is ours to fix: the stage engine logs it as an internal error
     except Exception as exc:  # noqa: BLE001 - TF tracing errors come in many types
         # tf.function re-raises errors from inside the trace wrapped in its own types
         ours = _ours(exc)
