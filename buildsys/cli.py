@@ -86,10 +86,17 @@ def commands() -> dict[str, Callable[[Any, Any], int]]:
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow's C++ logging goes straight to fd 2; it must be told before it loads."""
+    """TensorFlow's C++ logging goes straight to fd 2; it must be told before it loads.
+
+    The environment reaches every process buildsys starts. Some lines (oneDNN, absl's
+    "before InitializeLog") ignore it, so the import itself is filtered too; setting
+    TF_ENABLE_ONEDNN_OPTS=0 instead would change kernels, numerics and artifact bytes."""
+    from buildsys.tflow.quiet import filter_tensorflow_import
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    filter_tensorflow_import()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,21 +28,39 @@ def text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _id(name: str) -> str:
-    return "n_" + "".join(c if c.isalnum() else "_" for c in name)
+def _ids(plan: Plan) -> dict[str, str]:
+    """Task name -> node id, unique and valid in dot and Mermaid (ASCII letters, digits, '_').
+
+    Readable ids fold '-', '.' and '/' into '_', so recipes `a-b`, `a_b` and `a.b` would
+    share one; a name whose id is taken gets the next free numeric suffix."""
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for stage in plan.stages():
+        base = "n_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in stage.task_name)
+        node, n = base, 1
+        while node in taken:
+            n += 1
+            node = f"{base}_{n}"
+        ids[stage.task_name] = node
+        taken.add(node)
+    return ids
 
 
 def dot(plan: Plan) -> str:
+    ids = _ids(plan)
     lines = ["digraph buildsys {", "  rankdir=LR;", "  node [shape=box];"]
     for stage in plan.stages():
-        lines.append(f'  {_id(stage.task_name)} [label="{stage.task_name}"];')
-    lines += [f"  {_id(u.task_name)} -> {_id(d.task_name)};" for u, d in edges(plan)]
+        label = stage.task_name.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'  {ids[stage.task_name]} [label="{label}"];')
+    lines += [f"  {ids[u.task_name]} -> {ids[d.task_name]};" for u, d in edges(plan)]
     return "\n".join(lines + ["}"])
 
 
 def mermaid(plan: Plan) -> str:
+    ids = _ids(plan)
     lines = ["flowchart LR"]
     for stage in plan.stages():
-        lines.append(f'  {_id(stage.task_name)}["{stage.task_name}"]')
-    lines += [f"  {_id(u.task_name)} --> {_id(d.task_name)}" for u, d in edges(plan)]
+        label = stage.task_name.replace('"', "#quot;")
+        lines.append(f'  {ids[stage.task_name]}["{label}"]')
+    lines += [f"  {ids[u.task_name]} --> {ids[d.task_name]}" for u, d in edges(plan)]
     return "\n".join(lines)

@@ -74,6 +74,11 @@ def op_name(op: dict) -> str:
 def _document(graph: GraphView, fmt: str, partition: str, profile: dict) -> dict:
     tensor_problems = _tensor_problems(graph, profile.get("tensors"))
     reasons = [_op_reasons(op, profile, tensor_problems) for op in graph.ops]
+    # an IO requantize the device cannot run is buildsys's doing, not the user's to fix:
+    # it runs on the CPU, and neither counts as unsupported nor starts a CPU partition
+    io = _io_requantize(graph)
+    moved = {i: why for i, (op, why) in enumerate(zip(graph.ops, reasons)) if why and (op.subgraph, op.index) in io}
+    reasons = [[] if i in moved else why for i, why in enumerate(reasons)]
     placements = _partitions()[partition](graph.ops, reasons)
     ops = [
         {
@@ -87,6 +92,9 @@ def _document(graph: GraphView, fmt: str, partition: str, profile: dict) -> dict
         }
         for op, why, (placement, note) in zip(graph.ops, reasons, placements, strict=True)
     ]
+    for i, why in moved.items():
+        conversion = io[(graph.ops[i].subgraph, graph.ops[i].index)]
+        ops[i].update(placement="cpu", reasons=[_io_note(conversion, why)], io_conversion=conversion)
     return {
         "format": fmt,
         "partition": partition,
@@ -134,6 +142,30 @@ def _io_conversion(graph: GraphView) -> set[tuple[int, int]]:
     ins = {t.key for t in graph.inputs if readers.get(t.key) and readers[t.key] <= QUANTIZE_OPS}
     outs = {t.key for t in graph.outputs if writers.get(t.key) and writers[t.key] <= DEQUANTIZE_OPS}
     return ins | outs
+
+
+def _io_requantize(graph: GraphView) -> dict[tuple[int, int], str]:
+    """(subgraph, op index) -> what it converts, for the QUANTIZE ops at the graph's edges
+    that turn a uint8 input into int8 or an int8 result into a uint8 output: the converter
+    adds them for devices with uint8 IO (quantization.input_type/output_type)."""
+    ins, outs = {t.key for t in graph.inputs}, {t.key for t in graph.outputs}
+    found = {}
+    for op in graph.ops:
+        if op.op not in QUANTIZE_OPS or len(op.inputs) != 1 or len(op.outputs) != 1:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        if src.key in ins and (src.dtype, dst.dtype) == ("uint8", "int8"):
+            found[(op.subgraph, op.index)] = f"input '{src.name}' uint8 -> int8"
+        elif dst.key in outs and (src.dtype, dst.dtype) == ("int8", "uint8"):
+            found[(op.subgraph, op.index)] = f"output '{dst.name}' int8 -> uint8"
+    return found
+
+
+def _io_note(conversion: str, why: list[str]) -> str:
+    return (
+        f"IO conversion ({conversion}) added by buildsys for the device's uint8 IO; "
+        f"runs on the CPU, as the device's rules do not take it ({'; '.join(why)})"
+    )
 
 
 def _tensor_entries(graph: GraphView, problems: dict) -> list[dict]:

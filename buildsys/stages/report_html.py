@@ -26,6 +26,8 @@ from buildsys.stages.report_md import (
 )
 
 # One page, one look: kept here so the page needs no stylesheet from anywhere.
+# code{overflow-wrap:anywhere}, not break-word: only `anywhere` lowers a cell's minimum
+# width, so a long fused tensor name wraps instead of widening its table past the page.
 CSS = """
 :root{--fg:#1d1d1f;--muted:#5f6b7a;--line:#e3e6ea;--bg:#f6f7f9;--ok:#1a7f37;--bad:#c62828;--warn:#9a6700;--acc:#2a9d8f;--cpu:#e76f51}
 *{box-sizing:border-box}
@@ -43,7 +45,7 @@ th{background:var(--bg);font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.miss{color:var(--bad);font-weight:600}
 code,pre{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
-code{overflow-wrap:break-word}
+code{overflow-wrap:anywhere}
 pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px;overflow:auto}
 .badge{display:inline-block;padding:3px 10px;border-radius:12px;font-weight:600;color:#fff;white-space:nowrap}
 .badge.passed{background:var(--ok)}.badge.failed{background:var(--bad)}.badge.unvalidated{background:var(--muted)}
@@ -355,6 +357,12 @@ def device_check(stage: Any, f: Facts) -> str:
     ]
     if bad:
         out += table(["#", "op", "name", "runs on", "reason"], bad, frozenset({0}), id="unsupported")
+    io = [f"#{op['index']} {op['op']} ({op['io_conversion']})" for op in compat["ops"] if op.get("io_conversion")]
+    if io:
+        out += para(
+            "IO conversions buildsys added for the device's uint8 IO, on the CPU as the device's rules "
+            f"do not take them (nothing to fix): {'; '.join(io)}."
+        )
     tensors = "".join(f"<li>tensor {code(t['name'])}: {esc(t['reason'])}</li>" for t in compat.get("tensors", []))
     return out + (f"<ul>{tensors}</ul>" if tensors else "")
 

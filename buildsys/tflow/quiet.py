@@ -5,11 +5,18 @@ so setting it later does not help; the converter and the interpreter also print
 straight to file descriptor 2. The only reliable way to silence them is to point
 fd 2 at a temporary file for the duration of the call. The captured text is kept
 so that a failure can still quote the converter's own error line.
+
+TensorFlow also logs while it loads (oneDNN, absl, CPU feature guard), from C++,
+whatever TF_CPP_MIN_LOG_LEVEL says, in whichever process first imports it: the
+CLI or a doit worker. `filter_tensorflow_import` makes every later import of
+`tensorflow` in this process (and in processes forked from it) run with fd 2
+filtered: that noise is dropped, anything else written meanwhile passed on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import logging
 import os
 import re
@@ -27,10 +34,14 @@ _FD2_LOCK = threading.RLock()
 # Lines that carry no information for a user even when a conversion fails.
 _NOISE_MARKERS = (
     "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
     "cpu_feature_guard",
+    "This TensorFlow binary is optimized to use available CPU instructions",
     "To enable the following instructions",
     "rebuild TensorFlow with the appropriate compiler flags",
 )
+# Modules whose loading logs the noise above: the C++ runtime comes up with them.
+_NOISY_IMPORTS = frozenset({"tensorflow"})
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -68,8 +79,71 @@ def _is_noise(line: str) -> bool:
 @contextlib.contextmanager
 def quiet() -> Iterator[Captured]:
     """Silence C++/absl/Python logging on stderr; yields what was written."""
+    with _absl_level(logging.ERROR), _fd2_captured() as captured:
+        yield captured
+
+
+@contextlib.contextmanager
+def noise_filtered() -> Iterator[None]:
+    """fd 2 minus TensorFlow's known noise: other lines are written once the block ends."""
+    captured = None
+    try:
+        with _fd2_captured() as captured:
+            yield
+    finally:
+        kept = [ln for ln in (captured.text if captured else "").splitlines(keepends=True) if not _is_noise(ln)]
+        if kept:
+            os.write(2, "".join(kept).encode("utf-8", errors="replace"))
+
+
+def filter_tensorflow_import() -> None:
+    """Import TensorFlow under `noise_filtered` from now on, wherever it is first imported.
+
+    Stages import it lazily (a no-op build never does), in the CLI process or in a
+    doit worker forked from it, so the filter is an import hook, installed once."""
+    if not any(isinstance(finder, _FilteredImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FilteredImport(_NOISY_IMPORTS))
+
+
+class _FilteredImport(importlib.abc.MetaPathFinder):
+    """Finds `names` through the other finders and loads them under `noise_filtered`."""
+
+    def __init__(self, names: frozenset[str]):
+        self.names = names
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in self.names:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _FilteredLoader(spec.loader)
+                return spec
+        return None
+
+
+class _FilteredLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        # the module keeps its real loader: nothing after the import sees this wrapper
+        module.__loader__ = module.__spec__.loader = self.loader
+        with noise_filtered():
+            self.loader.exec_module(module)
+
+
+@contextlib.contextmanager
+def _fd2_captured() -> Iterator[Captured]:
+    """fd 2 into a temporary file for the block; yields what was written (filled in on exit)."""
     captured = Captured()
-    with _FD2_LOCK, _absl_level(logging.ERROR), tempfile.TemporaryFile(mode="w+b") as sink:
+    with _FD2_LOCK, tempfile.TemporaryFile(mode="w+b") as sink:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
