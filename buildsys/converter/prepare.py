@@ -61,6 +61,31 @@ def prepare_model(
     return model
 
 
+def tensor_sizes(model: onnx.ModelProto) -> list[tuple[str, list[int], int]]:
+    """(name, static shape, bytes per element) of every tensor shape inference sized."""
+    graph = model.graph
+    out = []
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        t = v.type.tensor_type
+        if not t.HasField("shape") or not all(d.HasField("dim_value") for d in t.shape.dim):
+            continue
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 4  # an exotic element type: sized like float32
+        out.append((v.name, [d.dim_value for d in t.shape.dim], itemsize))
+    return out
+
+
+def input_shapes(model: onnx.ModelProto) -> str:
+    """`image [1, 3, 64, 64], mask [1, 64]`: the graph inputs as they are now."""
+    return ", ".join(f"{v.name} {_dims(v)}" for v in _graph_inputs(model.graph))
+
+
+def _dims(v: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in v.type.tensor_type.shape.dim]
+
+
 def _check(model: onnx.ModelProto, label: str) -> None:
     try:
         onnx.checker.check_model(model)

@@ -14,6 +14,7 @@ from buildsys.devices.merge import merged
 from buildsys.devices.model import Device
 from buildsys.devices.problems import ProfileError, merged_problems, profile_problems
 from buildsys.errors import Problem, UsageError
+from buildsys.limits import MAX_TEXT_BYTES, file_problem
 from buildsys.recipe.loader import absolute, parse_file, shown_path
 
 BUILTIN = Path(__file__).parent / "builtin"
@@ -50,6 +51,8 @@ class Catalogue:
         if not is_profile_path(spec):
             return self.get(spec)
         path = absolute(base / spec)
+        if problem := file_problem(path, MAX_TEXT_BYTES, "a device profile"):  # a FIFO would block the read
+            raise UsageError(f"device profile {shown_path(path, self._workspace)} {problem}", path=str(path))
         if not path.is_file():
             raise UsageError(f"no such device profile file: {shown_path(path, self._workspace)}", path=str(path))
         return self._device(path, trusted=False, chain=())

@@ -33,6 +33,7 @@ def export_float(fmt: str, src: Path, shapes: dict[str, list[int]] | None, batch
     source = load_source(fmt, Path(src))
     _check_input_names(source, str(src))
     static = resolve_shapes(source.inputs, shapes, batch, str(src))
+    _check_memory(source, static, str(src))
     # Placeholder names are positional; the model's names live in the signature.
     specs = [
         tf.TensorSpec(shape, tf.as_dtype(info.dtype), name=f"input_{i}")
@@ -53,6 +54,19 @@ def export_float(fmt: str, src: Path, shapes: dict[str, list[int]] | None, batch
     signature = _signature(source, static, outputs)
     write_float(Path(out), graph_def, signature)
     return signature
+
+
+def _check_memory(source: Source, static: list[list[int]], model: str) -> None:
+    """Refuse input shapes the machine cannot hold before tracing (Grappler segfaults on them)."""
+    from buildsys.limits import INPUT_FACTOR, check_memory, itemsize
+
+    shown = ", ".join(f"{t.name} {s}" for t, s in zip(source.inputs, static))
+    check_memory(
+        [(t.name, s, itemsize(t.dtype)) for t, s in zip(source.inputs, static)],
+        INPUT_FACTOR,
+        f"{model} at input shapes {shown}",
+        hint="lower `batch:` / the `shapes:` dims in the recipe (calibration and validation feed whole batches)",
+    )
 
 
 def _check_input_names(source: Source, model: str) -> None:
