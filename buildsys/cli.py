@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from buildsys import __version__
@@ -113,6 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     except BuildsysError as exc:
         ui.error(exc)
         return exc.exit_code
+    except OSError as exc:
+        # outside the stages (the build folder marker, the index, lockfiles) a full or
+        # read-only disk is just as much the machine's state as inside them
+        from buildsys.diskerrors import disk_error, is_disk_error
+        from buildsys.workspace import Workspace
+
+        if not is_disk_error(exc):
+            raise
+        error = disk_error(Workspace.at(args.directory), exc, Path(os.fsdecode(exc.filename or ".")))
+        ui.error(error)
+        return error.exit_code
     except KeyboardInterrupt:
         ui.stop_progress()
         ui.err.print("interrupted: finished stages are kept; run the same command to resume")

@@ -19,6 +19,7 @@ from buildsys.hashing import digest_data
 from buildsys.lifeline import bind_forked_workers
 from buildsys.plan import Plan
 from buildsys.stages import Stage
+from buildsys.stages.base import UNREADABLE
 from buildsys.stages.engine import decode_failure, execute, failure_payload, outputs_intact
 
 
@@ -91,7 +92,7 @@ def _notes(stage: Stage) -> list[str]:
     # read from the committed outputs, so cached and up-to-date stages warn too
     try:
         return stage.notes(stage.outputs())
-    except (OSError, ValueError, KeyError):
+    except UNREADABLE:
         return []
 
 

@@ -10,6 +10,7 @@ from buildsys.commands.common import plan as make_plan
 from buildsys.hashing import FileHasher
 from buildsys.plan import Plan, edges
 from buildsys.stages import Stage
+from buildsys.stages.base import UNREADABLE
 from buildsys.stages.engine import key_doc
 from buildsys.ui import Ui
 from buildsys.workspace import relpath
@@ -67,7 +68,7 @@ def _notes(stage: Stage) -> list[str]:
         return []
     try:
         return stage.notes(outputs)
-    except (OSError, ValueError, KeyError):
+    except UNREADABLE:
         return []
 
 

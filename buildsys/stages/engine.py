@@ -11,7 +11,6 @@ targets exist, so a damaged output would otherwise be read downstream and pinned
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -26,13 +25,12 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 
 from buildsys.cache import Cache, manifest_problem
+from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.hashing import FileHasher, digest_data, is_sha256
 from buildsys.stages.base import RunContext, Stage, StageEnv
 
-NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-NOT_WRITABLE = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
 
 
 def key_doc(stage: Stage, hasher: FileHasher, tools: dict[str, str]) -> dict[str, Any]:
@@ -190,24 +188,7 @@ def _writing(env: StageEnv, path: Path, errnos: frozenset[int] = NO_SPACE | NOT_
 
 
 def _disk_error(env: StageEnv, exc: OSError, path: Path) -> StageError:
-    named = exc.filename2 or exc.filename  # filename2: the destination of a copy or rename
-    failed = Path(os.fsdecode(named)) if isinstance(named, (str, bytes, os.PathLike)) else path
-    # the directory written to: the path if it is one, else its parent (of a file, of a temp
-    # name beside it, or of a directory that could not be made)
-    where = env.ws.show(failed if failed.is_dir() else failed.parent)
-    if exc.errno in NO_SPACE:
-        return StageError(
-            f"No space left on device: free space in {where}",
-            hint=f"writing {env.ws.show(path)} failed ({exc.strerror}); finished stages are kept, "
-            "so build again once there is room",
-            path=where,
-        )
-    return StageError(
-        f"cannot write {env.ws.show(path)}: {exc.strerror} ({where})",
-        hint=f"make {where} writable (chmod u+w, or remount it read-write) and build again, "
-        "or build in a workspace you can write: `buildsys -C DIR build`",
-        path=env.ws.show(path),
-    )
+    return disk_error(env.ws, exc, path)
 
 
 def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:

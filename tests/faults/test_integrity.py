@@ -238,3 +238,11 @@ def test_full_disk_says_free_space(workspace: Path, mounts) -> None:
     assert "bug in buildsys" not in said(outcomes) and "internal error" not in said(outcomes)
     assert filler.stat().st_size == size
     assert not list(cache.rglob("*.tmp"))  # no half-written temp files left behind
+
+
+def test_read_only_build_folder_is_one_clear_error(workspace: Path, mounts) -> None:
+    """The whole of build/ read-only: the folder marker, written before any stage, fails first."""
+    read_only(workspace / "build", mounts)
+    proc = run_cli(workspace, "build", check=1)
+    assert "cannot write build/shapes" in proc.stderr and "writable" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "bug in buildsys" not in proc.stderr
