@@ -89,7 +89,7 @@ class Sink:
 
 
 def _notes(stage: Stage) -> list[str]:
-    # read from the committed outputs, so cached and up-to-date stages warn too
+    # read from the committed outputs, so a restored stage warns like a fresh one
     try:
         return stage.notes(stage.outputs())
     except UNREADABLE:
