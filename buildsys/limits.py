@@ -14,7 +14,6 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from buildsys.errors import InputError
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -64,6 +63,11 @@ def file_problem(path: Path | str, limit: int, what: str) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
+    return stat_problem(st, limit, what)
+
+
+def stat_problem(st: os.stat_result, limit: int, what: str) -> str | None:
+    """`file_problem` for a file already stat'ed."""
     if not stat.S_ISREG(st.st_mode):
         return f"is {kind_of(st.st_mode)}, not a regular file"
     if st.st_size > limit:
@@ -118,9 +122,9 @@ def tensor_bytes(shape: Sequence[int], itemsize: int) -> int:
     return n
 
 
-def check_memory(tensors: Iterable[tuple[str, Sequence[int], int]], factor: int, what: str, hint: str) -> None:
-    """Refuse (exit 2) when `factor` x the largest of `tensors` (name, shape, itemsize) exceeds memory;
-    `what` starts the message (where the shapes come from, what they are).
+def memory_problem(tensors: Iterable[tuple[str, Sequence[int], int]], factor: int) -> str | None:
+    """`needs about ... of memory ...` when `factor` x the largest of `tensors` (name, shape,
+    itemsize) exceeds the machine's memory; None when it fits (or the memory is unknown).
 
     Past that point TensorFlow and the converters do not fail cleanly: they are
     killed by the kernel or crash with SIGSEGV after minutes of swapping.
@@ -128,13 +132,12 @@ def check_memory(tensors: Iterable[tuple[str, Sequence[int], int]], factor: int,
     memory = physical_memory()
     sized = [(tensor_bytes(shape, size), name, list(shape)) for name, shape, size in tensors]
     if not memory or not sized:
-        return
+        return None
     biggest, name, shape = max(sized, key=lambda s: s[0])
     estimate = factor * biggest
     if estimate <= memory:
-        return
-    raise InputError(
-        f"{what} needs about {size_text(estimate)} of memory ({factor} x its largest tensor "
-        f"'{name}' {shape}, {size_text(biggest)}); this machine has {size_text(memory)}",
-        hint=hint,
+        return None
+    return (
+        f"needs about {size_text(estimate)} of memory ({factor} x its largest tensor "
+        f"'{name}' {shape}, {size_text(biggest)}); this machine has {size_text(memory)}"
     )

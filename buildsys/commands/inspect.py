@@ -29,6 +29,7 @@ def run(args: Any, ui: Ui) -> int:
     root = Path(args.directory or ".")
     model, recipe = _model_path(Path(args.model), root)
     label = str(Path(args.model)) if recipe is None else shown_path(model, absolute(root))
+    _check_readable(model, label)
     report = inspect_model(model, ops=tuple(args.op or ()), recipe=recipe, label=label)
     if args.json:
         ui.data(report.to_json())
@@ -49,6 +50,14 @@ def _model_path(given: Path, root: Path) -> tuple[Path, FromRecipe | None]:
     if path.is_dir() or path.suffix in OTHER_MODELS:
         raise UsageError(f"{path}: inspect reads ONNX models (.onnx) or recipes with an ONNX source", path=str(path))
     return path, None
+
+
+def _check_readable(model: Path, label: str) -> None:
+    """/dev/zero or a FIFO would never finish loading."""
+    from buildsys.limits import MAX_MODEL_BYTES, file_problem
+
+    if problem := file_problem(model, MAX_MODEL_BYTES, "models"):
+        raise InputError(f"{label} {problem}", hint="give the model file itself", path=str(model))
 
 
 def _from_recipe(path: Path, root: Path) -> tuple[Path, FromRecipe]:

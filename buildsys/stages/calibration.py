@@ -13,12 +13,13 @@ with), and reuses them only when calibration took every file.
 from __future__ import annotations
 
 import json
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from buildsys.errors import InputError
-from buildsys.recipe.model import InputSource
+from buildsys.recipe.model import InputSource, Recipe
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
 
@@ -99,6 +100,7 @@ class Calibration(Stage):
             exclude = taken if role == "val" and self.held_out else None
             available = _available(sources)
             indices = _indices(available, samples, seed, exclude)
+            _check_memory(self.recipe, role, sources, len(indices))
             taken = indices if role == "calib" else taken
             arrays = {name: datasets.materialise(src, name, indices, layouts[name]) for name, src in sources.items()}
             datasets.write_npz(ctx.out[role], arrays)
@@ -127,3 +129,57 @@ def _available(sources: dict[str, InputSource]) -> int:
             hint="samples are paired across inputs by position; give every input the same count",
         )
     return available
+
+
+def _check_memory(recipe: Recipe, role: str, sources: dict[str, InputSource], count: int) -> None:
+    """A set is built in memory as float32 (and copied on the way into the npz): refuse one
+    the machine cannot hold before decoding a single file."""
+    from buildsys.limits import ACTIVATION_FACTOR, memory_problem
+    from buildsys.stages.sources import recipe_at
+
+    shapes = {name: sample_shape(src, name) for name, src in sorted(sources.items())}
+    sized = [(f"{role}.npz:{name}", [count, *shape], 4) for name, shape in shapes.items() if shape is not None]
+    if problem := memory_problem(sized, ACTIVATION_FACTOR):
+        key = ("calibration", "samples") if role == "calib" else ("validate", "samples")
+        what = "calibration" if role == "calib" else "validation"
+        raise InputError(
+            f"{recipe_at(recipe.path, key)}: the {what} set of {count} samples {problem}",
+            hint="lower `samples:`, or `resize:` the images smaller",
+        )
+
+
+def sample_shape(src: InputSource, name: str) -> tuple[int, ...] | None:
+    """The shape of one sample, read from headers only; None where that is not cheap to know."""
+    import numpy as np
+
+    if src.kind == "images":
+        channels = 1 if src.color == "gray" else 3
+        if src.resize:
+            return (*src.resize, channels)
+        size = _png_size(_first_file(src))
+        return (*size, channels) if size else None
+    try:
+        if src.kind == "npy":
+            return tuple(np.load(src.pattern, mmap_mode="r", allow_pickle=False).shape[1:])
+        with zipfile.ZipFile(src.pattern) as zf, zf.open(f"{src.key or name}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return tuple(read(fh)[0][1:])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # unreadable files get their own error when loaded
+
+
+def _first_file(src: InputSource) -> Path | None:
+    files = datasets.source_files(src)
+    return files[0] if files else None
+
+
+def _png_size(path: Path | None) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk; None for other formats."""
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import glob
 import io
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from buildsys.errors import InputError
+from buildsys.globwalk import bounded_glob
+from buildsys.limits import (
+    MAX_DATA_BYTES,
+    MAX_GLOB_ENTRIES,
+    MAX_GLOB_MATCHES,
+    MAX_IMAGE_BYTES,
+    file_problem,
+    stat_problem,
+)
 from buildsys.recipe.model import InputSource
 
 if TYPE_CHECKING:
@@ -23,8 +32,21 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 def source_files(src: InputSource) -> tuple[Path, ...]:
     if src.kind != "images":
         return (Path(src.pattern),)
-    matches = glob.glob(src.pattern, recursive=True)
-    return tuple(sorted(Path(m) for m in matches if os.path.isfile(m)))
+    matches = bounded_glob(src.pattern, MAX_GLOB_MATCHES, MAX_GLOB_ENTRIES)
+    return tuple(sorted(Path(m) for m in matches if _image_file(m)))
+
+
+def _image_file(path: str) -> bool:
+    """Folders and broken links a glob matches are skipped; a FIFO or device would hang the decoder: refused."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    if problem := stat_problem(st, MAX_IMAGE_BYTES, "an image"):
+        raise InputError(f"image {path} {problem}", hint="remove it from the data folder or narrow the glob")
+    return True
 
 
 def glob_base(src: InputSource) -> Path | None:
@@ -41,7 +63,18 @@ def glob_base(src: InputSource) -> Path | None:
 
 
 def check_source(src: InputSource, where: str, recipe_file: Path) -> None:
-    files = source_files(src)
+    from buildsys.stages.sources import recipe_at
+
+    try:
+        files = source_files(src)
+    except InputError as exc:  # a glob past its limits, a FIFO among the images
+        raise InputError(f"{recipe_at(recipe_file, (*where.split('.'), src.kind))}: {exc.message}", hint=exc.hint) from None
+    problem = file_problem(files[0], MAX_DATA_BYTES, "a data file") if src.kind != "images" else None
+    if problem:
+        raise InputError(
+            f"{recipe_at(recipe_file, (*where.split('.'), src.kind))}: '{src.written}' {problem}",
+            hint="name a .npy/.npz file written with numpy.save / numpy.savez",
+        )
     if not files or not files[0].is_file():
         what = "matches no files" if src.kind == "images" else "not found"
         raise InputError(

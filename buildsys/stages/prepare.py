@@ -44,5 +44,21 @@ class Prepare(Stage):
             replacements=self.recipe.replacements,
             recipe_file=ctx.env.ws.show(self.recipe.path),
         )
+        self._check_memory(prepared, label)
         # deterministic serialization: the same model and options give the same bytes
         ctx.out["prepared"].write_bytes(prepared.SerializeToString(deterministic=True))
+
+    def _check_memory(self, prepared: Any, label: str) -> None:
+        """Shapes are static now: a batch too big for the machine is refused here, not by a
+        SIGSEGV in the converter or TFLite minutes later."""
+        from buildsys.converter.prepare import input_shapes, tensor_sizes
+        from buildsys.errors import InputError
+        from buildsys.limits import ACTIVATION_FACTOR, memory_problem
+        from buildsys.stages.sources import recipe_at
+
+        if problem := memory_problem(tensor_sizes(prepared), ACTIVATION_FACTOR):
+            key = ("batch",) if self.recipe.batch is not None and not self.recipe.shapes else ("shapes",)
+            raise InputError(
+                f"{recipe_at(self.recipe.path, key)}: {label} at input shapes {input_shapes(prepared)} {problem}",
+                hint="lower `batch:` / the `shapes:` dims (calibration and validation feed whole batches)",
+            )

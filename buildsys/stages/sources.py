@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 from buildsys.errors import InputError
+from buildsys.limits import MAX_MODEL_BYTES, MAX_MODEL_FILES, file_problem, size_text
 from buildsys.recipe.model import Source
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -17,8 +18,21 @@ ONNX_FIRST_BYTE = b"\x08"
 def source_files(source: Source) -> tuple[Path, ...]:
     """Every file the source consists of (a SavedModel is a directory)."""
     if source.path.is_dir():
-        return tuple(sorted(p for p in source.path.rglob("*") if p.is_file()))
+        return tuple(sorted(p for p in _tree(source.path) if p.is_file()))
     return (source.path,)
+
+
+def _tree(folder: Path) -> list[Path]:
+    """Everything under `folder`, refused past MAX_MODEL_FILES: `saved_model: /` must not walk the disk."""
+    found = []
+    for path in folder.rglob("*"):
+        found.append(path)
+        if len(found) > MAX_MODEL_FILES:
+            raise InputError(
+                f"{folder} holds more than {MAX_MODEL_FILES:,} files and folders: not a SavedModel directory",
+                hint="name the folder that holds saved_model.pb and variables/",
+            )
+    return found
 
 
 def check_exists(source: Source, recipe_file: Path) -> None:
@@ -37,6 +51,38 @@ def check_exists(source: Source, recipe_file: Path) -> None:
             f"{recipe_file}: source.{source.format} is a directory: {source.path}",
             hint="if it is a TF SavedModel, write it as source.saved_model",
         )
+    check_size(source, recipe_file)
+
+
+def check_size(source: Source, recipe_file: Path) -> None:
+    """Refuse devices, FIFOs and sockets (reading them never ends or blocks) and files past
+    MAX_MODEL_BYTES, before anything hashes or loads them."""
+    key = ("source", source.format)
+    if source.path.is_dir():
+        try:
+            size = sum(f.stat().st_size for f in source_files(source))
+        except InputError as exc:
+            raise InputError(f"{recipe_at(recipe_file, key)}: {exc.message}", hint=exc.hint) from None
+        problem = f"holds {size_text(size)}, over the {size_text(MAX_MODEL_BYTES)} limit for models"
+        problem = problem if size > MAX_MODEL_BYTES else None
+    else:
+        problem = file_problem(source.path, MAX_MODEL_BYTES, "models")
+    if problem:
+        raise InputError(
+            f"{recipe_at(recipe_file, key)}: '{source.written}' {problem} ({source.path})",
+            hint="name the model file itself (a regular file) in the recipe",
+        )
+
+
+def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
+    """`recipes/r.yaml:5: source.onnx`, for a problem found after the recipe loaded (a loaded
+    recipe keeps no positions: the file is parsed again, only on the way to an error)."""
+    from buildsys.recipe.loader import absolute, parse_file, shown_path
+    from buildsys.recipe.yamlmarks import dotted
+
+    shown = shown_path(absolute(recipe_file), absolute(Path.cwd()))
+    pos = parse_file(recipe_file, shown).values.get(key)
+    return f"{shown}:{pos[0]}: {dotted(key)}" if pos else f"{shown}: {dotted(key)}"
 
 
 def check_format(source: Source) -> None:
@@ -46,7 +92,8 @@ def check_format(source: Source) -> None:
         if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
             raise _corrupt(path, "no saved_model.pb in the directory")
         return
-    head = path.read_bytes()[:8] if path.stat().st_size else b""
+    with open(path, "rb") as fh:
+        head = fh.read(8)  # not read_bytes(): a model may be gigabytes
     if source.format == "onnx" and head[:1] != ONNX_FIRST_BYTE:
         raise _corrupt(path, "not an ONNX model (it does not start with the ir_version field)")
     if source.format == "tflite" and head[4:8] != b"TFL3":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import InputError, StageError
+from buildsys.limits import MAX_DATA_BYTES, file_problem
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.metrics import compare, judge
 from buildsys.stages.sources import source_files
@@ -107,6 +108,8 @@ class Validate(Stage):
 
     def check(self) -> None:
         labels = self.recipe.validate.labels
+        if labels and (problem := file_problem(labels, MAX_DATA_BYTES, "a labels file")):
+            raise InputError(f"{self.recipe.path}: validate.labels: {labels} {problem}", hint="save the ids with numpy.save")
         if labels and not labels.is_file():
             raise InputError(
                 f"{self.recipe.path}: validate.labels: {labels} not found",

@@ -58,15 +58,16 @@ def export_float(fmt: str, src: Path, shapes: dict[str, list[int]] | None, batch
 
 def _check_memory(source: Source, static: list[list[int]], model: str) -> None:
     """Refuse input shapes the machine cannot hold before tracing (Grappler segfaults on them)."""
-    from buildsys.limits import INPUT_FACTOR, check_memory, itemsize
+    from buildsys.limits import INPUT_FACTOR, itemsize, memory_problem
 
-    shown = ", ".join(f"{t.name} {s}" for t, s in zip(source.inputs, static))
-    check_memory(
-        [(t.name, s, itemsize(t.dtype)) for t, s in zip(source.inputs, static)],
-        INPUT_FACTOR,
-        f"{model} at input shapes {shown}",
-        hint="lower `batch:` / the `shapes:` dims in the recipe (calibration and validation feed whole batches)",
-    )
+    problem = memory_problem([(t.name, s, itemsize(t.dtype)) for t, s in zip(source.inputs, static)], INPUT_FACTOR)
+    if problem:
+        shown = ", ".join(f"{t.name} {s}" for t, s in zip(source.inputs, static))
+        raise InputError(
+            f"{model} at input shapes {shown} {problem}",
+            hint="lower `batch:` / the `shapes:` dims in the recipe (calibration and validation feed whole batches)",
+            path=model,
+        )
 
 
 def _check_input_names(source: Source, model: str) -> None:
