@@ -19,7 +19,7 @@ RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 class Check(Stage):
     kind = "check"
-    VERSION = 3
+    VERSION = 4  # 4: uint8 IO requantize ops are not held against the op allowlist
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:

@@ -26,7 +26,7 @@ from buildsys.stages.report_md import render
 
 class Report(Stage):
     kind = "report"
-    VERSION = 9
+    VERSION = 10  # 10: report.html wraps long tensor names, lists IO conversions
     TOOLS = ("tensorflow", "matplotlib")  # matplotlib draws the SVG plots
     VOLATILE = ("report", "html")
 
