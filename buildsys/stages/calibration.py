@@ -22,6 +22,7 @@ from buildsys.errors import InputError
 from buildsys.recipe.model import InputSource, Recipe
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.sources import recipe_at
 
 
 class Calibration(Stage):
@@ -43,11 +44,8 @@ class Calibration(Stage):
 
     def check(self) -> None:
         for role, (sources, _, _) in self.sets.items():
-            where = "calibration.inputs" if role == "calib" else "validate.inputs"
-            if role == "val" and self.recipe.validate.inputs is None:
-                where = "calibration.inputs"
             for name, src in sources.items():
-                datasets.check_source(src, f"{where}.{name}", self.recipe.path)
+                datasets.check_source(src, (*sources_key(self.recipe, role), name), self.recipe.path)
 
     @cached_property
     def _inputs(self) -> list[Input]:
@@ -109,6 +107,70 @@ class Calibration(Stage):
                 ctx.out["val_index"].write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", "utf-8")
 
 
+def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[dict]) -> None:
+    """Samples of a set ("calib" or "val") must fit the model's inputs (signature.json entries);
+    a misfit names its data source and both shapes in the source model's own layout."""
+    from buildsys.tflow.samples import misfits
+
+    sources = recipe.calibration.inputs if role == "calib" else (recipe.validate.inputs or recipe.calibration.inputs)
+    _check_names(recipe, role, sources, [e["name"] for e in entries])
+    for name, shape, want in misfits(samples, entries):
+        src = sources[name]
+        key = (*sources_key(recipe, role), name)
+        raise InputError(
+            f"{recipe_at(recipe.path, key + (src.kind,))}: '{src.written}' {_gives(src, shape, recipe.path, key)};"
+            f" input '{name}' of the model takes samples of shape {datasets.shape_text(want)},"
+            f" an array {datasets.shape_text(['N', *want])}{_layout(recipe, entries, name)}",
+            hint=_fit_hint(src),
+        )
+
+
+def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], names: list[str]) -> None:
+    """Every model input has a source, and every source a model input (a typo is not a new input)."""
+    from buildsys.recipe.problems import did_you_mean
+
+    key = sources_key(recipe, role)
+    shown = ", ".join(f"'{n}'" for n in names)
+    for name in sorted(set(sources) - set(names)):
+        hint = did_you_mean(name, names) or f"name the sources by the model's inputs: {shown}"
+        raise InputError(f"{recipe_at(recipe.path, (*key, name))}: the model has no input '{name}'", hint=hint)
+    if missing := [n for n in names if n not in sources]:
+        raise InputError(
+            f"{recipe_at(recipe.path, key)}: no data for the model's input {', '.join(map(repr, missing))}",
+            hint=f"give one source per model input ({shown}), e.g. {missing[0]}: {{npy: data.npy}}",
+        )
+
+
+def _gives(src: InputSource, drawn: tuple, recipe_file: Path, key: tuple[str, ...]) -> str:
+    """What a source holds, as the user made it: the whole file's array, not the drawn rows."""
+    each = f"samples of shape {datasets.shape_text(drawn[1:])}" if len(drawn) > 1 else "one number per sample"
+    if src.kind == "images":
+        return f"gives {each}"
+    return f"holds an array {datasets.shape_text(datasets.data_header(src, recipe_file, key)[1])}: {each}"
+
+
+def _layout(recipe: Recipe, entries: list[dict], name: str) -> str:
+    # the model runs channels-last inside, but data is given as the ONNX model takes it
+    perm = next((e.get("perm") for e in entries if e["name"] == name), None)
+    if recipe.source.format == "onnx" and perm and perm != sorted(perm):
+        return ", channels first as the ONNX model takes it (NCHW)"
+    return ""
+
+
+def _fit_hint(src: InputSource) -> str:
+    if src.kind == "images":
+        return "check `resize:` ([height, width]), `color:` and `layout:` of this source"
+    return "save one sample per row, each in the shape the model input takes (its own layout), with numpy.save"
+
+
+def sources_key(recipe: Recipe, role: str) -> tuple[str, str]:
+    """Where the recipe names the sources of a sample set ("calib" or "val"); validation
+    without its own inputs holds out calibration files."""
+    if role == "val" and recipe.validate.inputs is not None:
+        return ("validate", "inputs")
+    return ("calibration", "inputs")
+
+
 def _indices(available: int, samples: int, seed: int, exclude) -> Any:
     """Seeded sample positions; drawn from those not in `exclude` when any are left."""
     import numpy as np
@@ -135,7 +197,6 @@ def _check_memory(recipe: Recipe, role: str, sources: dict[str, InputSource], co
     """A set is built in memory as float32 (and copied on the way into the npz): refuse one
     the machine cannot hold before decoding a single file."""
     from buildsys.limits import ACTIVATION_FACTOR, memory_problem
-    from buildsys.stages.sources import recipe_at
 
     shapes = {name: sample_shape(src, name) for name, src in sorted(sources.items())}
     sized = [(f"{role}.npz:{name}", [count, *shape], 4) for name, shape in shapes.items() if shape is not None]

@@ -55,6 +55,7 @@ class Quantize(Stage):
             # the vendor toolchain quantizes; what it needs is the static, folded model
             ctx.out["model"].write_bytes(ctx.input("prepared").read_bytes())
             return
+        from buildsys.stages.calibration import check_fit
         from buildsys.stages.datasets import read_npz
         from buildsys.tflow.quantize import to_tflite
         from buildsys.tflow.samples import to_stored
@@ -63,7 +64,9 @@ class Quantize(Stage):
         calib = None
         if self.device.needs_calibration:
             # samples are kept in the source model's layout; the float model may store them permuted
-            calib = to_stored(read_npz(ctx.input("calib")), signature["inputs"])
+            calib = read_npz(ctx.input("calib"))
+            check_fit(self.recipe, "calib", calib, signature["inputs"])
+            calib = to_stored(calib, signature["inputs"])
         model = to_tflite(
             ctx.input("float"),
             signature,

@@ -77,6 +77,10 @@ class Validate(Stage):
 
         signature = json.loads(ctx.input("signature").read_text("utf-8"))
         samples, origin = self._samples(ctx, signature)
+        if self.has_data:
+            from buildsys.stages.calibration import check_fit
+
+            check_fit(self.recipe, "val", samples, signature["inputs"])
         ref = self._run_reference(ctx, samples)
         stored = to_stored(samples, signature["inputs"])
         got = run_tflite(ctx.input("model"), stored)
@@ -144,6 +148,8 @@ class Validate(Stage):
     def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
         import numpy as np
 
+        from buildsys.tflow.samples import source_shape
+
         if self.has_data:
             from buildsys.stages.datasets import read_npz
 
@@ -152,7 +158,7 @@ class Validate(Stage):
         # no data in the recipe: uniform [0, 1) noise still catches broken conversions
         rng = np.random.default_rng(RANDOM_SEED)
         n = self.recipe.validate.samples
-        return {t["name"]: rng.random((n, *_source_shape(t)[1:]), dtype=np.float32) for t in signature["inputs"]}, (
+        return {t["name"]: rng.random((n, *source_shape(t)[1:]), dtype=np.float32) for t in signature["inputs"]}, (
             "random-uniform"
         )
 
@@ -176,12 +182,3 @@ def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
     name = node_namer(signature, model)
     for entry in layers.get("worst", []) if name else ():
         entry["nodes"] = name(entry["tensor"], entry["position"])
-
-
-def _source_shape(entry: dict) -> list[int]:
-    """An input's shape in the source model's layout (the signature stores the permuted one)."""
-    perm = entry.get("perm") or list(range(len(entry["shape"])))
-    shape = [0] * len(perm)
-    for stored_axis, source_axis in enumerate(perm):
-        shape[source_axis] = entry["shape"][stored_axis]
-    return shape
