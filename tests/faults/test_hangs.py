@@ -119,6 +119,28 @@ def test_globs_stay_in_the_workspace_and_stop_at_their_limit(tmp_path: Path) -> 
     write_recipe(ws, "shapes.yaml", RECIPE.replace("images: data/calib/*.png", "images: data/many/*.png"))
     refused(run(ws, "check"), "recipes/shapes.yaml:12", "data/many/*.png", "more than 100,000 files")
 
+    same_as_glob_glob(tmp_path / "tree")
+
+
+def same_as_glob_glob(root: Path) -> None:
+    """Image lists (and so cache keys and drawn samples) must not change with the walk."""
+    import glob
+
+    from buildsys.globwalk import bounded_glob
+
+    root.mkdir()
+    for folder in ("", "a", "a/b", "a/.hidden", ".dot", "c/d/e"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in ("1.png", "2.jpg", ".3.png", "x.PNG"):
+            (root / folder / name).touch()
+    (root / "c" / "link").symlink_to(root / "a")
+    for pattern in ("*.png", "**/*.png", "**", "a/**/*.png", "*/*.png", "**/b/*", ".dot/*", "a/.hidden/*.png",
+                    "[ac]/*.png", "a/b/?.png", "**/**/*.jpg", "c/**/*.png", "1.png", "none/*.png"):
+        full = str(root / pattern)
+        # a set: glob.glob lists a file once per way `**/**` reaches it
+        want = sorted({m.rstrip("/") for m in glob.glob(full, recursive=True) if os.path.isfile(m)})
+        assert sorted(m for m in bounded_glob(full, 1000, 10_000) if os.path.isfile(m)) == want, pattern
+
 
 def onnx_model(path: Path) -> None:
     """Conv + Relu with a dynamic batch dim, as PyTorch exports it."""
