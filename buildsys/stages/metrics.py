@@ -46,6 +46,11 @@ def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float
     return {k: round(v, 8) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def _limit(limit: float) -> str:
+    """A limit as the recipe wrote it (0.9999999 must not read as 1), whole numbers bare."""
+    return str(int(limit)) if float(limit).is_integer() else repr(float(limit))
+
+
 def _away(value: float, kind: str) -> str:
     """Six digits rounded away from the limit: a cosine of 0.99999996 missing 1 must not
     read "1 < 1", and it reads as the reports' cosines do (cut, not rounded)."""
@@ -128,7 +133,7 @@ def judge(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
             continue
         value = metrics[metric]
         if kind == "min" and value < limit:
-            missed.append(f"{metric} {_away(value, kind)} < {name} {limit:g} (short by {limit - value:.3g})")
+            missed.append(f"{metric} {_away(value, kind)} < {name} {_limit(limit)} (short by {limit - value:.3g})")
         elif kind == "max" and value > limit:
-            missed.append(f"{metric} {_away(value, kind)} > {name} {limit:g} (over by {value - limit:.3g})")
+            missed.append(f"{metric} {_away(value, kind)} > {name} {_limit(limit)} (over by {value - limit:.3g})")
     return missed
