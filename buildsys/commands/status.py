@@ -40,10 +40,10 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
         ups.setdefault(down.task_name, []).append(up)
     rows, stale = [], set()
     for rp in plan.recipes:
-        lock = lockfile.read(lockfile.lock_path(rp.recipe)) or {}
+        lock, damaged = _lock(rp.recipe)
         for stage in rp.stages:
             entry = lock.get("stages", {}).get(stage.local_id)
-            reasons = reasons_for(stage, entry, hasher, plan)
+            reasons = [damaged] if damaged else reasons_for(stage, entry, hasher, plan)
             if entry is not None:  # "never built" says it all
                 reasons += [f"after {u.local_id}" for u in ups.get(stage.task_name, []) if u.task_name in stale]
             if reasons:
@@ -60,6 +60,14 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
             )
     hasher.save()
     return rows
+
+
+def _lock(recipe: Any) -> tuple[dict, str | None]:
+    """The recipe's lock, or {} and why it cannot be read: status reports, it does not refuse."""
+    try:
+        return lockfile.read(lockfile.lock_path(recipe)) or {}, None
+    except lockfile.DamagedLock as exc:
+        return {}, f"{exc.message.splitlines()[0]}; `buildsys build` rewrites it"
 
 
 def _notes(stage: Stage) -> list[str]:
