@@ -11,7 +11,7 @@ from buildsys.stages.sources import source_files
 
 class Prepare(Stage):
     kind = "prepare"
-    VERSION = 2
+    VERSION = 3  # 3: refuses tensors bigger than the machine's memory (a cached result would reach convert's crash)
     TOOLS = ("onnx", "numpy")
 
     def inputs(self) -> list[Input]:
