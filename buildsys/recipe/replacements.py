@@ -5,6 +5,7 @@ the prepare stage (buildsys/replace/)."""
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from buildsys.errors import Problem
@@ -54,7 +55,9 @@ def _entry(parsed: Parsed, path: tuple, entry: dict) -> list[Problem]:
 def _regex_problem(pattern: str) -> str | None:
     # re.error is not all: a huge {n} overflows and deep nesting exhausts the parser's recursion
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():  # "possible nested set" would print a source line to the user
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(pattern)
     except (re.error, OverflowError) as exc:
         return str(exc)
     except RecursionError:

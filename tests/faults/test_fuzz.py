@@ -21,7 +21,8 @@ import signal
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -904,13 +905,20 @@ class Outcome:
     timed_out: bool = False
     out: str = ""
     err: str = ""
+    warned: list[str] = field(default_factory=list)  # Python warnings a user would see
 
 
 def run(argv: list[str]) -> Outcome:
     result = Outcome()
     try:
-        with time_budget(BUDGET_S):
-            result.code = main(argv)
+        with time_budget(BUDGET_S), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result.code = main(argv)
+            finally:
+                # Python hides these two by default; anything else reaches the terminal as a source line
+                hidden = (DeprecationWarning, PendingDeprecationWarning)
+                result.warned = [str(w.message) for w in caught if not issubclass(w.category, hidden)]
     except CaseTimeout:
         result.timed_out = True
     except SystemExit as exc:  # argparse
@@ -933,6 +941,7 @@ def judge(case: Case, result: Outcome, changed: list[str]) -> list[str]:
     if case.expect is not None and result.code != case.expect and not (result.timed_out or result.crash):
         wrong.append(f"exit {result.code!r}, wanted {case.expect}")
     wrong += [f"output says {word!r}" for word in CRASH_WORDS if word in text]
+    wrong += [f"a Python warning reaches the user: {message}" for message in result.warned]
     if result.code == 2 and "error" not in result.err:
         wrong.append("exit 2 without an error message on stderr")
     elif result.code == 2 and case.kind not in ("recipe_path", "workspace") and not any(n in result.err for n in case.named()):
