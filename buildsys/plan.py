@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from buildsys.devices import Catalogue, Device, ProfileError, with_overrides
-from buildsys.errors import BuildsysError, UsageError
+from buildsys.errors import BuildsysError, RecipeError, UsageError
+from buildsys.recipe.loader import parse_file, shown_path, sort_problems
 from buildsys.recipe.model import Recipe, Target
+from buildsys.recipe.yamlmarks import KeyPath
 from buildsys.stages import Stage, StageEnv
 from buildsys.stages.calibration import Calibration
 from buildsys.stages.check import Check
@@ -53,13 +56,19 @@ def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None 
             plans.append(plan_recipe(recipe, catalogue, env))
         except BuildsysError as exc:
             errors.append(exc)
+    if len(errors) > 1 and all(isinstance(e, RecipeError) for e in errors):
+        raise RecipeError(sort_problems([p for e in errors for p in e.problems]))
     if errors:
         raise errors[0] if len(errors) == 1 else PlanError(errors)
     return Plan(env=env, recipes=plans)
 
 
 def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePlan:
-    devices = target_devices(recipe, catalogue)
+    devices, problems = target_devices(recipe, catalogue)
+    for i, target in enumerate(recipe.targets):
+        problems += _device_fit(recipe, i, devices[target.name]) if target.name in devices else []
+    if problems:
+        raise located(recipe, env.ws.root, problems)
     stages: list[Stage] = [Fetch(recipe)]
     if recipe.source.format == "onnx":
         stages.append(Prepare(recipe))
@@ -77,7 +86,6 @@ def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePl
 
 
 def target_stages(recipe: Recipe, target: Target, device: Device, common: tuple[Stage, ...]) -> list[Stage]:
-    _check_device_fits(recipe, target, device)
     stages: list[Stage] = [Quantize(recipe, target, device)]
     if device.format == "tflite" and recipe.source.format != "tflite":
         stages.append(Validate(recipe, target, device))
@@ -88,23 +96,34 @@ def target_stages(recipe: Recipe, target: Target, device: Device, common: tuple[
     return stages
 
 
-def _check_device_fits(recipe: Recipe, target: Target, device: Device) -> None:
-    where = f"{recipe.path}: target '{target.name}' ({device.name})"
+# (key path in the recipe, message, hint): located in the recipe file only when reported
+Found = tuple[KeyPath, str, "str | None"]
+
+
+def located(recipe: Recipe, workspace: Path, found: list[Found]) -> RecipeError:
+    """Plan-time problems shown like load-time ones, with the line of their key.
+
+    The recipe is parsed again for the positions: only on this error path, so a
+    plan of valid recipes costs nothing more.
+    """
+    parsed = parse_file(recipe.path, shown_path(recipe.path, workspace))
+    return RecipeError(sort_problems([parsed.at_value(key, message, hint) for key, message, hint in found]))
+
+
+def _device_fit(recipe: Recipe, index: int, device: Device) -> list[Found]:
+    key = ("targets", index, "device")
     # a TFLite source ships as it is: nothing to calibrate
     if device.needs_calibration and recipe.calibration is None and recipe.source.format != "tflite":
-        raise UsageError(
-            f"{where} quantizes to {device.mode} and needs calibration data",
-            hint="add a `calibration:` section with one data source per model input",
-        )
+        hint = "add a `calibration:` section with one data source per model input"
+        return [(key, f"{device.name} quantizes to {device.mode} and needs calibration data", hint)]
     if device.format == "onnx" and recipe.source.format != "onnx":
-        raise UsageError(
-            f"{where} takes the prepared ONNX model, and this recipe's source is {recipe.source.format}",
-            hint="build from the model's ONNX export, or pick a device that takes TFLite",
-        )
+        message = f"{device.name} takes the prepared ONNX model, and this recipe's source is {recipe.source.format}"
+        return [(key, message, "build from the model's ONNX export, or pick a device that takes TFLite")]
+    return []
 
 
-def target_devices(recipe: Recipe, catalogue: Catalogue) -> dict[str, Device]:
-    """Each target's device with its overrides; every problem of the recipe in one error."""
+def target_devices(recipe: Recipe, catalogue: Catalogue) -> tuple[dict[str, Device], list[Found]]:
+    """Each target's device with its overrides, and every problem of the recipe's targets."""
     devices, problems = {}, []
     for i, target in enumerate(recipe.targets):
         try:
@@ -112,13 +131,11 @@ def target_devices(recipe: Recipe, catalogue: Catalogue) -> dict[str, Device]:
         except ProfileError:
             raise
         except UsageError as exc:
-            problems.append(f"targets[{i}].device: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            problems.append((("targets", i, "device"), exc.message, exc.hint))
             continue
         devices[target.name], wrong = with_overrides(device, target.overrides)
-        problems += [f"targets[{i}].{key}: {message}" for key, message in wrong]
-    if problems:
-        raise UsageError(f"{recipe.path}:\n  " + "\n  ".join(problems), path=str(recipe.path))
-    return devices
+        problems += [(("targets", i, key), message, None) for key, message in wrong]
+    return devices, problems
 
 
 def edges(plan: Plan) -> list[tuple[Stage, Stage]]:

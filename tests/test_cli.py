@@ -37,6 +37,16 @@ def test_check_validates_without_building(workspace: Path) -> None:
     assert not (workspace / "build").exists()
 
 
+def test_check_names_the_line_of_every_target_problem(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    targets = "  - device: axis-cv25\n  - device: cpu-int9\n  - {device: cpu-fp32, name: f, per_channel: true}\n"
+    recipe.write_text(recipe.read_text().replace("  - device: cpu-int8\n", targets))
+    err = run_cli(workspace, "check", check=2).stderr
+    assert "recipes/shapes.yaml:22:13  targets[0].device  axis-cv25 takes the prepared ONNX model" in err
+    assert "recipes/shapes.yaml:23:13  targets[1].device  unknown device 'cpu-int9'" in err
+    assert "recipes/shapes.yaml:24:46  targets[2].per_channel  cpu-fp32 does not quantize" in err
+
+
 def test_usage_errors_exit_2(workspace: Path) -> None:
     assert run_cli(workspace, "frobnicate", check=2).returncode == 2
     assert "at least 1" in run_cli(workspace, "build", "-j", "0", check=2).stderr
