@@ -80,9 +80,21 @@ def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePl
     common = tuple(stages)
     for target in recipe.targets:
         stages += target_stages(recipe, target, devices[target.name], common)
-    for stage in stages:
-        stage.check()
+    check_inputs(stages)
     return RecipePlan(recipe, stages)
+
+
+def check_inputs(stages: list[Stage]) -> None:
+    """Every stage's cheap input check, all reported at once (a missing model and an empty glob)."""
+    failed: dict[str, BuildsysError] = {}  # by message: each target's validate checks the same labels
+    for stage in stages:
+        try:
+            stage.check()
+        except BuildsysError as exc:
+            failed.setdefault(exc.message, exc)
+    if failed:
+        errors = list(failed.values())
+        raise errors[0] if len(errors) == 1 else PlanError(errors)
 
 
 def target_stages(recipe: Recipe, target: Target, device: Device, common: tuple[Stage, ...]) -> list[Stage]:

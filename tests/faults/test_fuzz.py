@@ -1,14 +1,18 @@
 """Recipe fuzzer (issue 12): seeded mutations of the bundled recipes, run in-process.
 
-Each case writes one mutated recipe into a shared workspace, runs `buildsys check`
-(a few `graph` and `status`) through `buildsys.cli.main`, and demands what a user
-is promised for any input: exit 0 or 2, a message and never a traceback, an answer
-within the time budget, and no file written outside build/ and .buildsys/.
+Each case writes one mutated recipe (sometimes a device profile too) into a shared
+workspace, runs `buildsys check` (a few `graph` and `status`) through
+`buildsys.cli.main` twice, and demands what a user is promised for any input: exit
+0 or 2 (exactly the one the mutation implies, where it implies one), a one-screen
+message naming the file and never a traceback or a Python warning, an answer within
+the time budget, the same answer the second time (from the memo of valid recipes),
+and no file written outside build/ and .buildsys/ of the workspace.
 
-Cases are generated from BUILDSYS_FUZZ_SEED (default 12) and numbered; each case
-draws from its own `Random(f"{seed}-{number}")`, so a case stays the same when
-others are added. A failure prints the mutation, the command and the recipe text;
-rerun one case with `pytest tests/faults/test_fuzz.py -k case0042`.
+Cases are generated from BUILDSYS_FUZZ_SEED (default 12; BUILDSYS_FUZZ_CASES,
+BUILDSYS_FUZZ_BUDGET) and numbered; each case draws from its own
+`Random(f"{seed}-{number}")`, so a case stays the same when others are added. A
+failure prints the mutation, the command and the recipe text; rerun one case with
+`BUILDSYS_FUZZ_SEED=26 pytest tests/faults/test_fuzz.py -k case0173`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import random
 import shutil
 import signal
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +195,7 @@ SPECIAL = ["fifo", "fifo.yaml", "fifo.png", "fifo.npy", "fifo.keras", "zero.yaml
 GLOBS = ["**/*.png", "../**/*.png", "[", "[!", "*[", "data/calib/[a-z", "**", "***/*.png", "data/**/**/**/*.png",
          "{a,b}*.png", "?", "*.PNG", "data/calib/*.png/", "data/calib", "data/calib/", "data/calib/[0-9]*.png",
          "../examples/shapes/*/*.png", "data/calib/**", "*", "data/*/*.png", "[]", "[[]", "\\*", "**/**/**/**/*"]
-# Globs rooted at / walk the whole machine (and /proc's loops): budgeted, see KNOWN.
+# Globs rooted at / would walk the whole machine (and /proc's loops): the loader refuses ** outside the workspace.
 ROOT_GLOBS = ["/**/*.png", "/**", "/proc/**/*.png", "../../../../../../../**/*.png", "/**/*"]
 BAD_DEVICES = ["cpu-int9", "CPU-INT8", "gpu", "axis-artpec10", "cpu-int8 ", " cpu-int8", "", "cpu_int8",
                "cpu-int8.yaml", "devices/none.yaml", "../../../../etc/passwd.yaml", "/proc/self/status.yaml",
