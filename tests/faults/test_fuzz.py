@@ -234,10 +234,6 @@ OUTPUTS_OTHER = ["../build/x", "../build/shapes-onnx", "build", "x/../../build/y
                  "../build/" + "n" * 300, "../build/a\nb", "out"]
 
 
-def _data(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def _at(rng: random.Random, data: Any, wanted: Callable[[Any], bool] = lambda v: True) -> KeyPath:
     choices = [p for p in paths(data) if wanted(get(data, p))]
     return rng.choice(choices)
