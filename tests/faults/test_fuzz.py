@@ -729,9 +729,10 @@ KINDS: dict[str, tuple[Callable[..., Mutation] | None, int]] = {
     "output_other": (output_other, 6),
     "structure": (structure, 25),
     "replacements": (replacements, 10),
-    "recipe_path": (None, 8),  # these three: see make_case
+    "recipe_path": (None, 8),  # these four: see make_case
     "profile": (None, 12),
     "workspace": (None, 4),
+    "lockfile": (None, 8),
 }
 
 # Mutation kinds that fail today because of defects other engineers are fixing (issue 12).
@@ -786,6 +787,8 @@ def make_case(number: int) -> Case:
         return Case(number, kind, base, what, body, tuple(a for a in argv if a != path) + (given,), expect)
     if kind == "profile":
         return profile_case(rng, number, base, text, argv)
+    if kind == "lockfile":
+        return lockfile_case(rng, number, base, text, path)
     if kind == "workspace":
         given = rng.choice(sorted(WORKSPACES))
         argv = ("-C", given) + argv[2:]
@@ -827,6 +830,18 @@ def profile_case(rng: random.Random, number: int, base: str, text: str, argv: tu
         what, body, _ = KINDS[kind][0](rng, DEVICE_PROFILE, profile)
         what = f"profile {kind}: {what}"
     return Case(number, "profile", base, what, dump(data), argv, None, (("recipes/devices/fuzz.yaml", body),))
+
+
+LOCK = (ROOT / "recipes" / "shapes-onnx.lock").read_text("utf-8")
+
+
+def lockfile_case(rng: random.Random, number: int, base: str, text: str, recipe: str) -> Case:
+    """`status` reads the lockfile next to the recipe: a damaged one is a message, not a traceback."""
+    kind = rng.choice(GENERIC)
+    what, body, _ = KINDS[kind][0](rng, LOCK, yaml.safe_load(LOCK))
+    lock = str(Path(recipe).with_suffix(".lock"))
+    argv = ("-C", WS, "status", *rng.choice([[], ["--json"]]), recipe)
+    return Case(number, "lockfile", base, f"lockfile {kind}: {what}", text, argv, None, ((lock, body),))
 
 
 # kinds that work on the data, so they can follow another mutation
@@ -973,6 +988,7 @@ def test_fuzzed_recipe(case: Case, arena: dict[str, Path], capsys: pytest.Captur
     original = recipe.read_bytes()
     body, argv = case.payload(ws, outside), case.command(ws, outside)
     recipe.write_bytes(body)
+    saved = {name: (ws / name).read_bytes() if (ws / name).exists() else None for name, _ in case.files}
     for name, text in case.files:
         (ws / name).write_bytes(case.payload(ws, outside, text))
     try:
@@ -985,8 +1001,11 @@ def test_fuzzed_recipe(case: Case, arena: dict[str, Path], capsys: pytest.Captur
         after = snapshot(root, ws)
     finally:
         recipe.write_bytes(original)
-        for name, _ in case.files:
-            (ws / name).unlink()
+        for name, old in saved.items():
+            if old is None:
+                (ws / name).unlink()
+            else:
+                (ws / name).write_bytes(old)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     wrong = judge(case, result, changed)
     if not wrong and (again.code, again.err) != (result.code, result.err):
