@@ -19,7 +19,7 @@ from buildsys.fsutil import atomic_write_text
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
 from buildsys.stages.base import Stage
-from buildsys.stages.engine import key_doc, stage_key
+from buildsys.stages.engine import VOLATILE, key_doc, stage_key
 from buildsys.tools import LOCKED_TOOLS
 from buildsys.workspace import relpath
 
@@ -38,9 +38,24 @@ def lock_path(recipe: Recipe) -> Path:
     return recipe.path.with_suffix(".lock")
 
 
-def stage_entry(stage: Stage, hasher: FileHasher, tools: dict[str, str]) -> dict[str, Any]:
+def volatile_files(stages: list[Stage]) -> frozenset[str]:
+    """Outputs whose bytes are not a function of their key: timings, and measurements whose
+    float rounding depends on the CPU that ran them. The lock names them but pins no bytes,
+    so a lock made on one machine holds on another; what they decide (a missed threshold)
+    still fails the build, and a failed build writes no lock."""
+    return frozenset(str(p) for s in stages for role, p in s.outputs().items() if role in s.VOLATILE)
+
+
+def input_digests(stage: Stage, hasher: FileHasher, volatile: frozenset[str]) -> dict[str, str]:
     base = stage.recipe.base
-    doc = key_doc(stage, hasher, tools)
+    return {relpath(f, base): VOLATILE if str(f) in volatile else hasher.digest(f) for f in stage.input_files()}
+
+
+def stage_entry(
+    stage: Stage, hasher: FileHasher, tools: dict[str, str], volatile: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    base = stage.recipe.base
+    doc = key_doc(stage, hasher, tools, volatile)
     outputs = {}
     for role, path in sorted(stage.outputs().items(), key=lambda kv: str(kv[1])):
         rel = relpath(path, base)
@@ -54,7 +69,7 @@ def stage_entry(stage: Stage, hasher: FileHasher, tools: dict[str, str]) -> dict
         "params_digest": digest_data(doc["params"]),
         "params": doc["params"],
         "tools": doc["tools"],
-        "inputs": {relpath(f, base): hasher.digest(f) for f in stage.input_files()},
+        "inputs": input_digests(stage, hasher, volatile),
         "outputs": outputs,
     }
 
@@ -70,7 +85,7 @@ def lock_data(recipe: Recipe, stages: list[Stage], hasher: FileHasher, tools: di
         "devices": dict(sorted(devices.items())),
         # the recipe's model edits, so a lock says at a glance whether two builds edited alike
         "replacements_digest": digest_data([r.data for r in recipe.replacements]),
-        "stages": {s.local_id: stage_entry(s, hasher, tools) for s in stages},
+        "stages": {s.local_id: stage_entry(s, hasher, tools, volatile_files(stages)) for s in stages},
     }
 
 

@@ -39,11 +39,12 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
     for up, down in edges(plan):
         ups.setdefault(down.task_name, []).append(up)
     rows, stale = [], set()
+    volatile = lockfile.volatile_files(plan.stages())
     for rp in plan.recipes:
         lock, damaged = _lock(rp.recipe)
         for stage in rp.stages:
             entry = lock.get("stages", {}).get(stage.local_id)
-            reasons = [damaged] if damaged else reasons_for(stage, entry, hasher, plan)
+            reasons = [damaged] if damaged else reasons_for(stage, entry, hasher, plan, volatile)
             if entry is not None:  # "never built" says it all
                 reasons += [f"after {u.local_id}" for u in ups.get(stage.task_name, []) if u.task_name in stale]
             if reasons:
@@ -80,7 +81,9 @@ def _notes(stage: Stage) -> list[str]:
         return []
 
 
-def reasons_for(stage: Stage, entry: dict | None, hasher: FileHasher, plan: Plan) -> list[str]:
+def reasons_for(
+    stage: Stage, entry: dict | None, hasher: FileHasher, plan: Plan, volatile: frozenset[str] = frozenset()
+) -> list[str]:
     if entry is None:
         return ["not in the lockfile (never built)"]
     base = stage.recipe.base
@@ -96,7 +99,7 @@ def reasons_for(stage: Stage, entry: dict | None, hasher: FileHasher, plan: Plan
         out.append(f"stage version {entry.get('version')} -> {doc['version']}")
     out += [f"param {line}" for line in lockfile.diff(entry.get("params"), doc["params"])]
     out += [f"tool {line}" for line in lockfile.diff(entry.get("tools"), doc["tools"])]
-    now = {relpath(f, base): hasher.digest(f) for f in stage.input_files()}
+    now = lockfile.input_digests(stage, hasher, volatile)
     out += [f"input {line}" for line in lockfile.diff(entry.get("inputs"), now)]
     for role, path in stage.outputs().items():
         rel = relpath(path, base)

@@ -33,12 +33,20 @@ from buildsys.stages.base import RunContext, Stage, StageEnv
 
 
 
-def key_doc(stage: Stage, hasher: FileHasher, tools: dict[str, str]) -> dict[str, Any]:
+def key_doc(
+    stage: Stage, hasher: FileHasher, tools: dict[str, str], volatile: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """What the key hashes; files in `volatile` enter by name only (the lockfile's view of
+    measurements, whose bytes differ between machines)."""
     doc = stage.static_doc(tools)
     doc["inputs"] = {
-        inp.role: [[name, hasher.digest(f)] for name, f in inp.named()] for inp in stage.inputs()
+        inp.role: [[name, VOLATILE if str(f) in volatile else hasher.digest(f)] for name, f in inp.named()]
+        for inp in stage.inputs()
     }
     return doc
+
+
+VOLATILE = "volatile"
 
 
 def stage_key(doc: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT, build_json, run_cli
 
@@ -46,3 +47,26 @@ def test_locked_names_the_tool_that_differs_and_how_to_install_it(workspace: Pat
     proc = run_cli(workspace, "build", "--locked", check=1)
     assert f"tools.onnxruntime: 1.17.0 -> {now}" in proc.stderr
     assert "pip install 'onnxruntime==1.17.0'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_locked_holds_on_a_machine_whose_float_kernels_differ(workspace: Path) -> None:
+    """oneDNN picks kernels by CPU, and their rounding reaches the validation errors: a lock
+    made on one machine must hold on another with the same tools. ONEDNN_MAX_CPU_ISA makes
+    this machine pick the kernels an older CPU would."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    build_json(workspace)
+    metrics = workspace / "build" / "shapes" / "fp32" / "metrics.json"
+    here, model = metrics.read_bytes(), (metrics.parent / "model.tflite").read_bytes()
+    shutil.rmtree(workspace / "build")
+    shutil.rmtree(workspace / ".buildsys")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "SSE41"}
+    cmd = [sys.executable, "-m", "buildsys", "build", "--locked"]
+    proc = subprocess.run(cmd, cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
+    if metrics.is_file() and metrics.read_bytes() == here:
+        pytest.skip("this CPU's kernels are the SSE4.1 ones already: nothing differs")
+    assert proc.returncode == 0, proc.stderr
+    assert (metrics.parent / "model.tflite").read_bytes() == model  # the artifact itself is the same
