@@ -44,7 +44,14 @@ class PlanError(UsageError):
 
     def __init__(self, errors: list[BuildsysError]):
         self.errors = errors
-        super().__init__("\n".join(e.message for e in errors), hint=errors[0].hint)
+        super().__init__("\n".join(line for e in errors for line in _lines(e)), hint=errors[0].hint)
+
+
+def _lines(error: BuildsysError) -> list[str]:
+    # a recipe's located problems would otherwise shrink to their count ("2 problems in ...")
+    if isinstance(error, RecipeError):
+        return [f"{p.location()}  {p.key}  {p.message}" for p in error.problems]
+    return [error.message]
 
 
 def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None = None) -> Plan:

@@ -47,6 +47,16 @@ def test_check_names_the_line_of_every_target_problem(workspace: Path) -> None:
     assert "recipes/shapes.yaml:24:46  targets[2].per_channel  cpu-fp32 does not quantize" in err
 
 
+def test_check_keeps_every_recipe_problem_when_recipes_fail_differently(workspace: Path) -> None:
+    recipe = workspace / "recipes" / "shapes.yaml"
+    text = recipe.read_text()
+    (workspace / "recipes" / "b.yaml").write_text(text.replace("name: shapes", "name: b").replace("cpu-int8", "cpu-int9"))
+    recipe.write_text(text.replace("model/model.keras", "model/gone.keras"))
+    err = run_cli(workspace, "check", check=2).stderr
+    assert "recipes/b.yaml:22:13  targets[0].device  unknown device 'cpu-int9'" in err
+    assert "source model not found" in err and "gone.keras" in err
+
+
 def test_usage_errors_exit_2(workspace: Path) -> None:
     assert run_cli(workspace, "frobnicate", check=2).returncode == 2
     assert "at least 1" in run_cli(workspace, "build", "-j", "0", check=2).stderr
