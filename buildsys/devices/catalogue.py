@@ -37,7 +37,7 @@ class Catalogue:
     def get(self, name: str) -> Device:
         """A built-in profile."""
         path = self._builtin / f"{name}.yaml"
-        if not path.is_file():
+        if not _is_file(path):
             hint = did_you_mean(name, self.names())
             raise UsageError(
                 f"unknown device '{name}'",
@@ -53,7 +53,7 @@ class Catalogue:
         path = absolute(base / spec)
         if problem := file_problem(path, MAX_TEXT_BYTES, "a device profile"):  # a FIFO would block the read
             raise UsageError(f"device profile {shown_path(path, self._workspace)} {problem}", path=str(path))
-        if not path.is_file():
+        if not _is_file(path):
             raise UsageError(f"no such device profile file: {shown_path(path, self._workspace)}", path=str(path))
         return self._device(path, trusted=False, chain=())
 
@@ -90,7 +90,7 @@ class Catalogue:
             target, hint = path.parent / spec, "a path is relative to this profile file"
         else:
             target, hint = self._builtin / f"{spec}.yaml", did_you_mean(spec, self.names())
-        if not target.is_file():
+        if not _is_file(target):
             return None, [parsed.at_value(("extends",), f"no profile '{spec}' to extend", hint)]
         if absolute(target) in chain:
             return None, [parsed.at_value(("extends",), f"'{spec}' extends this profile again (a cycle)")]
@@ -99,6 +99,14 @@ class Catalogue:
             return self._device(absolute(target), trusted=trusted or builtin, chain=chain), []
         except ProfileError as exc:
             return None, exc.problems
+
+
+def _is_file(path: Path) -> bool:
+    """is_file, where a name too long for the file system is simply no such file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:

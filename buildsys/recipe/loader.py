@@ -108,7 +108,8 @@ class RecipeLoader:
 
         text = (schema_path or shipped("recipe.schema.json")).read_text(encoding="utf-8")
         self._schema = json.loads(text)
-        self._schema_digest = digest_bytes(text.encode("utf-8"))
+        # a recipe found valid by older checks must be checked again by new ones
+        self._schema_digest = digest_data([digest_bytes(text.encode("utf-8")), _checks_digest()])
         self._validator: Any = None
         self._name_pattern = self._schema["$defs"]["name"]["pattern"]
         self._memo = ValidMemo(memo)
@@ -194,6 +195,12 @@ def _outside_globs(parsed: Parsed, base: Path, workspace: Path) -> list[Problem]
 
 def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
+
+
+def _checks_digest() -> str:
+    """The code that decides whether a recipe is valid: this package's modules."""
+    here = Path(__file__).parent
+    return digest_data([[f.name, digest_bytes(f.read_bytes())] for f in sorted(here.glob("*.py"))])
 
 
 def parse_file(path: Path, shown: str) -> Parsed:

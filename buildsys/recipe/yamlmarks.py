@@ -62,7 +62,7 @@ class Parsed:
 
     def at(self, pos: Pos | None, path: KeyPath, message: str, hint: str | None = None) -> Problem:
         line, column = pos or self._nearest_value(path) or (None, None)
-        return Problem(self.file, line, column, dotted(path), message, hint)
+        return Problem(self.file, line, column, dotted(path), _clipped(message), hint and _clipped(hint))
 
     def _nearest_value(self, path: KeyPath) -> Pos | None:
         # A key that is missing from the data is located at its closest existing parent.
@@ -208,3 +208,11 @@ class _Builder:
         problem = self.parsed.at(pos_of(node), where, f"keys must be text, got {shown}", "quote the key")
         self.parsed.problems.append(problem)
         return None
+
+
+PROBLEM_MAX = 500
+
+
+def _clipped(text: str) -> str:
+    """A problem quotes the user's values; a 100 kB value must not make a 100 kB message."""
+    return text if len(text) <= PROBLEM_MAX else text[: PROBLEM_MAX - 3] + "..."

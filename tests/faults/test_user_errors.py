@@ -51,6 +51,25 @@ def test_device_profile_quantization_of_the_wrong_type(workspace: Path, quantiza
     assert "quantization" in out and "schemas/device.schema.json" in out, out
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["extends: " + "y" * 300, "extends: cpu-int8\nquantization: {input_type: " + "x" * 50000 + "}"],
+    ids=["extends-past-NAME_MAX", "a-50kB-value"],
+)
+def test_device_profile_with_huge_names_or_values_is_one_short_problem(workspace: Path, text: str) -> None:
+    """Found by the fuzzer: ENAMETOOLONG escaped as a traceback; a 50 kB value made a 50 kB message."""
+    recipes = workspace / "recipes"
+    (recipes / "devices").mkdir()
+    (recipes / "devices" / "npu.yaml").write_text(text + "\n")
+    (recipes / "shapes.yaml").write_text(RECIPE.replace("- device: cpu-int8", "- device: devices/npu.yaml"))
+    out = refused(workspace, "check")
+    assert "recipes/devices/npu.yaml:" in out and len(out) < 2000, out
+
+
+def test_devices_command_with_a_name_past_name_max(workspace: Path) -> None:
+    assert "unknown device" in refused(workspace, "devices", "z" * 300)
+
+
 # -- b: .npy data of the wrong dtype, rank or layout -------------------------------------------
 
 
@@ -177,3 +196,22 @@ def test_lockfile_path_that_is_a_directory_is_never_replaced(workspace: Path) ->
         out = refused(workspace, *args)
         assert "recipes/shapes.lock is a directory" in out and "move or delete" in out, out
     assert (lock / "notes").is_dir() and not (workspace / "build").exists()
+
+
+def test_a_recipe_remembered_valid_by_older_checks_is_checked_again(workspace: Path) -> None:
+    """`.buildsys/valid-recipes.json` skips re-checking known-good recipes; its seals must
+    cover the checking code, not only the schema, or an upgrade's new checks never run."""
+    import json
+
+    from buildsys.hashing import digest_bytes, digest_data
+    from buildsys.recipe.yamlmarks import parse_yaml
+    from buildsys.schemafiles import schema_path
+
+    recipe = workspace / "recipes" / "shapes.yaml"
+    recipe.write_text(RECIPE.replace("keras: model/model.keras", 'keras: "model/mo\\0del.keras"'))
+    data = parse_yaml(recipe.read_text(), "shapes.yaml").data
+    schema = digest_bytes(schema_path("recipe.schema.json").read_bytes())
+    state = workspace / ".buildsys"
+    state.mkdir()
+    (state / "valid-recipes.json").write_text(json.dumps([digest_data([schema, "shapes", data])]))
+    assert "source.keras  contains a NUL character" in refused(workspace, "check")
