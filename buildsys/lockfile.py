@@ -77,6 +77,7 @@ def stage_entry(
 def lock_data(recipe: Recipe, stages: list[Stage], hasher: FileHasher, tools: dict[str, str]) -> dict:
     # by target: two targets may use one device with different overrides
     devices = {s.target.name: s.device.digest for s in stages if s.device is not None}
+    volatile = volatile_files(stages)
     return {
         "version": LOCK_VERSION,
         "recipe": recipe.name,
@@ -85,7 +86,7 @@ def lock_data(recipe: Recipe, stages: list[Stage], hasher: FileHasher, tools: di
         "devices": dict(sorted(devices.items())),
         # the recipe's model edits, so a lock says at a glance whether two builds edited alike
         "replacements_digest": digest_data([r.data for r in recipe.replacements]),
-        "stages": {s.local_id: stage_entry(s, hasher, tools, volatile_files(stages)) for s in stages},
+        "stages": {s.local_id: stage_entry(s, hasher, tools, volatile) for s in stages},
     }
 
 

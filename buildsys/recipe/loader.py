@@ -253,10 +253,10 @@ def _clashes(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
 
 def _placements(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
     """Build directories buildsys can own: clean must never delete the user's files."""
-    from buildsys.recipe.placement import output_problems
+    from buildsys.recipe.placement import output_problems, recipe_holders
 
-    recipes = [one.recipe for one in loaded if one.recipe]
-    return [p for one in loaded if one.recipe for p in output_problems(one.recipe, one.parsed, workspace, recipes)]
+    holders = recipe_holders([one.recipe for one in loaded if one.recipe])
+    return [p for one in loaded if one.recipe for p in output_problems(one.recipe, one.parsed, workspace, holders)]
 
 
 def build_recipe(data: dict[str, Any], path: Path, workspace: Path, parsed: Parsed | None = None) -> Recipe:

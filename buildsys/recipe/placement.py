@@ -19,14 +19,24 @@ WILDCARDS = "*?["
 HINT = "leave `output:` out (default: build/<name> in the workspace) or name a new folder under build/"
 
 
-def output_problems(recipe: Recipe, parsed: Parsed, workspace: Path, recipes: list[Recipe]) -> list[Problem]:
-    why = misplaced(recipe, workspace, recipes)
+def output_problems(recipe: Recipe, parsed: Parsed, workspace: Path, holders: dict[Path, Path]) -> list[Problem]:
+    why = misplaced(recipe, workspace, holders)
     if why is None:
         return []
     return [parsed.at_value(("output",), f"build directory {recipe.output} {why}", HINT)]
 
 
-def misplaced(recipe: Recipe, workspace: Path, recipes: list[Recipe]) -> str | None:
+def recipe_holders(recipes: list[Recipe]) -> dict[Path, Path]:
+    """{folder: a recipe file inside it} for every folder above every recipe: an output
+    folder that is a key would hold a recipe (one lookup, however many recipes)."""
+    holders: dict[Path, Path] = {}
+    for recipe in recipes:
+        for folder in _real(recipe.path).parents:
+            holders.setdefault(folder, recipe.path)
+    return holders
+
+
+def misplaced(recipe: Recipe, workspace: Path, holders: dict[Path, Path]) -> str | None:
     out, ws = _real(recipe.output), _real(workspace)
     if not _within(out, ws):
         return f"is outside the workspace {workspace}"
@@ -36,7 +46,10 @@ def misplaced(recipe: Recipe, workspace: Path, recipes: list[Recipe]) -> str | N
         return "is buildsys's own state or the shared build folder"
     if (out / ".git").exists():
         return "holds a git repository (.git)"
-    for what, path in read_paths(recipe, recipes):
+    if out in holders:
+        mine = holders[out] == recipe.path or _within(_real(recipe.path), out)
+        return f"contains {'its recipe ' + str(recipe.path) if mine else 'the recipe ' + str(holders[out])}"
+    for what, path in read_paths(recipe):
         if _within(_real(path), out):
             return f"contains {what} {path}"
     if recipe.source.path.is_dir() and _within(out, _real(recipe.source.path)):
@@ -44,10 +57,9 @@ def misplaced(recipe: Recipe, workspace: Path, recipes: list[Recipe]) -> str | N
     return None
 
 
-def read_paths(recipe: Recipe, recipes: list[Recipe]) -> list[tuple[str, Path]]:
-    """Every file or folder the build reads and must never delete."""
-    found = [("the recipe", r.path) for r in recipes if r.path != recipe.path] + [("its recipe", recipe.path)]
-    found.append(("the source model", recipe.source.path))
+def read_paths(recipe: Recipe) -> list[tuple[str, Path]]:
+    """Every file or folder of the recipe's own that the build reads and must never delete."""
+    found = [("the source model", recipe.source.path)]
     sets = [recipe.calibration.inputs if recipe.calibration else {}, recipe.validate.inputs or {}]
     found += [("the data", data_root(src)) for inputs in sets for src in inputs.values()]
     if recipe.validate.labels is not None:
