@@ -16,7 +16,10 @@ def _common(p: argparse.ArgumentParser, default: object) -> None:
     """Options valid before or after the command (`buildsys -q build` = `buildsys build -q`)."""
     p.add_argument("-C", "--directory", default=default, help="run in this workspace directory")
     p.add_argument("-q", "--quiet", action="store_true", default=default, help="print errors only")
-    p.add_argument("-v", "--verbose", action="store_true", default=default, help="also list up-to-date stages")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="also list up-to-date stages, and print an internal error's traceback",
+    )
 
 
 def _paths(p: argparse.ArgumentParser) -> None:
