@@ -24,7 +24,7 @@ from buildsys.recipe.model import (
     Validate,
     default_target_name,
 )
-from buildsys.recipe.yamlmarks import Parsed, parse_yaml
+from buildsys.recipe.yamlmarks import Parsed, clip, parse_yaml
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 SOURCE_FORMATS = ("onnx", "saved_model", "keras", "tflite")
@@ -225,7 +225,7 @@ def _foreign(parsed: Parsed, known: dict[str, Any]) -> Problem | None:
     not one per key it has."""
     if not parsed.data or parsed.data.keys() & known.keys():
         return None
-    keys = [k if len(k) <= 30 else k[:27] + "..." for k in list(parsed.data)[:4]]
+    keys = [clip(k, 30) for k in list(parsed.data)[:4]]
     message = f"not a recipe: none of its keys ({', '.join(keys)}{', ...' if len(parsed.data) > 4 else ''}) is a recipe key"
     hint = "a recipe needs at least `version`, `source` and `targets`; keep other YAML files out of the recipe folder"
     return parsed.at_value((), message, hint)

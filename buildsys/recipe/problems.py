@@ -17,7 +17,7 @@ from jsonschema.protocols import Validator
 
 from buildsys.errors import Problem
 from buildsys.recipe.model import default_target_name
-from buildsys.recipe.yamlmarks import Parsed, KeyPath
+from buildsys.recipe.yamlmarks import KeyPath, Parsed, clip
 
 SHOW_MAX = 40
 MESSAGE_MAX = 120
@@ -43,11 +43,7 @@ def show(value: Any) -> str:
         text = f"'{value}'"
     else:
         text = json.dumps(value, ensure_ascii=False, default=str)
-    return _truncate(text, SHOW_MAX)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text, SHOW_MAX)
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:
@@ -100,7 +96,7 @@ def _value_message(error: ValidationError) -> tuple[str, str | None]:
             return "must not be empty", None
         case "minProperties":
             return f"needs at least {wanted} entry", None
-    return _truncate(error.message, MESSAGE_MAX), None
+    return clip(error.message, MESSAGE_MAX), None
 
 
 def _unknown_keys(parsed: Parsed, path: KeyPath, value: dict, schema: dict) -> Iterator[Problem]:

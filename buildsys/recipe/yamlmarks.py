@@ -18,6 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from buildsys.errors import Problem
 
 KeyPath = tuple[str | int, ...]
+PROBLEM_MAX = 500  # characters of one problem's message or hint
 Pos = tuple[int, int]
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -62,7 +63,8 @@ class Parsed:
 
     def at(self, pos: Pos | None, path: KeyPath, message: str, hint: str | None = None) -> Problem:
         line, column = pos or self._nearest_value(path) or (None, None)
-        return Problem(self.file, line, column, dotted(path), _clipped(message), hint and _clipped(hint))
+        # a problem quotes the user's values; a 100 kB value must not make a 100 kB message
+        return Problem(self.file, line, column, dotted(path), clip(message, PROBLEM_MAX), hint and clip(hint, PROBLEM_MAX))
 
     def _nearest_value(self, path: KeyPath) -> Pos | None:
         # A key that is missing from the data is located at its closest existing parent.
@@ -166,7 +168,7 @@ class _Builder:
         if yaml.resolver.Resolver().resolve(ScalarNode, node.value, (True, False)) == node.tag:
             message = f"a number of {len(node.value)} characters is too large"
             return self.parsed.at_value(path, message, "no setting takes such a number: shorten it")
-        text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        text = clip(node.value, 40)
         message = f"'{text}' is not a valid {node.tag.replace(_TAG, '!!')}"
         return self.parsed.at_value(path, message, "remove the tag, or quote the value if it is meant as text")
 
@@ -202,7 +204,7 @@ class _Builder:
             return self._unsupported(node, path)
         if isinstance(node, ScalarNode):
             # cut short: the key may be a number of thousands of digits
-            shown, where = node.value if len(node.value) <= 40 else node.value[:37] + "...", path + (node.value,)
+            shown, where = clip(node.value, 40), path + (node.value,)
         else:
             shown, where = "a " + type(node).__name__.removesuffix("Node").lower(), path
         problem = self.parsed.at(pos_of(node), where, f"keys must be text, got {shown}", "quote the key")
@@ -210,9 +212,6 @@ class _Builder:
         return None
 
 
-PROBLEM_MAX = 500
-
-
-def _clipped(text: str) -> str:
-    """A problem quotes the user's values; a 100 kB value must not make a 100 kB message."""
-    return text if len(text) <= PROBLEM_MAX else text[: PROBLEM_MAX - 3] + "..."
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with "..." saying so."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,7 +13,6 @@ with), and reuses them only when calibration took every file.
 from __future__ import annotations
 
 import json
-import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -198,7 +197,8 @@ def _check_memory(recipe: Recipe, role: str, sources: dict[str, InputSource], co
     the machine cannot hold before decoding a single file."""
     from buildsys.limits import ACTIVATION_FACTOR, memory_problem
 
-    shapes = {name: sample_shape(src, name) for name, src in sorted(sources.items())}
+    where = sources_key(recipe, role)
+    shapes = {name: sample_shape(src, recipe, (*where, name)) for name, src in sorted(sources.items())}
     sized = [(f"{role}.npz:{name}", [count, *shape], 4) for name, shape in shapes.items() if shape is not None]
     if problem := memory_problem(sized, ACTIVATION_FACTOR):
         key = ("calibration", "samples") if role == "calib" else ("validate", "samples")
@@ -209,10 +209,8 @@ def _check_memory(recipe: Recipe, role: str, sources: dict[str, InputSource], co
         )
 
 
-def sample_shape(src: InputSource, name: str) -> tuple[int, ...] | None:
+def sample_shape(src: InputSource, recipe: Recipe, key: tuple[str, ...]) -> tuple[int, ...] | None:
     """The shape of one sample, read from headers only; None where that is not cheap to know."""
-    import numpy as np
-
     if src.kind == "images":
         channels = 1 if src.color == "gray" else 3
         if src.resize:
@@ -220,13 +218,8 @@ def sample_shape(src: InputSource, name: str) -> tuple[int, ...] | None:
         size = _png_size(_first_file(src))
         return (*size, channels) if size else None
     try:
-        if src.kind == "npy":
-            return tuple(np.load(src.pattern, mmap_mode="r", allow_pickle=False).shape[1:])
-        with zipfile.ZipFile(src.pattern) as zf, zf.open(f"{src.key or name}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            return tuple(read(fh)[0][1:])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return tuple(datasets.data_header(src, recipe.path, key)[1][1:])
+    except InputError:
         return None  # unreadable files get their own error when loaded
 
 

@@ -32,6 +32,9 @@ from buildsys.hashing import FileHasher, digest_data, is_sha256
 from buildsys.stages.base import RunContext, Stage, StageEnv
 
 
+# how the lockfile's view of a key names a file whose bytes differ between machines
+VOLATILE = "volatile"
+
 
 def key_doc(
     stage: Stage, hasher: FileHasher, tools: dict[str, str], volatile: frozenset[str] = frozenset()
@@ -44,9 +47,6 @@ def key_doc(
         for inp in stage.inputs()
     }
     return doc
-
-
-VOLATILE = "volatile"
 
 
 def stage_key(doc: dict[str, Any]) -> str:
@@ -192,11 +192,7 @@ def _writing(env: StageEnv, path: Path, errnos: frozenset[int] = NO_SPACE | NOT_
     except OSError as exc:
         if exc.errno not in errnos:
             raise
-        raise _disk_error(env, exc, path) from exc
-
-
-def _disk_error(env: StageEnv, exc: OSError, path: Path) -> StageError:
-    return disk_error(env.ws, exc, path)
+        raise disk_error(env.ws, exc, path) from exc
 
 
 def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:
