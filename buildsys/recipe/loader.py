@@ -28,7 +28,7 @@ from buildsys.recipe.yamlmarks import Parsed, clip, parse_yaml
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 SOURCE_FORMATS = ("onnx", "saved_model", "keras", "tflite")
-INPUT_KINDS = ("images", "npy", "npz")
+INPUT_KINDS = ("images", "npy", "npz", "zeros")
 
 
 def absolute(path: Path | str) -> Path:
@@ -274,6 +274,7 @@ def build_recipe(data: dict[str, Any], path: Path, workspace: Path, parsed: Pars
         digest=digest_data(data),
         shapes={k: tuple(int(d) for d in v) for k, v in data.get("shapes", {}).items()},
         batch=int(data["batch"]) if "batch" in data else None,
+        outputs=tuple(data.get("outputs", ())),
         calibration=_calibration(data["calibration"], base) if "calibration" in data else None,
         replacements=tuple(_replacement(i, r, parsed) for i, r in enumerate(data.get("replacements", ()))),
     )
@@ -332,6 +333,8 @@ def _inputs(data: dict[str, dict[str, Any]], base: Path) -> dict[str, InputSourc
 
 def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
     kind = next(k for k in INPUT_KINDS if k in data)
+    if kind == "zeros":
+        return InputSource(kind=kind, pattern="", written="zeros: true")
     common = {"kind": kind, "pattern": _resolve(base, data[kind]), "written": data[kind]}
     if kind == "npz":
         return InputSource(**common, key=data.get("key", name))

@@ -19,8 +19,8 @@ class Source:
 class InputSource:
     """Where the samples of one model input come from."""
 
-    kind: str  # "images" | "npy" | "npz"
-    pattern: str  # absolute path or absolute glob pattern (images)
+    kind: str  # "images" | "npy" | "npz" | "zeros"
+    pattern: str  # absolute path or absolute glob pattern (images); "" for zeros
     written: str  # as the recipe wrote it
     key: str | None = None  # npz array name; default: the input name
     resize: tuple[int, int] | None = None  # (height, width)
@@ -29,6 +29,11 @@ class InputSource:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str | None = None  # "nchw" | "nhwc"; None: the source format's default
+
+    @property
+    def reads_files(self) -> bool:
+        """`zeros: true` reads nothing: its samples take the model input's shape, known after convert."""
+        return self.kind != "zeros"
 
     def params(self) -> dict[str, Any]:
         """The fields that shape the data, without the location of the files."""
@@ -120,6 +125,7 @@ class Recipe:
     digest: str  # sha256 of the canonical JSON of the data: blind to comments and key order
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     batch: int | None = None
+    outputs: tuple[str, ...] = ()  # tensors to cut the ONNX model at; () keeps its outputs
     calibration: Calibration | None = None
     replacements: tuple[Replacement, ...] = ()
 

@@ -61,7 +61,7 @@ def read_paths(recipe: Recipe) -> list[tuple[str, Path]]:
     """Every file or folder of the recipe's own that the build reads and must never delete."""
     found = [("the source model", recipe.source.path)]
     sets = [recipe.calibration.inputs if recipe.calibration else {}, recipe.validate.inputs or {}]
-    found += [("the data", data_root(src)) for inputs in sets for src in inputs.values()]
+    found += [("the data", data_root(src)) for inputs in sets for src in inputs.values() if src.reads_files]
     if recipe.validate.labels is not None:
         found.append(("the labels", recipe.validate.labels))
     found += [("the device profile", recipe.base / t.device) for t in recipe.targets if t.device.endswith((".yaml", ".yml"))]

@@ -8,11 +8,16 @@ byte-identical and targets that do not calibrate stay up to date by early
 cutoff. Without them, validation holds out the calibration files that were not
 drawn for calibration (a model is not judged on the data it was calibrated
 with), and reuses them only when calibration took every file.
+
+An input fed `zeros: true` is not written here: its samples take the model
+input's shape, which is known only after convert, so `check_fit` (run by
+quantize and validate on the sets they read) adds them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,11 @@ from buildsys.recipe.model import InputSource, Recipe
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import recipe_at
+
+# input names written into a recipe line as they are; others are quoted (JSON is YAML)
+PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+SAFE_FILE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class Calibration(Stage):
@@ -50,7 +60,7 @@ class Calibration(Stage):
     def _inputs(self) -> list[Input]:
         seen: dict[str, Input] = {}
         for role, (sources, _, _) in self.sets.items():
-            for name, src in sorted(sources.items()):
+            for name, src in sorted(_with_files(sources).items()):
                 seen[f"{role}.{name}"] = Input(
                     f"{role}.{name}", datasets.source_files(src), datasets.glob_base(src)
                 )
@@ -92,10 +102,12 @@ class Calibration(Stage):
 
     def run(self, ctx: RunContext) -> None:
         taken = None
-        for role, (sources, samples, seed) in sorted(self.sets.items()):  # calib before val
+        for role, (all_sources, samples, seed) in sorted(self.sets.items()):  # calib before val
+            sources = _with_files(all_sources)
             layouts = {name: self.image_layout(src) for name, src in sources.items()}
-            exclude = taken if role == "val" and self.held_out else None
-            available = _available(sources)
+            # only zeros: `samples` identical samples, nothing to hold out
+            exclude = taken if role == "val" and self.held_out and sources else None
+            available = _available(sources) if sources else samples
             indices = _indices(available, samples, seed, exclude)
             _check_memory(self.recipe, role, sources, len(indices))
             taken = indices if role == "calib" else taken
@@ -108,11 +120,13 @@ class Calibration(Stage):
 
 def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[dict]) -> None:
     """Samples of a set ("calib" or "val") must fit the model's inputs (signature.json entries);
-    a misfit names its data source and both shapes in the source model's own layout."""
+    a misfit names its data source and both shapes in the source model's own layout. The
+    inputs fed `zeros: true` are added to `samples` here, where the model's shapes are known."""
     from buildsys.tflow.samples import misfits
 
     sources = recipe.calibration.inputs if role == "calib" else (recipe.validate.inputs or recipe.calibration.inputs)
-    _check_names(recipe, role, sources, [e["name"] for e in entries])
+    _check_names(recipe, role, sources, entries)
+    _add_zeros(recipe, role, sources, samples, entries)
     for name, shape, want in misfits(samples, entries):
         src = sources[name]
         key = (*sources_key(recipe, role), name)
@@ -124,20 +138,67 @@ def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[
         )
 
 
-def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], names: list[str]) -> None:
+def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], entries: list[dict]) -> None:
     """Every model input has a source, and every source a model input (a typo is not a new input)."""
     from buildsys.recipe.problems import did_you_mean
 
     key = sources_key(recipe, role)
+    names = [e["name"] for e in entries]
     shown = ", ".join(f"'{n}'" for n in names)
     for name in sorted(set(sources) - set(names)):
         hint = did_you_mean(name, names) or f"name the sources by the model's inputs: {shown}"
         raise InputError(f"{recipe_at(recipe.path, (*key, name))}: the model has no input '{name}'", hint=hint)
-    if missing := [n for n in names if n not in sources]:
+    if missing := [e for e in entries if e["name"] not in sources]:
+        plural = "s" if len(missing) > 1 else ""
         raise InputError(
-            f"{recipe_at(recipe.path, key)}: no data for the model's input {', '.join(map(repr, missing))}",
-            hint=f"give one source per model input ({shown}), e.g. {missing[0]}: {{npy: data.npy}}",
+            f"{recipe_at(recipe.path, key)}: no data for the model's input{plural}"
+            f" {', '.join(repr(e['name']) for e in missing)} (it takes {shown}); add under {'.'.join(key)}:\n"
+            + "\n".join(_source_line(e) for e in missing),
+            hint="every input needs a source; `zeros: true` feeds all-zero samples (a streaming model's"
+            " initial state), `npy:` an (N, ...) array of samples in the input's shape",
         )
+
+
+def _source_line(entry: dict) -> str:
+    """A recipe line that feeds one input, to paste: the array a `.npy` would hold, as a comment."""
+    from buildsys.tflow.samples import source_shape
+
+    name = entry["name"]
+    key = name if PLAIN_KEY.fullmatch(name) and name.lower() not in YAML_WORDS else json.dumps(name)
+    array = datasets.shape_text(["N", *source_shape(entry)[1:]])
+    return f"    {key}: {{zeros: true}}   # or {{npy: {SAFE_FILE.sub('_', name)}.npy}} holding an array {array}"
+
+
+def _add_zeros(
+    recipe: Recipe, role: str, sources: dict[str, InputSource], samples: dict[str, Any], entries: list[dict]
+) -> None:
+    """All-zero samples of the model input's own shape and dtype, one per sample of the set."""
+    import numpy as np
+
+    from buildsys.tflow.samples import source_shape
+
+    count = len(next(iter(samples.values()))) if samples else _set_size(recipe, role)
+    for entry in entries:
+        name = entry["name"]
+        if sources[name].kind != "zeros":
+            continue
+        shape = source_shape(entry)[1:]
+        if None in shape:
+            raise InputError(
+                f"{recipe_at(recipe.path, (*sources_key(recipe, role), name, 'zeros'))}: input '{name}' has"
+                f" dynamic dims ({datasets.shape_text(source_shape(entry))}): zeros need a static shape",
+                hint=f"fix its size with `shapes:` ({name}: [...]) in the recipe, or give it an `npy:` source",
+            )
+        samples[name] = np.zeros((count, *shape), dtype=entry["dtype"])
+
+
+def _set_size(recipe: Recipe, role: str) -> int:
+    """Samples in a set none of whose inputs has files: the role's `samples:` (see Calibration.run)."""
+    return recipe.calibration.samples if role == "calib" else recipe.validate.samples
+
+
+def _with_files(sources: dict[str, InputSource]) -> dict[str, InputSource]:
+    return {name: src for name, src in sources.items() if src.reads_files}
 
 
 def _gives(src: InputSource, drawn: tuple, recipe_file: Path, key: tuple[str, ...]) -> str:

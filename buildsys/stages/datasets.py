@@ -38,6 +38,8 @@ ARRAY_HINT = "save one (N, ...) array of numbers per model input, e.g. numpy.sav
 
 
 def source_files(src: InputSource) -> tuple[Path, ...]:
+    if not src.reads_files:
+        return ()
     if src.kind != "images":
         return (Path(src.pattern),)
     matches = bounded_glob(src.pattern, MAX_GLOB_MATCHES, MAX_GLOB_ENTRIES)
@@ -72,6 +74,8 @@ def glob_base(src: InputSource) -> Path | None:
 
 def check_source(src: InputSource, key: tuple[str, ...], recipe_file: Path) -> None:
     """Plan-time: the files exist and a data file holds numbered samples (its header only)."""
+    if not src.reads_files:
+        return
     try:
         files = source_files(src)
     except InputError as exc:  # a glob past its limits, a FIFO among the images
