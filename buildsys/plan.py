@@ -135,6 +135,9 @@ def _device_fit(recipe: Recipe, index: int, device: Device) -> list[Found]:
     if device.needs_calibration and recipe.calibration is None and recipe.source.format != "tflite":
         hint = "add a `calibration:` section with one data source per model input"
         return [(key, f"{device.name} quantizes to {device.mode} and needs calibration data", hint)]
+    if device.quantization.get("from_model") and recipe.source.format != "onnx":
+        message = f"quantization.from_model reads QDQ scales from an ONNX model, and this recipe's source is {recipe.source.format}"
+        return [(("targets", index, "quantization"), message, "remove from_model, or build from the QDQ ONNX export")]
     if device.format == "onnx" and recipe.source.format != "onnx":
         message = f"{device.name} takes the prepared ONNX model, and this recipe's source is {recipe.source.format}"
         return [(key, message, "build from the model's ONNX export, or pick a device that takes TFLite")]

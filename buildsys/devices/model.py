@@ -45,7 +45,8 @@ class Device:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.format == "tflite" and needs_calibration(self.mode)
+        # a target keeping a pre-quantized model's own scales (from_model) calibrates nothing
+        return self.format == "tflite" and needs_calibration(self.mode) and not self.quantization.get("from_model")
 
     @property
     def on_unsupported(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from buildsys.devices.model import Device
 from buildsys.devices.modes import ACTIVATION_MODES, IO_TYPES_BY_MODE, default_io
 
-OVERRIDES = ("input_type", "output_type", "per_channel", "activations", "on_unsupported")
+OVERRIDES = ("input_type", "output_type", "per_channel", "activations", "on_unsupported", "quantization")
 
 
 def with_overrides(device: Device, overrides: dict[str, Any]) -> tuple[Device, list[tuple[str, str]]]:
@@ -27,6 +27,7 @@ def with_overrides(device: Device, overrides: dict[str, Any]) -> tuple[Device, l
             problems += _io_type(q, key, overrides[key], device)
     if "on_unsupported" in overrides:
         data["on_unsupported"] = overrides["on_unsupported"]
+    problems += _keep_quantization(data, overrides.get("quantization") or {}, device)
     return Device(name=device.name, data=data, origin=device.origin), problems
 
 
@@ -53,3 +54,16 @@ def _io_type(q: dict[str, Any], key: str, wanted: str, device: Device) -> list[t
     if wanted in allowed:
         return []
     return [(key, f"{wanted} is not possible with {device.name}'s quantization {mode}; it gives {', '.join(allowed)}")]
+
+
+def _keep_quantization(data: dict[str, Any], wanted: dict[str, Any], device: Device) -> list[tuple[str, str]]:
+    """`quantization: {from_model: true}`: int8 from the model's own QDQ scales, no calibration."""
+    if wanted.get("from_model") and wanted.get("requantize"):
+        return [("quantization", "from_model keeps the model's scales and requantize replaces them: choose one")]
+    if not wanted.get("from_model"):
+        return []
+    mode = data.get("quantization", {}).get("mode", "none")
+    if data.get("format", "tflite") != "tflite" or mode != "int8":
+        return [("quantization", f"from_model builds int8 TFLite, and {device.name} quantizes with mode {mode}")]
+    data["quantization"]["from_model"] = True
+    return []

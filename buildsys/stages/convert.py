@@ -1,4 +1,9 @@
-"""convert: the source model as a static-shape float model plus its IO signature."""
+"""convert: the source model as a static-shape float model plus its IO signature.
+
+For an ONNX source that a target builds with its own quantization (`quantization:
+{from_model: true}`), also the fake-quant float model `float_qat.pb` (see tflow/qat.py);
+the float model itself is the same either way. The signature of a pre-quantized (QDQ)
+model describes its quantization under `quantized` (tflow/qdq.py summary)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 4
+    VERSION = 5  # 5: `quantized` in the signature of QDQ models
     TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property
@@ -22,6 +27,11 @@ class Convert(Stage):
     @property
     def from_onnx(self) -> bool:
         return self.recipe.source.format == "onnx"
+
+    @property
+    def keeps_quantization(self) -> bool:
+        """Some target builds an ONNX source with the model's own QDQ scales."""
+        return self.from_onnx and any(from_model(t.overrides) for t in self.recipe.targets)
 
     @property
     def layouts(self) -> dict[str, list[str]]:
@@ -37,7 +47,9 @@ class Convert(Stage):
     def inputs(self) -> list[Input]:
         src = self.recipe.source
         if self.from_onnx:
-            return [Input("prepared", (self.paths.common / "prepared.onnx",))]
+            prepared = Input("prepared", (self.paths.common / "prepared.onnx",))
+            # prepare folds weight DequantizeLinear nodes: their scales are read from the source
+            return [prepared, Input("source", source_files(src))] if self.keeps_quantization else [prepared]
         base = src.path if src.path.is_dir() else None
         return [
             Input("fetch", (self.paths.common / "source.json",)),
@@ -46,7 +58,7 @@ class Convert(Stage):
 
     def params(self) -> dict[str, Any]:
         if self.from_onnx:  # shapes and graph edits were applied by prepare
-            return {"format": "onnx", **self.layouts}
+            return {"format": "onnx", **self.layouts, **({"from_model": True} if self.keeps_quantization else {})}
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
         return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.recipe.batch}
 
@@ -54,6 +66,8 @@ class Convert(Stage):
         out = {"signature": self.paths.common / "signature.json"}
         if not self.passthrough:
             out["float"] = self.paths.common / "float.pb"
+        if self.keeps_quantization:
+            out["float_qat"] = self.paths.common / "float_qat.pb"
         return out
 
     def run(self, ctx: RunContext) -> None:
@@ -67,6 +81,7 @@ class Convert(Stage):
 
             label = ctx.env.ws.show(src.path)
             signature = export_onnx(ctx.input("prepared"), ctx.out["float"], label=label, **self.layouts)
+            signature = self._quantized(ctx, signature, label)
         else:
             from buildsys.tflow.models import export_float
 
@@ -74,3 +89,19 @@ class Convert(Stage):
             signature = export_float(src.format, src.path, shapes, self.recipe.batch, ctx.out["float"])
         text = json.dumps(signature, sort_keys=True, indent=2) + "\n"
         ctx.out["signature"].write_text(text, "utf-8")
+
+    def _quantized(self, ctx: RunContext, signature: dict, label: str) -> dict:
+        from buildsys.tflow import qdq
+        from buildsys.tflow.onnxsource import export_onnx, load_onnx
+
+        prepared = load_onnx(ctx.input("prepared"))
+        source = load_onnx(ctx.input("source")) if self.keeps_quantization else None
+        found = qdq.summary(prepared, source)
+        if self.keeps_quantization:
+            export_onnx(qdq.fake_quant_model(prepared), ctx.out["float_qat"], label=label, **self.layouts)
+        return signature if found is None else {**signature, "quantized": found}
+
+
+def from_model(overrides: dict) -> bool:
+    """The target's `quantization: {from_model: true}`."""
+    return bool((overrides.get("quantization") or {}).get("from_model"))

@@ -1,5 +1,8 @@
 """quantize: the float model as the target device's artifact: TFLite in the device's
-quantization mode, or the prepared ONNX model for toolchains that start from ONNX."""
+quantization mode, or the prepared ONNX model for toolchains that start from ONNX.
+
+A target with `quantization: {from_model: true}` builds int8 from the fake-quant float
+model with the pre-quantized (QDQ) model's own scales, and needs no calibration."""
 
 from __future__ import annotations
 
@@ -9,7 +12,13 @@ from typing import Any
 
 from buildsys.errors import InputError
 from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.convert import from_model
 from buildsys.stages.sources import source_files
+
+REQUANTIZE_NOTE = (
+    "the model is pre-quantized (QDQ) and this target recalibrates it, replacing its own scales; "
+    "`quantization: {from_model: true}` on the target keeps them ({requantize: true} silences this)"
+)
 
 
 class Quantize(Stage):
@@ -21,12 +30,18 @@ class Quantize(Stage):
     def passthrough(self) -> bool:
         return self.recipe.source.format == "tflite"
 
+    @property
+    def from_model(self) -> bool:
+        return from_model(self.target.overrides) and self.recipe.source.format == "onnx"
+
     def inputs(self) -> list[Input]:
         common = self.paths.common
         if self.passthrough:
             return [Input("source", source_files(self.recipe.source))]
         if self.device.format == "onnx":
             return [Input("prepared", (common / "prepared.onnx",))]
+        if self.from_model:
+            return [Input("float_qat", (common / "float_qat.pb",)), Input("signature", (common / "signature.json",))]
         out = [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",))]
         if self.device.needs_calibration:
             out.append(Input("calib", (common / "calib.npz",)))
@@ -42,6 +57,7 @@ class Quantize(Stage):
             "per_channel": d.per_channel,
             "input_type": d.input_type,
             "output_type": d.output_type,
+            **({"from_model": True} if self.from_model else {}),
         }
 
     def outputs(self) -> dict[str, Path]:
@@ -54,6 +70,9 @@ class Quantize(Stage):
         if self.device.format == "onnx":
             # the vendor toolchain quantizes; what it needs is the static, folded model
             ctx.out["model"].write_bytes(ctx.input("prepared").read_bytes())
+            return
+        if self.from_model:
+            self._from_model(ctx)
             return
         from buildsys.stages.calibration import check_fit
         from buildsys.stages.datasets import read_npz
@@ -77,6 +96,46 @@ class Quantize(Stage):
             output_type=self.device.output_type,
         )
         ctx.out["model"].write_bytes(model)
+
+    def _from_model(self, ctx: RunContext) -> None:
+        from buildsys.errors import StageError
+        from buildsys.tflow import qdq
+        from buildsys.tflow.qat import to_tflite_qat
+
+        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        found = signature.get("quantized")
+        if not found or not found.get("activations"):
+            raise StageError(
+                f"{self.recipe.source.path.name} is not pre-quantized (no QuantizeLinear -> DequantizeLinear "
+                "pairs), so `quantization: {from_model: true}` has no scales to keep",
+                hint="remove `from_model` and give a `calibration:` section, or build from the QDQ export",
+            )
+        problems = qdq.forbidden(found, self.device.per_channel)
+        if problems:
+            raise StageError(
+                f"{self.device.name} cannot keep the quantization of {self.recipe.source.path.name}:\n  "
+                + "\n  ".join(problems),
+                hint="recalibrate instead: `quantization: {requantize: true}` on the target and a `calibration:` "
+                "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
+            )
+        model = to_tflite_qat(
+            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type, self.device.output_type
+        )
+        ctx.out["model"].write_bytes(model)
+
+    def notes(self, outputs: dict[str, Path]) -> list[str]:
+        if not self.device.needs_calibration or self.passthrough or self._requantize:
+            return []
+        path = self.paths.common / "signature.json"
+        try:
+            signature = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [REQUANTIZE_NOTE] if isinstance(signature, dict) and signature.get("quantized") else []
+
+    @property
+    def _requantize(self) -> bool:
+        return bool((self.target.overrides.get("quantization") or {}).get("requantize"))
 
     def _passthrough(self, ctx: RunContext) -> None:
         """A TFLite source is shipped as is, if it already is what the device takes."""

@@ -160,3 +160,32 @@ def dequantize_linear(ctx, node):
 
 def _is_zero(array: np.ndarray | None) -> bool:
     return array is not None and not np.any(array)
+
+
+# -- FakeQuant (pre-quantized models built with their own scales) -------------------
+# A Q -> DQ pair on an activation, rewritten by buildsys.tflow.qdq into one node of
+# this domain when a target keeps the model's quantization: TF's fake-quant op is
+# what the TFLite converter reads trained ranges from.
+QAT_DOMAIN = "buildsys.qat"
+
+
+def fake_quant_range(scale: float, zero_point: int, qmin: int, qmax: int) -> tuple[float, float]:
+    """min/max whose TF nudging (scale (max-min)/(qmax-qmin), zero point qmin-min/scale) gives back
+    exactly `scale` and `zero_point`: the grid's two ends."""
+    return float((qmin - zero_point) * np.float64(scale)), float((qmax - zero_point) * np.float64(scale))
+
+
+@handles("FakeQuant", since=1, domain="buildsys.qat")
+def fake_quant(ctx, node):
+    scale = ctx.require_const(node, 1, "scale")
+    zero_point = ctx.require_const(node, 2, "zero point") if node.input(2) else np.zeros(1, np.int32)
+    if scale.size != 1 or zero_point.size != 1:
+        raise Unsupported("per-axis activation quantization cannot keep its scales in TFLite")
+    qmin, qmax = int(node.attr("qmin")), int(node.attr("qmax"))
+    low, high = fake_quant_range(scale.item(), int(zero_point.item()), qmin, qmax)
+    x = ctx.tensor(node.input(0))
+    if x.dtype != tf.float32:
+        raise Unsupported(f"fake quantization of a {x.dtype.name} tensor")
+    bits = int(np.log2(qmax - qmin + 1))
+    y = tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=bits, narrow_range=False)
+    ctx.set(node.outputs[0], y, ctx.perm(node.input(0)))

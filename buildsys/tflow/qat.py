@@ -1,0 +1,73 @@
+"""int8 TFLite from a pre-quantized model's fake-quant graph: the model's own scales, no calibration.
+
+The fake-quant float model (`float_qat.pb`) carries FakeQuantWithMinMaxVars at every
+activation Q -> DQ pair, so the TFLite converter runs its quantization-aware-training
+path: activation scales and zero points come from those ranges, and weights get
+symmetric int8 scales from their (already quantized) values, which is the model's
+own scale when its largest weight per channel is |q| = 127 (qdq.forbidden refuses
+the rest before conversion).
+
+TFLITE_BUILTINS_INT8 is not set: TF 2.21 then demands a representative dataset even
+for a QAT graph. Instead the result is checked to hold no float tensor inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from buildsys.errors import StageError
+from buildsys.tflow.quantize import _check_signature, _check_tflite_io, _convert, _options, _servable
+
+
+def to_tflite_qat(
+    float_path: Path, signature: dict, per_tensor: bool, input_type: str | None, output_type: str | None
+) -> bytes:
+    """Deterministic int8 .tflite bytes; `per_tensor`: the model's weights have one scale each."""
+    import tensorflow as tf
+
+    from buildsys.tflow.frozen import read_float
+
+    options = _options("int8", not per_tensor, input_type, output_type)
+    float_path = Path(float_path)
+    graph_def, stored = read_float(float_path)
+    _check_signature(stored, signature, float_path)
+    module, concrete = _servable(graph_def, signature, float_path)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.as_dtype(options.input_type)
+    converter.inference_output_type = tf.as_dtype(options.output_type)
+    converter._experimental_disable_per_channel = per_tensor  # private: the only per-tensor switch
+    data = _convert(converter, options, float_path)
+    _check_tflite_io(data, signature, options, float_path)
+    _check_integer(data, signature, float_path)
+    return data
+
+
+def _check_integer(data: bytes, signature: dict, float_path: Path) -> None:
+    """No float tensor between the IO: a tensor without Q -> DQ would leave its op in float."""
+    from buildsys.tflow.quiet import no_interpreter_warning
+    from buildsys.tflow.runtime import interpreter_class
+
+    with no_interpreter_warning():
+        interpreter = interpreter_class()(model_content=data)
+    # float IO is converted by QUANTIZE/DEQUANTIZE, whose float side is the IO tensor itself
+    io = {d["index"] for d in interpreter.get_input_details() + interpreter.get_output_details()}
+    details = interpreter.get_tensor_details()
+    floats = [d["name"] for d in details if d["dtype"].__name__ == "float32" and d["index"] not in io]
+    if floats:
+        nodes = sorted({_node_of(n, signature) for n in floats})
+        raise StageError(
+            f"{float_path}: the model's quantization does not cover every tensor; these ONNX nodes "
+            f"stay float: {', '.join(nodes[:10])}{' ...' if len(nodes) > 10 else ''}",
+            hint="quantize the model with QDQ on every tensor, or recalibrate: "
+            "`quantization: {requantize: true}` on the target and a `calibration:` section",
+        )
+
+
+def _node_of(tensor: str, signature: dict) -> str:
+    scopes = signature.get("nodes", {})
+    first = tensor.split(";")[0]
+    for scope in sorted(scopes, key=len, reverse=True):
+        if first == scope or first.startswith(scope + "/"):
+            return scopes[scope]
+    return first
