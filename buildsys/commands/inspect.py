@@ -72,11 +72,12 @@ def _from_recipe(path: Path, root: Path) -> tuple[Path, FromRecipe]:
             hint="inspect the .onnx file the model was exported to, or a recipe with `source: {onnx: ...}`",
             path=str(path),
         )
-    return source.path, FromRecipe(str(path), dict(recipe.shapes), recipe.batch, recipe.replacements)
+    fixes = FromRecipe(str(path), dict(recipe.shapes), recipe.batch, recipe.replacements, recipe.outputs, recipe.path)
+    return source.path, fixes
 
 
 def show(report: Report, ui: Ui) -> None:
-    for section in (_header, _io, _histogram, _nodes, _unsupported, _snippets):
+    for section in (_header, _io, _histogram, _nodes, _unsupported, _post_processing, _snippets):
         section(report, ui)
 
 
@@ -86,6 +87,7 @@ def _header(report: Report, ui: Ui) -> None:
     if report.recipe is not None:
         applied = [f"shapes for {', '.join(report.recipe.shapes)}"] if report.recipe.shapes else []
         applied += [f"batch {report.recipe.batch}"] if report.recipe.batch is not None else []
+        applied += [f"cut at {len(report.recipe.outputs)} outputs"] if report.recipe.outputs else []
         edits = len(report.recipe.replacements)
         applied += [f"{edits} replacement{'s' if edits != 1 else ''}"] if edits else []
         ui.line(f"  from recipe {report.recipe.path}; applied: {'; '.join(applied) or 'nothing'}")
@@ -191,8 +193,20 @@ def _unsupported(report: Report, ui: Ui) -> None:
             ui.line(f"    not every node fits a registered rewrite: {u.rewrite_misfit}")
 
 
+def _post_processing(report: Report, ui: Ui) -> None:
+    cut = report.cut
+    if cut is None:
+        return
+    ops = ", ".join(f"{op} x{n}" for op, n in cut.ops)
+    ui.line()
+    ui.line(f"data-dependent post-processing: {cut.dropped} nodes from {ops}", style=HEAD)
+    ui.line("  their output sizes depend on the data, which a static TFLite model cannot hold;")
+    if cut.tensors:
+        ui.line(f"  cut the model before them at {len(cut.tensors)} tensors (`outputs:` below) and run the rest in the application")
+
+
 def _snippets(report: Report, ui: Ui) -> None:
-    snippets = [s for s in (report.shapes, report.replacements) if s]
+    snippets = [s for s in (report.shapes, report.replacements, report.cut_snippet) if s]
     if not snippets:
         return
     ui.line()

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
+from buildsys.converter.cut import flow_of_ir, suggest_cut
 from buildsys.converter.errors import HandlerBug, Rejected, Unsupported, UnsupportedModel
 from buildsys.converter.ir import Graph, Node, from_model
 from buildsys.converter.registry import Registry, default_registry
@@ -67,7 +68,7 @@ class Converter:
             ctx.set(spec.name, x, spec.perm)
         rejected = self._trace(ctx)
         if rejected:
-            raise UnsupportedModel(self.label, rejected)
+            raise UnsupportedModel(self.label, rejected, cut=suggest_cut(flow_of_ir(self.graph)))
         outs, self.output_perms = [], []
         for info in self.graph.outputs:
             rank = ctx.value(info.name).rank

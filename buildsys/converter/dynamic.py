@@ -51,7 +51,8 @@ def snippet(inputs: list[tuple[str, list]]) -> str:
     lines = ["shapes:"]
     for name, dims in inputs:
         values = [suggest(i, d, dims) for i, d in enumerate(dims)]
-        unknown = [str(d) for i, d in enumerate(dims) if not isinstance(d, int) and i > 0]
+        # an unnamed dim (`?`, or -1/0 in the model) is called by its position
+        unknown = [f"dim {i}" if d == "?" else str(d) for i, d in enumerate(dims) if not isinstance(d, int) and i > 0]
         note = f"  # example sizes for {', '.join(unknown)}" if unknown else ""
         lines.append(f"  {name}: [{', '.join(map(str, values))}]{note}")
     return "\n".join(lines)

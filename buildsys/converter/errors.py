@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildsys.converter.cut import DATA_DEPENDENT, SIZED_BY_INPUT, Suggestion, snippet
 from buildsys.errors import StageError
+
+# past this many rows the table has one row per op type: 181 rows bury what to do
+GROUP_OVER = 20
+EXAMPLES = 3
 
 
 class Unsupported(Exception):
@@ -41,25 +46,62 @@ class Rejected:
 
 
 class UnsupportedModel(StageError):
-    """The model has nodes the converter cannot convert; lists all of them."""
+    """The model has nodes the converter cannot convert; lists all of them (grouped when many).
 
-    def __init__(self, model: str, rejected: list[Rejected]):
+    `cut`: where the model's data-dependent post-processing starts, offered as the fix when
+    refused nodes are of that kind."""
+
+    def __init__(self, model: str, rejected: list[Rejected], cut: Suggestion | None = None):
         self.rejected = list(rejected)
         noun = "node" if len(rejected) == 1 else "nodes"
         super().__init__(
             f"{model}: {len(rejected)} {noun} cannot be converted\n" + table(rejected),
-            hint="replace or rewrite these nodes (recipe `replacements:`), or re-export the model "
-            "with ops from the standard ONNX domain",
+            hint=_hint(rejected, cut),
             path=model,
         )
 
 
+def _hint(rejected: list[Rejected], cut: Suggestion | None) -> str:
+    dynamic = sorted({r.op_type for r in rejected if r.op_type in DATA_DEPENDENT or r.op_type in SIZED_BY_INPUT})
+    if dynamic and cut is not None and cut.tensors:
+        return (
+            f"{', '.join(dynamic)} compute sizes from the data, which a static TFLite model cannot hold: "
+            "keep that post-processing in the application and cut the model before it; add to the recipe:\n"
+            + snippet(cut)
+        )
+    return (
+        "replace or rewrite these nodes (recipe `replacements:`), or re-export the model "
+        "with ops from the standard ONNX domain"
+    )
+
+
 def table(rows: list[Rejected]) -> str:
-    header = ("op type", "domain", "opset", "node", "reason")
-    cells = [header] + [(r.op_type, r.domain or "ai.onnx", str(r.opset), r.node, r.reason) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(4)]
-    lines = []
-    for row in cells:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    if len(rows) > GROUP_OVER:
+        return _render(("op type", "domain", "opset", "nodes", "examples", "reason"), _grouped(rows))
+    cells = [(r.op_type, r.domain or "ai.onnx", str(r.opset), r.node, r.reason) for r in rows]
+    return _render(("op type", "domain", "opset", "node", "reason"), cells)
+
+
+def _grouped(rows: list[Rejected]) -> list[tuple[str, ...]]:
+    """One row per op type: node count, the first few node names, the most common reason."""
+    groups: dict[tuple[str, str, int], list[Rejected]] = {}
+    for r in rows:
+        groups.setdefault((r.op_type, r.domain, r.opset), []).append(r)
+    out = []
+    for (op_type, domain, opset), members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        names = [m.node for m in members[:EXAMPLES]] + (["..."] if len(members) > EXAMPLES else [])
+        reasons = [m.reason for m in members]
+        reason = max(dict.fromkeys(reasons), key=reasons.count)
+        others = len(set(reasons)) - 1
+        reason += f" (and {others} other reason{'s' if others != 1 else ''})" if others else ""
+        out.append((op_type, domain or "ai.onnx", str(opset), str(len(members)), ", ".join(names), reason))
+    return out
+
+
+def _render(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to width; the last (the reason) runs free."""
+    cells = [header, *rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header) - 1)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in cells]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths) + "  " + "-" * 6)
     return "\n".join(lines)

@@ -9,14 +9,16 @@ Identity/Dropout. Its output bytes depend only on the input model and options.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from buildsys.converter.cut import cut
 from buildsys.converter.dynamic import DynamicInputs, dynamic_inputs
 from buildsys.errors import InputError
+from buildsys.recipe.closematch import did_you_mean
 from buildsys.recipe.model import Replacement
 from buildsys.replace.apply import apply_replacements
 
@@ -36,13 +38,21 @@ def prepare_model(
     label: str = "model",
     replacements: Sequence[Replacement] = (),
     recipe_file: str = "recipe",
+    outputs: Sequence[str] = (),
+    outputs_at: Callable[[int], str] | None = None,
 ) -> onnx.ModelProto:
+    """`outputs`: tensors to cut the graph at (they become its outputs); `outputs_at(i)` locates
+    the i-th in the recipe for an error."""
     model = _copy(model)
     _check(model, label)
+    unknown_dims(model.graph)
     if replacements:
         # node names are the exported ones, before folding renames or removes any
         model = apply_replacements(model, replacements, recipe_file)
     set_input_shapes(model, shapes or {}, batch, label)
+    if outputs:
+        # after shapes: an input only the dropped post-processing read may still be named there
+        model = cut(model, outputs, outputs_at or (lambda i: f"{recipe_file}: outputs[{i}]"))
     model = _infer(model, label)
     missing = dynamic_inputs(model)
     if missing:
@@ -86,6 +96,16 @@ def _dims(v: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in v.type.tensor_type.shape.dim]
 
 
+def unknown_dims(graph: onnx.GraphProto) -> None:
+    """`dim_value: -1` or `0` (PaddlePaddle writes them for batch and image sides) means a dynamic
+    dim: made an unnamed one, so `shapes:`/`batch:` set it and shape inference never computes with
+    it. Reshape's -1 and 0 live in its shape tensor, not here, and keep their ONNX meaning."""
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.Clear()
+
+
 def _check(model: onnx.ModelProto, label: str) -> None:
     try:
         onnx.checker.check_model(model)
@@ -125,7 +145,7 @@ def set_input_shapes(model: onnx.ModelProto, shapes: Mapping[str, list[int]], ba
     if unknown:
         raise InputError(
             f"{label}: `shapes:` names {', '.join(map(repr, unknown))}, which the model does not have as inputs",
-            hint=f"the model's inputs are: {', '.join(map(repr, inputs))}",
+            hint=did_you_mean(unknown[0], inputs) or f"the model's inputs are: {', '.join(map(repr, inputs))}",
             path=label,
         )
     for name, v in inputs.items():

@@ -117,7 +117,8 @@ def tensor(v: onnx.ValueInfoProto) -> Tensor:
 
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str:
     if d.HasField("dim_value"):
-        return d.dim_value
+        # -1 and 0 are how some exporters (PaddlePaddle) write a dynamic dim
+        return d.dim_value if d.dim_value > 0 else "?"
     return d.dim_param or "?"
 
 

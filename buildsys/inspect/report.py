@@ -9,7 +9,10 @@ from typing import Any
 
 import onnx
 
+from buildsys.converter.cut import Suggestion as Cut
+from buildsys.converter.cut import cut, flow_of, snippet, suggest_cut
 from buildsys.converter.dynamic import dynamic_inputs
+from buildsys.converter.prepare import unknown_dims
 from buildsys.inspect import model as facts
 from buildsys.inspect.model import Header, NodeLine, Tensor
 from buildsys.inspect.rewrites import Suggestion, load_rewrites, rewrites_by_op, suggest
@@ -25,6 +28,8 @@ class FromRecipe:
     shapes: dict[str, tuple[int, ...]]
     batch: int | None
     replacements: tuple[Any, ...] = ()  # recipe.model.Replacement entries
+    outputs: tuple[str, ...] = ()  # the recipe's cut
+    file: Path | None = None  # the recipe's absolute path, to locate its keys in errors
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class Report:
     rewrites: list[Suggestion]
     shapes: str | None  # snippets
     replacements: str | None
+    cut: Cut | None = None  # where data-dependent post-processing starts
+    cut_snippet: str | None = None  # `outputs:` lines for that cut
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,7 +60,8 @@ class Report:
             "nodes": [_node_json(n) for n in self.nodes],
             "unsupported": [asdict(u) for u in self.unsupported],
             "rewrites": [asdict(r) for r in self.rewrites],
-            "snippets": {"shapes": self.shapes, "replacements": self.replacements},
+            "cut": None if self.cut is None else asdict(self.cut),
+            "snippets": {"shapes": self.shapes, "replacements": self.replacements, "outputs": self.cut_snippet},
         }
 
 
@@ -72,8 +80,10 @@ def inspect_model(
     if recipe is not None and recipe.replacements:
         model = _replaced(model, recipe)
     light = _inputs_only(model)
+    unknown_dims(light.graph)
     if recipe is not None:
         _apply(light, recipe, label)
+        model = _cut(model, recipe)
     if registry is None:
         from buildsys.inspect.handled import converter_registry
 
@@ -81,6 +91,7 @@ def inspect_model(
     fits = suggest(model, rewrites_by_op(load_rewrites() if rewrites is None else rewrites))
     missing = unsupported(model, registry, fits)
     graph = model.graph
+    cut = suggest_cut(flow_of(graph))
     return Report(
         header=facts.header(model, path, label),
         recipe=recipe,
@@ -94,6 +105,8 @@ def inspect_model(
         rewrites=fits,
         shapes=shapes_snippet(dynamic_inputs(light)),
         replacements=replacements_snippet(model, fits, {u.op for u in missing}),
+        cut=cut,
+        cut_snippet=snippet(cut) if cut is not None and cut.tensors else None,
     )
 
 
@@ -111,6 +124,15 @@ def _replaced(model: onnx.ModelProto, recipe: FromRecipe) -> onnx.ModelProto:
     return apply_replacements(model, recipe.replacements, recipe.path)
 
 
+def _cut(model: onnx.ModelProto, recipe: FromRecipe) -> onnx.ModelProto:
+    """The model as prepare cuts it at the recipe's `outputs:` (same errors as prepare)."""
+    if not recipe.outputs:
+        return model
+    from buildsys.stages.sources import recipe_at
+
+    return cut(model, recipe.outputs, lambda i: recipe_at(recipe.file or Path(recipe.path), ("outputs", i)))
+
+
 def _apply(light: onnx.ModelProto, recipe: FromRecipe, label: str) -> None:
     # prepare's own rule, so inspect reports exactly what prepare will see (and the same errors)
     from buildsys.converter.prepare import set_input_shapes
@@ -123,7 +145,8 @@ def _recipe_json(recipe: FromRecipe | None) -> dict[str, Any] | None:
     if recipe is None:
         return None
     shapes = {k: list(v) for k, v in recipe.shapes.items()}
-    return {"path": recipe.path, "shapes": shapes, "batch": recipe.batch, "replacements": len(recipe.replacements)}
+    out = {"path": recipe.path, "shapes": shapes, "batch": recipe.batch, "replacements": len(recipe.replacements)}
+    return {**out, "outputs": list(recipe.outputs)} if recipe.outputs else out
 
 
 def _tensor_json(t: Tensor) -> dict[str, Any]:

@@ -6,7 +6,6 @@ these say what is wrong with the value at hand, in one line.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from jsonschema import ValidationError
 from jsonschema.protocols import Validator
 
 from buildsys.errors import Problem
+from buildsys.recipe import closematch
 from buildsys.recipe.model import default_target_name
 from buildsys.recipe.yamlmarks import KeyPath, Parsed, clip
 
@@ -47,8 +47,7 @@ def show(value: Any) -> str:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f"did you mean '{close[0]}'?" if close else None
+    return closematch.did_you_mean(word, choices)
 
 
 def schema_problems(validator: Validator, parsed: Parsed) -> list[Problem]:

@@ -7,7 +7,6 @@ inference) is reported against the entry that made it.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 import onnx
 
 from buildsys.errors import Problem, UsageError
+from buildsys.recipe.closematch import close_matches, did_you_mean
 from buildsys.recipe.model import Replacement
 from buildsys.replace.edits import constant_input, describe, input_index, op_schema, set_attributes
 
@@ -95,7 +95,7 @@ def _select(run: _Run, r: Replacement) -> list[onnx.NodeProto]:
         found = [n for n in nodes if n.name == r.data["node"]]
         if not found:
             names = [n.name for n in nodes if n.name]
-            close = difflib.get_close_matches(r.data["node"], names, n=3, cutoff=0.5)
+            close = close_matches(r.data["node"], names, n=3, cutoff=0.5)
             hint = f"closest: {', '.join(close)}" if close else "`buildsys inspect MODEL` lists the node names"
             run.problem(r, ("node",), f"the model has no node named '{r.data['node']}'", hint)
         return found
@@ -103,8 +103,7 @@ def _select(run: _Run, r: Replacement) -> list[onnx.NodeProto]:
     found = [n for n in nodes if _matches(n, match)]
     if not found and not r.data.get("optional"):
         types = sorted({n.op_type for n in nodes})
-        close = difflib.get_close_matches(match.get("op_type", ""), types, n=1)
-        hint = f"did you mean op_type '{close[0]}'?" if close else f"op types in the model: {', '.join(types)}"
+        hint = did_you_mean(match.get("op_type", ""), types, "op_type") or f"op types in the model: {', '.join(types)}"
         run.problem(r, ("match",), f"match {_show(match)} selects no node", hint + "; or add `optional: true`")
     return found
 
@@ -185,8 +184,7 @@ def _check_layout_target(run: _Run, r: Replacement) -> None:
         names = [v.name for v in graph.output]
     wanted = r.data[r.selector]
     if wanted not in names:
-        close = difflib.get_close_matches(wanted, names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"graph {r.selector}s: {', '.join(names)}"
+        hint = did_you_mean(wanted, names) or f"graph {r.selector}s: {', '.join(names)}"
         run.problem(r, (r.selector,), f"the model has no graph {r.selector} '{wanted}'", hint)
 
 

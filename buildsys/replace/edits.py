@@ -6,12 +6,13 @@ replacement's recipe line.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from buildsys.recipe.closematch import did_you_mean
 
 _ATTR = onnx.defs.OpSchema.AttrType
 # attribute type -> (what it is called, converter of a YAML value or None when it does not fit)
@@ -134,8 +135,7 @@ def constant_input(value: Any, dtype: np.dtype, rank: int | None, name: str) -> 
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f"did you mean '{close[0]}'?" if close else None
+    return did_you_mean(word, choices)
 
 
 def _show(value: Any) -> str:

@@ -11,7 +11,9 @@ from buildsys.stages.sources import source_files
 
 class Prepare(Stage):
     kind = "prepare"
-    VERSION = 3  # 3: refuses tensors bigger than the machine's memory (a cached result would reach convert's crash)
+    # 3: refuses tensors bigger than the machine's memory (a cached result would reach convert's crash)
+    # 4: dim_value -1/0 are dynamic dims (a model with them needs `shapes:`/`batch:` now); `outputs:` cuts
+    VERSION = 4
     TOOLS = ("onnx", "numpy")
 
     def inputs(self) -> list[Input]:
@@ -23,7 +25,10 @@ class Prepare(Stage):
     def params(self) -> dict[str, Any]:
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
         edits = [r.data for r in self.recipe.replacements if r.edits_graph]
-        return {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
+        params = {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
+        if self.recipe.outputs:  # only when set: keys of recipes without a cut stay as they were
+            params["outputs"] = list(self.recipe.outputs)
+        return params
 
     def outputs(self) -> dict[str, Path]:
         return {"prepared": self.paths.common / "prepared.onnx"}
@@ -43,10 +48,17 @@ class Prepare(Stage):
             label=label,
             replacements=self.recipe.replacements,
             recipe_file=ctx.env.ws.show(self.recipe.path),
+            outputs=self.recipe.outputs,
+            outputs_at=self._output_at,
         )
         self._check_memory(prepared, label)
         # deterministic serialization: the same model and options give the same bytes
         ctx.out["prepared"].write_bytes(prepared.SerializeToString(deterministic=True))
+
+    def _output_at(self, index: int) -> str:
+        from buildsys.stages.sources import recipe_at
+
+        return recipe_at(self.recipe.path, ("outputs", index))
 
     def _check_memory(self, prepared: Any, label: str) -> None:
         """Shapes are static now: a batch too big for the machine is refused here, not by a
