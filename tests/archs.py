@@ -696,3 +696,82 @@ def _self_test() -> None:
 
 if __name__ == "__main__":
     _self_test()
+
+
+# --------------------------------------------------------------------------- 7. ViT and ConvNeXt (issue 13.5)
+
+
+def vit(size: int = 224, dim: int = 192, heads: int = 3, depth: int = 12, classes: int = 1000,
+        seed: int = 0) -> onnx.ModelProto:
+    """ViT-tiny as torch.onnx exports timm's VisionTransformer: Conv 16x16/16 patch embed,
+    class token and position embedding, pre-norm blocks with one fused QKV MatMul split into
+    heads by a 5-D Transpose (2, 0, 3, 1, 4), K transposed for Q @ K^T, Erf-GELU MLP
+    (Div by sqrt(2), `x * (1 + erf)` then `* 0.5`), final LayerNorm, class-token head."""
+    net = Net(seed)
+    x, seq, inputs = _patch_embed(net, size, dim)
+    cls = net.const(net.normal((1, 1, dim), 0.02), "cls_token")
+    x = net.op("Concat", cls, x, axis=1)
+    seq += 1
+    x = net.op("Add", x, net.const(net.normal((1, seq, dim), 0.02), "pos_embed"))
+    for _ in range(depth):
+        h = net.op("Add", x, _vit_attention(net, _norm(net, x, dim, "layernorm"), seq, dim, heads))
+        x = net.op("Add", h, _mlp(net, _norm(net, h, dim, "layernorm"), dim))
+    x = _norm(net, x, dim, "layernorm")
+    token = net.op("Gather", x, net.const(np.array(0, np.int64), "cls_index"), axis=1)
+    w = net.const(net.normal((dim, classes), math.sqrt(1.0 / dim)), "head_w")
+    logits = net.op("Add", net.op("MatMul", token, w), net.const(net.normal((classes,), 0.02), "head_b"),
+                    out="logits")
+    return calibrated(net, inputs, [logits], "vit", seed)
+
+
+def _vit_attention(net: Net, x, seq, dim, heads) -> str:
+    dh = dim // heads
+    qkv = net.op("Reshape", _linear(net, x, dim, 3 * dim), net.shape_const([1, seq, 3, heads, dh]))
+    qkv = net.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])
+    q, k, v = (net.op("Gather", qkv, net.const(np.array(i, np.int64), "qkv_index"), axis=0) for i in range(3))
+    scores = net.op("MatMul", q, net.op("Transpose", k, perm=[0, 1, 3, 2]))
+    scores = net.op("Mul", scores, net.const(np.array(dh ** -0.5, np.float32), "attn_scale"))
+    ctx = net.op("MatMul", net.op("Softmax", scores, axis=-1), v)
+    ctx = net.op("Reshape", net.op("Transpose", ctx, perm=[0, 2, 1, 3]), net.shape_const([1, seq, dim]))
+    return _linear(net, ctx, dim, dim)
+
+
+def convnext(size: int = 224, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2), classes: int = 1000,
+             seed: int = 0) -> onnx.ModelProto:
+    """ConvNeXt (atto widths by default) as torch.onnx exports torchvision's: Conv 4x4/4 stem and
+    2x2/2 downsampling, each after a channels-last LayerNorm between two Transposes; blocks of
+    depthwise 7x7 conv, Transpose to NHWC, LayerNorm, Linear, Erf-GELU (in the HF operand order:
+    `0.5 * x` first, Mul by 1/sqrt(2)), Linear, layer scale, Transpose back, residual Add."""
+    net = Net(seed)
+    x = net.conv("image", 3, dims[0], 4, 4, pad=0, bias=True, gain=1.0)
+    for stage, (dim, depth) in enumerate(zip(dims, depths)):
+        if stage:
+            x = _norm_2d(net, x, dims[stage - 1])
+            x = net.conv(x, dims[stage - 1], dim, 2, 2, pad=0, bias=True, gain=1.0)
+        else:
+            x = _norm_2d(net, x, dim)
+        for _ in range(depth):
+            x = _convnext_block(net, x, dim)
+    pooled = net.op("ReduceMean", x, axes=[2, 3], keepdims=0)
+    pooled = _norm(net, pooled, dims[-1], "layernorm")
+    w = net.const(net.normal((dims[-1], classes), math.sqrt(1.0 / dims[-1])), "head_w")
+    logits = net.op("Add", net.op("MatMul", pooled, w), net.const(net.normal((classes,), 0.02), "head_b"),
+                    out="logits")
+    return calibrated(net, {"image": [1, 3, size, size]}, [logits], "convnext", seed)
+
+
+def _norm_2d(net: Net, x, dim) -> str:
+    x = net.op("Transpose", x, perm=[0, 2, 3, 1])
+    return net.op("Transpose", _norm(net, x, dim, "layernorm"), perm=[0, 3, 1, 2])
+
+
+def _convnext_block(net: Net, x, dim) -> str:
+    h = net.conv(x, dim, dim, 7, 1, pad=3, group=dim, bias=True, gain=1.0)
+    h = _norm(net, net.op("Transpose", h, perm=[0, 2, 3, 1]), dim, "layernorm")
+    h = _linear(net, h, dim, 4 * dim, gain=2.0)
+    half = net.op("Mul", h, net.const(np.array(0.5, np.float32), "half"))
+    erf = net.op("Erf", net.op("Mul", h, net.const(np.array(1.0 / math.sqrt(2.0), np.float32), "inv_sqrt2")))
+    h = net.op("Mul", half, net.op("Add", net.const(np.array(1.0, np.float32), "one"), erf))
+    h = _linear(net, h, 4 * dim, dim)
+    h = net.op("Mul", h, net.const(np.full((dim,), 0.5, np.float32) + net.normal((dim,), 0.05), "layer_scale"))
+    return net.op("Add", x, net.op("Transpose", h, perm=[0, 3, 1, 2]))

@@ -17,7 +17,7 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 5  # 5: `quantized` in the signature of QDQ models
+    VERSION = 6  # 5: `quantized` in the signature of QDQ models; 6: GELU/HardSwish/Mish subgraphs fused, QKV split moved once
     TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property

@@ -18,6 +18,7 @@ import tensorflow as tf
 from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
+from buildsys.converter.fusions import FUSED
 from buildsys.converter.ir import Node
 from buildsys.converter.registry import handles
 
@@ -112,6 +113,7 @@ def hard_sigmoid(ctx, node):
 
 
 @handles("HardSwish", since=14)
+@handles("HardSwish", domain=FUSED)
 def hard_swish(ctx, node):
     # the TFLite converter fuses exactly this pattern into HARD_SWISH
     _pointwise(ctx, node, lambda x: x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0))
@@ -133,11 +135,13 @@ def softsign(ctx, node):
 
 
 @handles("Mish", since=18)
+@handles("Mish", domain=FUSED)
 def mish(ctx, node):
     _pointwise(ctx, node, lambda x: x * tf.tanh(_softplus(x)))
 
 
 @handles("Gelu", since=20)
+@handles("Gelu", domain=FUSED)
 def gelu(ctx, node):
     approximate = node.attr("approximate", "none")
     if approximate not in ("none", "tanh"):

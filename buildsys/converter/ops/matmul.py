@@ -48,9 +48,9 @@ class Term:
         return dict(zip(self.letters, (int(d) for d in shape)))
 
 
-def term(ctx: ConversionContext, name: str, letters: str) -> Term:
-    """The input `name` whose ONNX axes are labelled `letters`."""
-    value = ctx.value(name)
+def term(ctx: ConversionContext, name: str, letters: str, value: Value | None = None) -> Term:
+    """The input `name` (or `value`, another way to compute it) whose ONNX axes are labelled `letters`."""
+    value = value or ctx.value(name)
     if value.const is not None:
         return Term(value.const, letters)
     return Term(value.tensor, "".join(letters[a] for a in value.perm))
@@ -200,13 +200,50 @@ def matmul(ctx, node):
     a_letters = "mk" if ra >= 2 else "k"
     b_letters = "kn" if rb >= 2 else "k"
     a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
-    a = term(ctx, node.input(0), a_batch + a_letters)
-    b = term(ctx, node.input(1), b_batch + b_letters)
+    a = term(ctx, node.input(0), a_batch + a_letters, head_slice(ctx, node.input(0)))
+    b = term(ctx, node.input(1), b_batch + b_letters, head_slice(ctx, node.input(1)))
     if not dense:
         # numpy broadcasting: missing leading batch axes act as size 1, which BATCH_MATMUL broadcasts
         a, b = with_unit_axes(a, lead), with_unit_axes(b, lead)
     out = lead + ("m" if ra >= 2 else "") + ("n" if rb >= 2 else "")
     emit(ctx, node.outputs[0], contract(a, b, out), out)
+
+
+def head_slice(ctx: ConversionContext, name: str) -> Value | None:
+    """The operand sliced again out of its source moved once into ONNX order, when it is one
+    of several Gathers (Q, K, V) from a permuted tensor, through Transposes; else None.
+
+    Attention splits one QKV tensor by a 5-D Transpose (2, 0, 3, 1, 4) and three Gathers. The
+    Transpose only composes layouts, so each of Q, K and V would reach BATCH_MATMUL with its
+    heads axis behind the tokens and need a TRANSPOSE of its own: one transpose of the QKV
+    tensor serves all three, and K's own Transpose becomes BATCH_MATMUL's adj_y."""
+    transposes, node = [], ctx.producer(name)
+    while node is not None and node.op_type == "Transpose" and ctx.value(node.input(0)).const is None:
+        rank = ctx.value(node.input(0)).rank
+        transposes.append(tuple(node.attr("perm") or range(rank - 1, -1, -1)))
+        node = ctx.producer(node.input(0))
+    if node is None or node.op_type != "Gather" or not _shared_split(ctx, node):
+        return None
+    index = ctx.const(node.input(1))
+    source = ctx.value(node.input(0))
+    if index is None or index.ndim != 0 or source.const is not None or layout.is_identity(source.perm):
+        return None
+    axis = node.attr("axis", 0) % source.rank
+    moved = node.input(0) + "\x00onnx-order"  # not an ONNX name: the one moved copy, for Q, K and V
+    if not ctx.has(moved):
+        ctx.set(moved, ctx.onnx_tensor(node.input(0)))
+    full = ctx.value(moved).tensor
+    sliced = full[(slice(None),) * axis + (int(index) % full.shape[axis],)]
+    perm = layout.identity(source.rank - 1)
+    for t in reversed(transposes):
+        perm = layout.apply_transpose(perm, t)
+    return Value(sliced, perm)
+
+
+def _shared_split(ctx: ConversionContext, gather: Node) -> bool:
+    """True if the Gather's source feeds other Gathers too (the heads it splits share a move)."""
+    readers = [n for n in ctx.graph.nodes if gather.input(0) in n.inputs]
+    return len(readers) > 1 and all(n.op_type == "Gather" for n in readers)
 
 
 def with_unit_axes(t: Term, batch: str) -> Term:
