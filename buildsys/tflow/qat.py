@@ -31,16 +31,47 @@ def to_tflite_qat(
     float_path = Path(float_path)
     graph_def, stored = read_float(float_path)
     _check_signature(stored, signature, float_path)
+    if per_tensor:
+        graph_def = fake_quant_weights(graph_def, signature["quantized"]["weights"])
     module, concrete = _servable(graph_def, signature, float_path)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = tf.as_dtype(options.input_type)
     converter.inference_output_type = tf.as_dtype(options.output_type)
-    converter._experimental_disable_per_channel = per_tensor  # private: the only per-tensor switch
+    # private, the only per-tensor switches; the QAT path reads the dense-layer one only
+    converter._experimental_disable_per_channel = per_tensor
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor
     data = _convert(converter, options, float_path)
     _check_tflite_io(data, signature, options, float_path)
     _check_integer(data, signature, float_path)
     return data
+
+
+# TF ops whose input 1 is a weight TFLite quantizes (per output channel unless told otherwise)
+WEIGHT_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput", "BatchMatMulV2")
+
+
+def fake_quant_weights(graph_def, weights: list[dict]):
+    """A copy with each constant weight of a per-tensor quantized ONNX node behind a narrow-range
+    fake-quant of the model's scale: in its QAT path TFLite ignores the per-tensor switch and
+    would derive per-channel scales. The TF name scope of an op is its ONNX node's name."""
+    from tensorflow.core.framework import graph_pb2
+
+    scales = {w["node"]: w["scale"][0] for w in weights if len(w["scale"]) == 1}
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    consts = {n.name for n in out.node if n.op == "Const"}
+    for node in out.node:
+        scope = node.name.split("/")[0]
+        if node.op not in WEIGHT_OPS or scope not in scales or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        fq = out.node.add(name=f"{node.input[1]}/weight_fake_quant", op="FakeQuantWithMinMaxArgs")
+        fq.input.append(node.input[1])
+        fq.attr["T"].type = 1  # DT_FLOAT
+        fq.attr["min"].f, fq.attr["max"].f = -127 * scales[scope], 127 * scales[scope]
+        fq.attr["num_bits"].i, fq.attr["narrow_range"].b = 8, True
+        node.input[1] = fq.name
+    return out
 
 
 def _check_integer(data: bytes, signature: dict, float_path: Path) -> None:

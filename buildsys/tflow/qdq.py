@@ -216,7 +216,9 @@ def _weight_problems(w: dict, per_channel: bool, mixed: bool) -> list[str]:
         return [f"{where}: weight scales along axis {w['axis']}; TFLite keeps them per output channel (axis {w['channel_axis']})"]
     if mixed and not channels:
         return [f"{where}: per-tensor weights in a model whose other weights are per-channel; TFLite does one or the other"]
-    off = [(c, m) for c, m in enumerate(w["largest"]) if m not in (0, WEIGHT_QMAX)]
+    # per-tensor weights get a fake-quant of their own scale (qat.fake_quant_weights);
+    # per-channel ones are quantized by TFLite from their values
+    off = [(c, m) for c, m in enumerate(w["largest"]) if m not in (0, WEIGHT_QMAX)] if channels else []
     if off:
         c, m = off[0]
         what = f"channel {c}'s" if channels else "the tensor's"
