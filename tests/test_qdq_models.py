@@ -326,3 +326,13 @@ def test_recalibrating_a_qdq_model_warns_once(tmp_path: Path) -> None:
     # the recipe says so: no warning
     write_recipe(root, "r", "cnn", "  - device: cpu-int8\n    quantization: {requantize: true}\n", calibration)
     assert "pre-quantized" not in run_cli(ws, "build").stderr
+
+
+def test_inspect_says_the_model_is_pre_quantized(built: Path) -> None:
+    out = run_cli(built, "inspect", "recipes/cnn_pt_u8.onnx").stdout
+    assert "pre-quantized (QDQ): 7 activation Q->DQ pairs (uint8), 3 quantized weights (int8, per-tensor)" in out
+    assert "quantization: {from_model: true}" in out
+    data = json.loads(run_cli(built, "inspect", "--json", "recipes/cnn_pc_s8.onnx").stdout)
+    assert data["quantized"]["per_channel"] is True and data["quantized"]["weights"] == 3
+    plain = json.loads(run_cli(built, "inspect", "--json", "recipes/cnn.float.onnx").stdout)
+    assert plain["quantized"] is None

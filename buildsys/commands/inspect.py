@@ -77,7 +77,7 @@ def _from_recipe(path: Path, root: Path) -> tuple[Path, FromRecipe]:
 
 
 def show(report: Report, ui: Ui) -> None:
-    for section in (_header, _io, _histogram, _nodes, _unsupported, _post_processing, _snippets):
+    for section in (_header, _io, _histogram, _nodes, _unsupported, _quantized, _post_processing, _snippets):
         section(report, ui)
 
 
@@ -191,6 +191,15 @@ def _unsupported(report: Report, ui: Ui) -> None:
             ui.line(f"    rewrite {' or '.join(u.rewrites)} can replace it: see `replacements:` below")
         if u.rewrite_misfit:
             ui.line(f"    not every node fits a registered rewrite: {u.rewrite_misfit}")
+
+
+def _quantized(report: Report, ui: Ui) -> None:
+    if report.quantized is None:
+        return
+    ui.line()
+    ui.line(f"pre-quantized (QDQ): {report.quantized.describe()}", style=HEAD)
+    ui.line("  an int8 target keeps these scales with `quantization: {from_model: true}` (no calibration needed);")
+    ui.line("  without it the target recalibrates the model and replaces them")
 
 
 def _post_processing(report: Report, ui: Ui) -> None:

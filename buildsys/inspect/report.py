@@ -15,6 +15,7 @@ from buildsys.converter.dynamic import dynamic_inputs
 from buildsys.converter.prepare import unknown_dims
 from buildsys.inspect import model as facts
 from buildsys.inspect.model import Header, NodeLine, Tensor
+from buildsys.inspect.quantized import Prequantized, prequantized
 from buildsys.inspect.rewrites import Suggestion, load_rewrites, rewrites_by_op, suggest
 from buildsys.inspect.support import Unsupported, unsupported
 from buildsys.inspect.suggest import replacements_snippet, shapes_snippet
@@ -48,6 +49,7 @@ class Report:
     replacements: str | None
     cut: Cut | None = None  # where data-dependent post-processing starts
     cut_snippet: str | None = None  # `outputs:` lines for that cut
+    quantized: Prequantized | None = None  # a QDQ model's own quantization
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class Report:
             "unsupported": [asdict(u) for u in self.unsupported],
             "rewrites": [asdict(r) for r in self.rewrites],
             "cut": None if self.cut is None else asdict(self.cut),
+            "quantized": None if self.quantized is None else asdict(self.quantized),
             "snippets": {"shapes": self.shapes, "replacements": self.replacements, "outputs": self.cut_snippet},
         }
 
@@ -107,6 +110,7 @@ def inspect_model(
         replacements=replacements_snippet(model, fits, {u.op for u in missing}),
         cut=cut,
         cut_snippet=snippet(cut) if cut is not None and cut.tensors else None,
+        quantized=prequantized(model),
     )
 
 
