@@ -4,6 +4,7 @@ detector before its data-dependent post-processing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,206 @@ def test_replacement_node_hint_ranks_look_alikes_first():
         prepare_model(model, {"x": [1, 3, 8, 8]}, replacements=[edit], recipe_file="r.yaml")
     text = str(err.value.problems[0].hint) if hasattr(err.value, "problems") else err.value.hint
     assert text.startswith("closest: conv_1, conv_7")
+
+
+# -- cutting a detector before its data-dependent post-processing ------------------------------
+
+
+def ssd(size: int = 32) -> onnx.ModelProto:
+    """An SSD-style export: conv backbone -> box and score heads -> per-class post-processing with
+    NonZero, a TopK whose k is a count of the scores, an If around the kept scores, and one
+    NonMaxSuppression over all classes, as torchvision-style exports carry it."""
+    rng = np.random.default_rng(3)
+    nodes, inits = [], []
+    x = _conv(nodes, inits, rng, "image", 3, 8, "backbone.0", stride=2)
+    x = _conv(nodes, inits, rng, x, 8, 16, "backbone.1", stride=2)
+    cells = (size // 4) ** 2 * ANCHORS
+    boxes = _head(nodes, inits, rng, x, 4, "box_head")
+    logits = _head(nodes, inits, rng, x, CLASSES, "cls_head")
+    nodes.append(helper.make_node("Softmax", [logits], ["scores"], name="cls_softmax", axis=-1))
+    nodes.append(helper.make_node("Transpose", ["scores"], ["scores_t"], name="nms_scores", perm=[0, 2, 1]))
+    limits = [_const(inits, "nms.max", [20]), _const(inits, "nms.iou", [0.5], np.float32), _const(inits, "nms.thr", [0.05], np.float32)]
+    nodes.append(helper.make_node("NonMaxSuppression", [boxes, "scores_t", *limits], ["selected"], name="nms"))
+    outputs = [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])]
+    threshold = _const(inits, "score_thr", 0.1, np.float32)
+    for c in range(1, CLASSES):
+        outputs.append(_class_post(nodes, inits, c, threshold))
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])]
+    assert cells > 0
+    return _model(nodes, inits, inputs, outputs)
+
+
+def _head(nodes, inits, rng, x, per_anchor, name) -> str:
+    out = _conv(nodes, inits, rng, x, 16, ANCHORS * per_anchor, name, relu=False)
+    nodes.append(helper.make_node("Transpose", [out], [f"{name}.nhwc"], name=f"{name}.perm", perm=[0, 2, 3, 1]))
+    shape = _const(inits, f"{name}.shape", [1, -1, per_anchor])
+    nodes.append(helper.make_node("Reshape", [f"{name}.nhwc", shape], [name.split("_")[0] + "es" if per_anchor == 4 else f"{name}.logits"], name=f"{name}.flat"))
+    return nodes[-1].output[0]
+
+
+def _class_post(nodes, inits, c, threshold) -> onnx.ValueInfoProto:
+    p = f"post.{c}"
+    index = _const(inits, f"{p}.index", c)
+    steps = [
+        helper.make_node("Gather", ["scores", index], [f"{p}.scores"], name=f"{p}.pick", axis=2),
+        helper.make_node("Greater", [f"{p}.scores", threshold], [f"{p}.mask"], name=f"{p}.gt"),
+        helper.make_node("NonZero", [f"{p}.mask"], [f"{p}.where"], name=f"{p}.nonzero"),
+        helper.make_node("Cast", [f"{p}.mask"], [f"{p}.ones"], name=f"{p}.cast", to=TensorProto.INT64),
+        helper.make_node("ReduceSum", [f"{p}.ones"], [f"{p}.count"], name=f"{p}.count", keepdims=0),
+        helper.make_node("Reshape", [f"{p}.count", _const(inits, f"{p}.k_shape", [1])], [f"{p}.k"], name=f"{p}.k"),
+        helper.make_node("TopK", [f"{p}.scores", f"{p}.k"], [f"{p}.top", f"{p}.top_i"], name=f"{p}.topk", axis=1),
+        helper.make_node("Greater", [f"{p}.count", _const(inits, f"{p}.zero", 0)], [f"{p}.any"], name=f"{p}.any"),
+    ]
+    kept = helper.make_tensor_value_info(f"{p}.kept", TensorProto.FLOAT, [1, None])
+    then = helper.make_graph([helper.make_node("Identity", [f"{p}.top"], [f"{p}.kept"])], f"{p}.then", [], [kept])
+    empty = numpy_helper.from_array(np.zeros((1, 0), np.float32))
+    orelse = helper.make_graph([helper.make_node("Constant", [], [f"{p}.kept"], value=empty)], f"{p}.else", [], [kept])
+    steps.append(helper.make_node("If", [f"{p}.any"], [f"{p}.out"], name=f"{p}.if", then_branch=then, else_branch=orelse))
+    steps.append(helper.make_node("Shape", [f"{p}.where"], [f"{p}.found"], name=f"{p}.found"))
+    nodes += steps
+    return helper.make_tensor_value_info(f"{p}.out", TensorProto.FLOAT, [1, None])
+
+
+def test_ssd_runs_on_onnxruntime_and_the_suggested_cut_is_boxes_and_scores():
+    model = ssd()
+    x = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    ort.InferenceSession(model.SerializeToString()).run(None, {"image": x})  # a valid, runnable export
+    suggestion = suggest_cut(flow_of(model.graph))
+    assert suggestion is not None
+    assert suggestion.tensors == ("boxes", "scores")
+    assert dict(suggestion.ops) == {"If": 11, "NonMaxSuppression": 1, "NonZero": 11, "TopK": 11}
+    assert suggestion.dropped == 1 + 1 + 11 * 10  # NMS, its transpose, ten nodes per class
+
+
+def test_the_cut_keeps_only_what_the_outputs_need():
+    prepared = prepare_model(ssd(), outputs=["scores", "boxes"])
+    assert [o.name for o in prepared.graph.output] == ["scores", "boxes"]
+    ops = {n.op_type for n in prepared.graph.node}
+    assert ops == {"Conv", "Relu", "Transpose", "Reshape", "Softmax"}
+    assert {t.name for t in prepared.graph.initializer} == {
+        t.name for t in ssd().graph.initializer if t.name.startswith(("backbone", "box_head", "cls_head"))
+    }
+    dims = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in prepared.graph.output]
+    assert dims == [[1, 128, CLASSES], [1, 128, 4]]
+
+
+def test_a_cut_at_an_unknown_tensor_names_the_recipe_line_and_the_near_names():
+    with pytest.raises(InputError) as err:
+        prepare_model(ssd(), outputs=["boxes", "sc0res"], outputs_at=lambda i: f"ssd.yaml:9: outputs[{i}]")
+    assert err.value.message == "ssd.yaml:9: outputs[1]: the model has no tensor named 'sc0res'"
+    assert err.value.hint.startswith("did you mean 'scores'")
+
+
+def test_a_cut_can_keep_a_tensor_read_inside_an_if_branch():
+    prepared = prepare_model(ssd(), outputs=["post.1.out"])
+    ops = [n.op_type for n in prepared.graph.node]
+    assert "If" in ops and "TopK" in ops and "NonMaxSuppression" not in ops
+    assert "post.2.pick" not in {n.name for n in prepared.graph.node}
+
+
+def test_many_refused_rows_are_grouped_by_op_type():
+    rows = [Rejected("NonZero", "", 17, f"post.{i}.nonzero", "NonZero of a computed tensor has a data-dependent shape") for i in range(15)]
+    rows += [Rejected("If", "", 17, f"post.{i}.if", "no converter for this op") for i in range(15)]
+    rows += [Rejected("TopK", "", 17, "post.0.topk", "k must be a constant"), Rejected("TopK", "", 17, "post.1.topk", "k is odd")]
+    text = table(rows)
+    lines = text.splitlines()
+    assert len(rows) > GROUP_OVER and len(lines) == 2 + 3
+    assert lines[0].split() == ["op", "type", "domain", "opset", "nodes", "examples", "reason"]
+    assert lines[2].split()[:5] == ["If", "ai.onnx", "17", "15", "post.0.if,"]
+    assert re.search(r"post\.0\.if, post\.1\.if, post\.2\.if, \.\.\. +no converter for this op$", lines[2])
+    assert lines[4].endswith("k must be a constant (and 1 other reason)")  # a tie: the first seen
+    assert len(table(rows[:GROUP_OVER]).splitlines()) == 2 + GROUP_OVER  # few rows: one per node
+
+
+def test_a_refusal_of_data_dependent_ops_points_at_the_cut():
+    rows = [Rejected("NonZero", "", 17, "post.1.nonzero", "data-dependent shape")]
+    cut = suggest_cut(flow_of(ssd().graph))
+    hint = UnsupportedModel("ssd.onnx", rows, cut=cut).hint
+    assert hint.endswith("add to the recipe:\n" + "outputs:   # cut before the data-dependent post-processing "
+                         "(If, NonMaxSuppression, NonZero, TopK); the application runs it\n  - boxes\n  - scores")
+    other = UnsupportedModel("ssd.onnx", [Rejected("Foo", "x.y", 1, "foo", "custom domain")], cut=cut).hint
+    assert "replacements:" in other and "outputs:" not in other
+
+
+SSD_RECIPE = """\
+version: 1
+name: ssd
+source:
+  onnx: ssd.onnx
+{cut}calibration:
+  samples: 16
+  inputs:
+    image: {{npy: calib.npy}}
+validate:
+  samples: 8
+  inputs:
+    image: {{npy: calib.npy}}
+targets:
+  - device: cpu-fp32
+  - device: cpu-int8
+"""
+
+
+def ssd_workspace(ws: Path, cut: str = "") -> Path:
+    (ws / "recipes").mkdir(parents=True)
+    onnx.save(ssd(), ws / "recipes/ssd.onnx")
+    np.save(ws / "recipes/calib.npy", np.random.default_rng(5).standard_normal((16, 3, 32, 32)).astype(np.float32))
+    (ws / "recipes/ssd.yaml").write_text(SSD_RECIPE.format(cut=cut))
+    return ws
+
+
+def test_ssd_build_without_the_cut_fails_with_the_grouped_table_and_the_cut(tmp_path: Path):
+    ws = ssd_workspace(tmp_path / "ws")
+    err = run_cli(ws, "build", check=1).stderr
+    assert "33 nodes cannot be converted" in err
+    assert "Traceback" not in err
+    table_rows = [line.split() for line in err.splitlines() if line.startswith("  ") and line.split()[:1] in (["If"], ["NonZero"], ["TopK"])]
+    assert sorted(row[0] for row in table_rows) == ["If", "NonZero", "TopK"]  # one row per op type
+    assert all(row[3] == "11" for row in table_rows)
+    assert "outputs:   # cut before" in err and "  - boxes\n" in err and "  - scores" in err
+    inspect = run_cli(ws, "inspect", "recipes/ssd.yaml").stdout
+    assert "data-dependent post-processing: 112 nodes from If x11, NonMaxSuppression x1, NonZero x11, TopK x11" in inspect
+    assert "outputs:   # cut before" in inspect and inspect.rstrip().endswith("  - boxes\n  - scores")
+
+
+def test_ssd_with_the_cut_builds_fp32_and_int8_and_matches_onnxruntime(tmp_path: Path):
+    ws = ssd_workspace(tmp_path / "ws", cut="outputs: [boxes, scores]\n")
+    outcomes = build_json(ws)
+    assert outcomes["cpu-int8/validate"] == "ran" and outcomes["cpu-fp32/validate"] == "ran"
+    x = np.load(ws / "recipes/calib.npy")[:1]
+    reference = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(ssd())).extract_model(["image"], ["boxes", "scores"])
+    want = ort.InferenceSession(reference.SerializeToString()).run(None, {"image": x})
+    signature = ws / "build/ssd/_common/signature.json"
+    got = run_tflite(ws / "build/ssd/cpu-fp32/model.tflite", signature, {"image": x})
+    assert [g.shape for g in got] == [(1, 128, 4), (1, 128, CLASSES)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    int8 = json.loads((ws / "build/ssd/cpu-int8/metrics.json").read_text())
+    assert int8["outputs"]["scores"]["cosine"] > 0.99 and int8["outputs"]["boxes"]["cosine"] > 0.95
+    inspect = run_cli(ws, "inspect", "recipes/ssd.yaml").stdout
+    assert "applied: cut at 2 outputs" in inspect and "data-dependent" not in inspect
+
+
+def test_outputs_on_a_keras_source_is_a_recipe_problem(workspace: Path):
+    recipe = workspace / "recipes/shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("batch: 1\n", "batch: 1\noutputs: [dense]\n"))
+    err = run_cli(workspace, "check", check=2).stderr
+    assert "shapes.yaml:7" in err and "`outputs:` cuts ONNX models, and this recipe's source is keras" in err
+
+
+def test_outputs_must_be_a_list_of_unique_names(workspace: Path):
+    recipe = workspace / "recipes/shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("batch: 1\n", "batch: 1\noutputs: [a, a]\n"))
+    err = run_cli(workspace, "check", check=2).stderr
+    assert "shapes.yaml:7:10  outputs  ['a', 'a'] has non-unique elements" in err
+
+
+def test_inspect_and_build_refuse_an_unknown_cut_tensor_with_its_recipe_line(tmp_path: Path):
+    ws = ssd_workspace(tmp_path / "ws", cut="outputs:\n  - boxes\n  - SC0RES\n")
+    for args in (("inspect", "recipes/ssd.yaml"), ("build",)):
+        err = run_cli(ws, *args, check=2).stderr
+        assert "recipes/ssd.yaml:7: outputs[1]: the model has no tensor named 'SC0RES'" in err, err
+        assert "hint: did you mean 'scores', 'scores_t', 'post.1.scores'?\n" in err and "Traceback" not in err
+    report = json.loads(run_cli(ws, "inspect", "recipes/ssd.onnx", "--json").stdout)
+    assert report["cut"]["tensors"] == ["boxes", "scores"]
+    assert report["snippets"]["outputs"].endswith("  - boxes\n  - scores")

@@ -113,8 +113,8 @@ def cut(model: onnx.ModelProto, names: Sequence[str], at: Callable[[int], str]) 
     for i, name in enumerate(names):
         if name not in producer and name not in flow.inputs:
             close = close_matches(name, known)
-            hint = f"did you mean {', '.join(map(repr, close))}?" if close else "`buildsys inspect MODEL --op TYPE` lists tensor names"
-            raise InputError(f"{at(i)}: the model has no tensor named {name!r}", hint=hint + "; or fix `outputs:`")
+            hint = f"did you mean {', '.join(map(repr, close))}?" if close else "`buildsys inspect MODEL` lists the nodes and their tensors"
+            raise InputError(f"{at(i)}: the model has no tensor named {name!r}", hint=hint)
     keep = _needed(names, producer)
     types = _types(model)
     nodes = [n for s, n in zip(flow.steps, graph.node) if s.index in keep]

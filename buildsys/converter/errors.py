@@ -65,7 +65,8 @@ def _hint(rejected: list[Rejected], cut: Suggestion | None) -> str:
     dynamic = sorted({r.op_type for r in rejected if r.op_type in DATA_DEPENDENT or r.op_type in SIZED_BY_INPUT})
     if dynamic and cut is not None and cut.tensors:
         return (
-            f"{', '.join(dynamic)} compute sizes from the data, which a static TFLite model cannot hold: "
+            f"what {', '.join(dynamic)} output depends on the data at run time (sizes, branches), which a static "
+            "TFLite model cannot hold: "
             "keep that post-processing in the application and cut the model before it; add to the recipe:\n"
             + snippet(cut)
         )

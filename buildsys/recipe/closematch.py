@@ -12,15 +12,15 @@ import difflib
 import re
 from collections.abc import Iterable
 
-# each look-alike folds onto the digit it is mistaken for
-LOOKALIKES = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1", "|": "1", "S": "5", "B": "8"})
+# each look-alike folds onto the digit it is mistaken for (after casefold: I is i, S is s, B is b)
+LOOKALIKES = str.maketrans({"o": "0", "l": "1", "i": "1", "|": "1", "s": "5", "b": "8"})
 CUTOFF = 0.6
 DIGITS = re.compile(r"(\d+)")
 
 
 def fold(name: str) -> str:
     """The name as a reader might mistake it: look-alikes as digits, any case."""
-    return name.translate(LOOKALIKES).casefold()
+    return name.casefold().translate(LOOKALIKES)
 
 
 def natural_key(name: str) -> tuple:

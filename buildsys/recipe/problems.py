@@ -173,7 +173,18 @@ def semantic_problems(parsed: Parsed, stem: str, name_pattern: str) -> list[Prob
         from buildsys.recipe.replacements import replacement_problems
 
         out += replacement_problems(parsed, data["replacements"], data.get("source"))
+    out += _cut_source(parsed, data)
     return out
+
+
+def _cut_source(parsed: Parsed, data: dict) -> list[Problem]:
+    """`outputs:` cuts ONNX graphs; on any other source it would silently do nothing."""
+    source = data.get("source")
+    fmt = next((k for k in ("saved_model", "keras", "tflite") if isinstance(source, dict) and k in source), None)
+    if "outputs" not in data or fmt is None:
+        return []
+    message = f"`outputs:` cuts ONNX models, and this recipe's source is {fmt}"
+    return [parsed.at_key(("outputs",), message, "export the model to ONNX, or remove `outputs:`")]
 
 
 def _file_names(data: dict) -> Iterator[tuple[KeyPath, str]]:
