@@ -336,3 +336,25 @@ def test_inspect_says_the_model_is_pre_quantized(built: Path) -> None:
     assert data["quantized"]["per_channel"] is True and data["quantized"]["weights"] == 3
     plain = json.loads(run_cli(built, "inspect", "--json", "recipes/cnn.float.onnx").stdout)
     assert plain["quantized"] is None
+
+
+def test_a_channel_tflite_would_rescale_is_refused(tmp_path: Path) -> None:
+    """TFLite derives per-channel weight scales as max|w| / 127: a trained scale whose
+    largest weight is not |q| = 127 cannot be kept, and the build says which channel."""
+    ws = tmp_path / "ws"
+    root = ws / "recipes"
+    root.mkdir(parents=True)
+    val_data(root)
+    path = quantized(root, "odd", "cnn", True, QuantType.QInt8)
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    q, scale = numpy_helper.to_array(inits["w2_quantized"]).copy(), numpy_helper.to_array(inits["w2_scale"]).copy()
+    q[3] = np.rint(q[3] / 2).astype(np.int8)  # the same weights on a grid twice as coarse: largest |q| 64
+    scale[3] *= 2
+    inits["w2_quantized"].CopyFrom(numpy_helper.from_array(q, "w2_quantized"))
+    inits["w2_scale"].CopyFrom(numpy_helper.from_array(scale, "w2_scale"))
+    onnx.save(model, str(path))
+    write_recipe(root, "odd", "cnn", FROM_MODEL.format(device="cpu-int8"))
+    err = run_cli(ws, "build", check=1).stderr
+    assert "node 'conv2'" in err and "channel 3's largest weight is |q| = 64" in err
+    assert "'conv1'" not in err and "Traceback" not in err
