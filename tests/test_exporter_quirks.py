@@ -26,11 +26,13 @@ ANCHORS = 2
 
 
 def _conv(nodes, inits, rng, x, cin, cout, name, stride=1, relu=True):
-    w = numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * (2 / (9 * cin)) ** 0.5).astype(np.float32), f"{name}.w")
+    he = (2 / (9 * cin)) ** 0.5
+    w = numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * he).astype(np.float32), f"{name}.w")
     b = numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.b")
     inits += [w, b]
     out = f"{name}.out"
-    nodes.append(helper.make_node("Conv", [x, w.name, b.name], [out], name=name, pads=[1, 1, 1, 1], strides=[stride, stride]))
+    conv = helper.make_node("Conv", [x, w.name, b.name], [out], name=name, pads=[1] * 4, strides=[stride, stride])
+    nodes.append(conv)
     if not relu:
         return out
     nodes.append(helper.make_node("Relu", [out], [f"{name}.relu"], name=f"{name}.act"))
@@ -92,7 +94,8 @@ def test_batch_sets_a_minus_one_batch_but_zero_sides_still_need_shapes():
 
 def test_shapes_set_minus_one_and_zero_dims_and_reshape_keeps_its_meaning():
     prepared = prepare_model(paddle_cnn(), {"x": [2, 3, 20, 24]})
-    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*prepared.graph.value_info, *prepared.graph.output]}
+    infos = [*prepared.graph.value_info, *prepared.graph.output]
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in infos}
     assert dims["conv0.relu"] == [2, 8, 20, 24] and dims["flat"] == [2, 16] and dims["logits"] == [2, 10]
     inits = {t.name: numpy_helper.to_array(t).tolist() for t in prepared.graph.initializer}
     reshape = next(n for n in prepared.graph.node if n.op_type == "Reshape")
@@ -164,7 +167,8 @@ def run_tflite(model: Path, signature: Path, feeds: dict[str, np.ndarray]) -> li
         interp.set_tensor(details[i]["index"], np.transpose(feeds[spec["name"]], spec["perm"]))
     interp.invoke()
     outs = interp.get_output_details()
-    return [np.transpose(interp.get_tensor(outs[i]["index"]), np.argsort(spec["perm"])) for i, spec in enumerate(sig["outputs"])]
+    back = [np.argsort(spec["perm"]) for spec in sig["outputs"]]
+    return [np.transpose(interp.get_tensor(outs[i]["index"]), perm) for i, perm in enumerate(back)]
 
 
 # -- close-match hints --------------------------------------------------------------------------
@@ -199,7 +203,8 @@ def test_prepare_hints_use_the_helper(tmp_path: Path):
         prepare_model(paddle_cnn(), {"X": [1, 3, 8, 8]}, label="paddle.onnx")
     assert err.value.hint == "did you mean 'x'?"
     with pytest.raises(InputError) as err:
-        prepare_model(paddle_cnn(), {"x": [1, 3, 8, 8]}, outputs=["c0nv1.relu"], outputs_at=lambda i: f"r.yaml:7: outputs[{i}]")
+        at = lambda i: f"r.yaml:7: outputs[{i}]"  # noqa: E731
+        prepare_model(paddle_cnn(), {"x": [1, 3, 8, 8]}, outputs=["c0nv1.relu"], outputs_at=at)
     assert err.value.message == "r.yaml:7: outputs[0]: the model has no tensor named 'c0nv1.relu'"
     assert err.value.hint.startswith("did you mean 'conv1.relu'")
 
@@ -228,28 +233,28 @@ def ssd(size: int = 32) -> onnx.ModelProto:
     nodes, inits = [], []
     x = _conv(nodes, inits, rng, "image", 3, 8, "backbone.0", stride=2)
     x = _conv(nodes, inits, rng, x, 8, 16, "backbone.1", stride=2)
-    cells = (size // 4) ** 2 * ANCHORS
-    boxes = _head(nodes, inits, rng, x, 4, "box_head")
-    logits = _head(nodes, inits, rng, x, CLASSES, "cls_head")
+    boxes = _head(nodes, inits, rng, x, 4, "box_head", "boxes")
+    logits = _head(nodes, inits, rng, x, CLASSES, "cls_head", "logits")
     nodes.append(helper.make_node("Softmax", [logits], ["scores"], name="cls_softmax", axis=-1))
     nodes.append(helper.make_node("Transpose", ["scores"], ["scores_t"], name="nms_scores", perm=[0, 2, 1]))
-    limits = [_const(inits, "nms.max", [20]), _const(inits, "nms.iou", [0.5], np.float32), _const(inits, "nms.thr", [0.05], np.float32)]
+    limits = [_const(inits, "nms.max", [20])]
+    limits += [_const(inits, "nms.iou", [0.5], np.float32), _const(inits, "nms.thr", [0.05], np.float32)]
     nodes.append(helper.make_node("NonMaxSuppression", [boxes, "scores_t", *limits], ["selected"], name="nms"))
     outputs = [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])]
     threshold = _const(inits, "score_thr", 0.1, np.float32)
     for c in range(1, CLASSES):
         outputs.append(_class_post(nodes, inits, c, threshold))
     inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])]
-    assert cells > 0
     return _model(nodes, inits, inputs, outputs)
 
 
-def _head(nodes, inits, rng, x, per_anchor, name) -> str:
-    out = _conv(nodes, inits, rng, x, 16, ANCHORS * per_anchor, name, relu=False)
-    nodes.append(helper.make_node("Transpose", [out], [f"{name}.nhwc"], name=f"{name}.perm", perm=[0, 2, 3, 1]))
+def _head(nodes, inits, rng, x, per_anchor, name, out) -> str:
+    """(anchors x per_anchor) channels -> [1, cells * anchors, per_anchor], as SSD heads export."""
+    conv = _conv(nodes, inits, rng, x, 16, ANCHORS * per_anchor, name, relu=False)
+    nodes.append(helper.make_node("Transpose", [conv], [f"{name}.nhwc"], name=f"{name}.perm", perm=[0, 2, 3, 1]))
     shape = _const(inits, f"{name}.shape", [1, -1, per_anchor])
-    nodes.append(helper.make_node("Reshape", [f"{name}.nhwc", shape], [name.split("_")[0] + "es" if per_anchor == 4 else f"{name}.logits"], name=f"{name}.flat"))
-    return nodes[-1].output[0]
+    nodes.append(helper.make_node("Reshape", [f"{name}.nhwc", shape], [out], name=f"{name}.flat"))
+    return out
 
 
 def _class_post(nodes, inits, c, threshold) -> onnx.ValueInfoProto:
@@ -313,9 +318,11 @@ def test_a_cut_can_keep_a_tensor_read_inside_an_if_branch():
 
 
 def test_many_refused_rows_are_grouped_by_op_type():
-    rows = [Rejected("NonZero", "", 17, f"post.{i}.nonzero", "NonZero of a computed tensor has a data-dependent shape") for i in range(15)]
+    why = "NonZero of a computed tensor has a data-dependent shape"
+    rows = [Rejected("NonZero", "", 17, f"post.{i}.nonzero", why) for i in range(15)]
     rows += [Rejected("If", "", 17, f"post.{i}.if", "no converter for this op") for i in range(15)]
-    rows += [Rejected("TopK", "", 17, "post.0.topk", "k must be a constant"), Rejected("TopK", "", 17, "post.1.topk", "k is odd")]
+    rows += [Rejected("TopK", "", 17, "post.0.topk", "k must be a constant")]
+    rows += [Rejected("TopK", "", 17, "post.1.topk", "k is odd")]
     text = table(rows)
     lines = text.splitlines()
     assert len(rows) > GROUP_OVER and len(lines) == 2 + 3
@@ -368,7 +375,7 @@ def test_ssd_build_without_the_cut_fails_with_the_grouped_table_and_the_cut(tmp_
     err = run_cli(ws, "build", check=1).stderr
     assert "33 nodes cannot be converted" in err
     assert "Traceback" not in err
-    table_rows = [line.split() for line in err.splitlines() if line.startswith("  ") and line.split()[:1] in (["If"], ["NonZero"], ["TopK"])]
+    table_rows = [line.split() for line in err.splitlines() if re.match(r"  (If|NonZero|TopK) ", line)]
     assert sorted(row[0] for row in table_rows) == ["If", "NonZero", "TopK"]  # one row per op type
     assert all(row[3] == "11" for row in table_rows)
     assert "outputs:   # cut before" in err and "  - boxes\n" in err and "  - scores" in err
@@ -418,3 +425,27 @@ def test_inspect_and_build_refuse_an_unknown_cut_tensor_with_its_recipe_line(tmp
     report = json.loads(run_cli(ws, "inspect", "recipes/ssd.onnx", "--json").stdout)
     assert report["cut"]["tensors"] == ["boxes", "scores"]
     assert report["snippets"]["outputs"].endswith("  - boxes\n  - scores")
+
+
+def test_an_if_on_a_shape_is_not_data_dependent_post_processing():
+    """`If` on the batch size (exporters write it for dynamic batches) is static control flow."""
+    def branch(op, out):
+        info = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 4])
+        return helper.make_graph([helper.make_node(op, ["x"], [out])], out, [], [info])
+
+    then, orelse = branch("Identity", "y_then"), branch("Neg", "y_else")
+    inits = []
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", _const(inits, "zero", 0)], ["batch"], axis=0),
+        helper.make_node("Equal", ["batch", _const(inits, "one", 1)], ["single"]),
+        helper.make_node("If", ["single"], ["y"], then_branch=then, else_branch=orelse),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    model = _model(nodes, inits, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    assert suggest_cut(flow_of(model.graph)) is None
+    nodes[2] = helper.make_node("ReduceMax", ["x"], ["peak"], keepdims=0)
+    nodes.insert(3, helper.make_node("Greater", ["peak", _const(inits, "half", 0.5, np.float32)], ["single"]))
+    model = _model(nodes, inits, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    suggestion = suggest_cut(flow_of(model.graph))
+    assert suggestion is not None and suggestion.ops == (("If", 1),) and suggestion.tensors == ()

@@ -17,10 +17,14 @@ from onnx import helper
 from buildsys.errors import InputError
 from buildsys.recipe.closematch import close_matches
 
-# ops whose output size (or whether they run at all) depends on tensor values
-DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "If", "Loop", "Scan", "Unique", "Compress"})
-# ... and these when a size input is computed from the data, not from shapes
-SIZED_BY_INPUT = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,)}
+# ops whose output size depends on tensor values
+DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
+# ... and these when the inputs at these positions (a size, a branch condition, a trip count) are
+# computed from the data; from shapes only (`If` on the batch size) they fold or stay static
+SIZED_BY_INPUT = {
+    **{"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,)},
+    **{"If": (0,), "Loop": (0, 1)},
+}
 # outputs that depend on a tensor's shape only, never on its values
 SHAPE_ONLY = frozenset({"Shape", "Size"})
 # cheap ops that only prepare a selection (a threshold mask, a class's scores, a count): when
@@ -71,9 +75,9 @@ def flow_of(graph: onnx.GraphProto) -> Flow:
 def flow_of_ir(graph) -> Flow:
     """The converter's IR graph (converter.ir.Graph), whose subgraph attributes are GraphProtos."""
     steps = []
-    for n in graph.nodes:
+    for i, n in enumerate(graph.nodes):  # by position: passes may have replaced nodes
         subs = [g for v in n.attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, onnx.GraphProto)]
-        steps.append(Step(n.index, n.op_type, _reads(n.inputs, subs), tuple(n.outputs)))
+        steps.append(Step(i, n.op_type, _reads(n.inputs, subs), tuple(n.outputs)))
     return Flow(steps, [v.name for v in graph.inputs], [v.name for v in graph.outputs])
 
 
@@ -113,7 +117,8 @@ def cut(model: onnx.ModelProto, names: Sequence[str], at: Callable[[int], str]) 
     for i, name in enumerate(names):
         if name not in producer and name not in flow.inputs:
             close = close_matches(name, known)
-            hint = f"did you mean {', '.join(map(repr, close))}?" if close else "`buildsys inspect MODEL` lists the nodes and their tensors"
+            listing = "`buildsys inspect MODEL` lists the nodes and their tensors"
+            hint = f"did you mean {', '.join(map(repr, close))}?" if close else listing
             raise InputError(f"{at(i)}: the model has no tensor named {name!r}", hint=hint)
     keep = _needed(names, producer)
     types = _types(model)
