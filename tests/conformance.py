@@ -127,6 +127,9 @@ BAKED: dict[str, frozenset[str]] = {
         "QLinearConv": "x_scale x_zero_point w w_scale w_zero_point y_scale y_zero_point B",
         "QLinearMatMul": "a_scale a_zero_point b_scale b_zero_point y_scale y_zero_point",
         "ConvInteger": "w x_zero_point w_zero_point",
+        "LSTM": "W R B sequence_lens P",
+        "GRU": "W R B sequence_lens",
+        "RNN": "W R B sequence_lens",
         "MatMulInteger": "a_zero_point b_zero_point",
     }.items()
 }

@@ -26,8 +26,8 @@ from tensorflow.core.framework import graph_pb2, types_pb2
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from buildsys.errors import InputError, StageError
-from buildsys.hashing import canonical_json
-from buildsys.tflow.graphcanon import canonicalize
+from buildsys.hashing import canonical_json, digest_bytes
+from buildsys.tflow.graphcanon import canonicalize, suffix_functions
 
 SIGNATURE_NODE = "buildsys_signature"
 
@@ -46,13 +46,28 @@ def freeze(
     see graphcanon.canonicalize.
     """
     fn = tf.function(lambda *xs: list(call(list(xs))), input_signature=specs, autograph=autograph)
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(), lower_control_flow=False)
+    concrete = fn.get_concrete_function()
+    if _keeps_composites(concrete):
+        frozen = concrete
+    else:
+        frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
     if len(placeholders) != len(specs) or len(placeholders) != len(frozen.inputs):
         raise StageError("the model still reads resources (tables or variables) after freezing; it cannot be exported")
     outputs = [(t.name, t.dtype.as_datatype_enum) for t in frozen.outputs]
     graph_def = canonicalize(frozen.graph.as_graph_def(), [t.op.name for t in placeholders], outputs, keep_scopes)
     return graph_def, list(frozen.outputs)
+
+
+def _keeps_composites(concrete) -> bool:
+    """True for a graph without variables that calls composite functions (`api_implements`,
+    e.g. the converter's fusable LSTMs). Freezing would run grappler's function optimizer,
+    which inlines or specializes them (constant arguments moved into the body), and the
+    TFLite converter then no longer recognises them; with nothing to freeze, skip it."""
+    if concrete.captured_inputs:
+        return False
+    library = concrete.graph.as_graph_def().library.function
+    return any("api_implements" in f.attr for f in library)
 
 
 def write_float(out: Path, graph_def: graph_pb2.GraphDef, signature: dict) -> None:
@@ -115,8 +130,10 @@ def _signature_of(graph_def: graph_pb2.GraphDef) -> dict | None:
 def as_function(graph_def: graph_pb2.GraphDef, n_inputs: int, n_outputs: int):
     """A ConcreteFunction input_0.. -> [output_0, ..] over the imported graph."""
 
+    unique = suffix_functions(graph_def, digest_bytes(graph_def.SerializeToString(deterministic=True)))
+
     def _import() -> None:
-        tf.graph_util.import_graph_def(graph_def, name="")
+        tf.graph_util.import_graph_def(unique, name="")
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     graph = wrapped.graph

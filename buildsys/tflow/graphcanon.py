@@ -252,3 +252,32 @@ def _function_ref(node_map, names: _FunctionNames, resolve):
         return suffix if node is None else node_map[node] + suffix
 
     return rename
+
+
+def suffix_functions(graph_def: graph_pb2.GraphDef, suffix: str) -> graph_pb2.GraphDef:
+    """A copy whose library functions are named `<name>_<suffix>`, calls included.
+
+    Importing a graph registers its functions process-wide by name, and canonical
+    names (fn0, fn1, ...) repeat across models: a second model's different `fn0`
+    would be refused. A suffix derived from the graph's content keeps names apart."""
+    names = {f.signature.name: f"{f.signature.name}_{suffix}" for f in graph_def.library.function}
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    if not names:
+        return out
+    nodes = list(out.node) + [n for f in out.library.function for n in f.node_def]
+    for node in nodes:
+        node.op = names.get(node.op, node.op)
+        for key in node.attr:
+            _suffix_attr(node.attr[key], names)
+    for func in out.library.function:
+        func.signature.name = names[func.signature.name]
+    return out
+
+
+def _suffix_attr(value: attr_value_pb2.AttrValue, names: dict[str, str]) -> None:
+    funcs = [value.func] if value.HasField("func") else list(value.list.func)
+    for func in funcs:
+        func.name = names.get(func.name, func.name)
+        for key in func.attr:
+            _suffix_attr(func.attr[key], names)

@@ -15,6 +15,7 @@ FAMILIES = (
     "normalization",
     "pool",
     "quant",
+    "recurrent",
     "reduce",
     "resize",
     "shape",
