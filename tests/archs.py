@@ -775,3 +775,152 @@ def _convnext_block(net: Net, x, dim) -> str:
     h = _linear(net, h, 4 * dim, dim)
     h = net.op("Mul", h, net.const(np.full((dim,), 0.5, np.float32) + net.normal((dim,), 0.05), "layer_scale"))
     return net.op("Add", x, net.op("Transpose", h, perm=[0, 3, 1, 2]))
+
+
+# --------------------------------------------------------------------------- 8. recurrent: CRNN and a streaming VAD (issue 13.1)
+# LSTM weights are Xavier-like (W ~ 1/fan_in over the input, R ~ 1/hidden over the state) with
+# the forget-gate bias at +1 as PyTorch users initialise it, so gates sit in their linear range.
+
+CRNN_CLASSES = 37  # CTC blank + 26 letters + 10 digits
+CRNN_LOGIT_GAIN = 64.0  # logits std ~2.5 over the LSTM's ~0.3 outputs
+# audio is quiet (voiced frames ~0.15 RMS, silence ~0.02): the front end's gain makes voiced
+# frames O(1) inside, and the decoder's makes frame scores spread over the sigmoid's range
+VAD_FRONT_GAIN, VAD_DECODER_GAIN, VAD_DECODER_BIAS = 2.0 / 0.15**2, 100.0, -1.0
+TEXT_SIZE = (32, 128)  # height, width of a gray text line
+VAD_WINDOW, VAD_HIDDEN = 512, 64  # 32 ms at 16 kHz, as silero-vad takes it
+
+
+def lstm(net: Net, x, cin, hidden, direction="forward", initial_h=None, initial_c=None, outputs=("Y",)):
+    """One ONNX LSTM node (layout 0: x is [T, batch, cin]); returns its named outputs in order."""
+    dirs = 2 if direction == "bidirectional" else 1
+    w = net.const(net.normal((dirs, 4 * hidden, cin), math.sqrt(1.0 / cin)), "lstm_w")
+    r = net.const(net.normal((dirs, 4 * hidden, hidden), math.sqrt(1.0 / hidden)), "lstm_r")
+    bias = net.normal((dirs, 8 * hidden), 0.05)
+    bias[:, 2 * hidden : 3 * hidden] += 1.0  # ONNX gate order i, o, f, c: the forget gate's Wb
+    inputs = [x, w, r, net.const(bias, "lstm_b"), "", initial_h or "", initial_c or ""]
+    while inputs[-1] == "":
+        inputs.pop()
+    name = net.fresh("lstm")
+    outs = [f"{name}_{o}" if o in ("Y", "Y_h", "Y_c") else o for o in outputs]
+    net.nodes.append(helper.make_node("LSTM", inputs, outs, name=name, hidden_size=hidden, direction=direction))
+    return outs
+
+
+def _bidirectional_sequence(net: Net, x, cin, hidden, steps) -> str:
+    """A bidirectional LSTM as torch.onnx exports nn.LSTM(bidirectional=True): Y [T, 2, 1, H]
+    -> Transpose (0, 2, 1, 3) -> Reshape [T, 1, 2H]."""
+    (y,) = lstm(net, x, cin, hidden, "bidirectional")
+    y = net.op("Transpose", y, perm=[0, 2, 1, 3])
+    return net.op("Reshape", y, net.shape_const([steps, 1, 2 * hidden]))
+
+
+def crnn(hidden: int = 96, classes: int = CRNN_CLASSES, seed: int = 0) -> onnx.ModelProto:
+    """CRNN text recognizer (Shi et al. 2015, as crnn.pytorch exports it): 1x1x32x128 gray text
+    line, Conv/BN/ReLU stack with 2x2 then 2x1 max pooling down to height 1, squeeze to T=32
+    steps of 128 features, two bidirectional LSTMs, a linear layer to 37 classes, per-step
+    Softmax; output [T, 1, classes] as CTC decoders take it."""
+    net = Net(seed)
+    h, w = TEXT_SIZE
+    x = net.cba("image", 1, 32, 3, act=net.relu)
+    x = net.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])  # 16 x 64
+    x = net.cba(x, 32, 64, 3, act=net.relu)
+    x = net.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])  # 8 x 32
+    x = net.cba(x, 64, 128, 3, act=net.relu)
+    x = net.cba(x, 128, 128, 3, act=net.relu)
+    x = net.op("MaxPool", x, kernel_shape=[2, 1], strides=[2, 1])  # 4 x 32
+    x = net.cba(x, 128, 128, 3, act=net.relu)
+    x = net.op("MaxPool", x, kernel_shape=[2, 1], strides=[2, 1])  # 2 x 32
+    # the last conv spans the remaining 2 rows (kernel 2x1, no padding): height 1
+    wk = net.const(net.normal((128, 128, 2, 1), math.sqrt(2.0 / 256)), "w")
+    x = net.relu(net.bn(net.op("Conv", x, wk, kernel_shape=[2, 1], pads=[0, 0, 0, 0]), 128, shift=ACT_SHIFT))
+    steps = w // 4
+    seq = net.op("Squeeze", x, net.const(np.array([2], np.int64), "axes"))  # [1, 128, T]
+    seq = net.op("Transpose", seq, perm=[2, 0, 1])  # [T, 1, 128]
+    seq = _bidirectional_sequence(net, seq, 128, hidden, steps)
+    seq = _bidirectional_sequence(net, seq, 2 * hidden, hidden, steps)
+    # a trained recognizer is confident: logits spread over several units, not a flat softmax
+    logits = _linear(net, seq, 2 * hidden, classes, gain=CRNN_LOGIT_GAIN)
+    net.op("Softmax", logits, axis=2, out="probs")
+    model = net.model({"image": [1, 1, h, w]}, ["probs"], "crnn")
+    # BN statistics from text lines (not noise), like the training set the model would have seen
+    return calibrate_batchnorm(model, {"image": text_lines(32, seed=1000 + seed)})
+
+
+def vad(hidden: int = VAD_HIDDEN, seed: int = 0) -> onnx.ModelProto:
+    """Streaming voice-activity detector shaped like silero-vad: (audio [1, 512], h, c [1, 1, 64])
+    -> (prob [1, 1], h_out, c_out). A strided Conv1d front end (a learned filterbank) with ReLU,
+    a second Conv1d, an LSTM over the 16 frames starting from the state inputs and handing its
+    final state out, and a per-frame linear decoder (Conv1d 1x1) -> Sigmoid averaged over frames."""
+    net = Net(seed)
+    x = net.op("Unsqueeze", "audio", net.const(np.array([1], np.int64), "axes"))  # [1, 1, 512]
+    x = net.relu(_conv1d(net, x, 1, 48, 32, 16, 8, gain=VAD_FRONT_GAIN))  # 32 frames
+    x = net.relu(_conv1d(net, x, 48, hidden, 3, 2, 1))  # 16 frames
+    x = net.op("Transpose", x, perm=[2, 0, 1])  # [T, 1, C]
+    y, _, _ = lstm(net, x, hidden, hidden, initial_h="h", initial_c="c", outputs=("Y", "h_out", "c_out"))
+    y = net.op("Squeeze", y, net.const(np.array([1], np.int64), "axes"))  # [T, 1, H]
+    y = net.relu(net.op("Transpose", y, perm=[1, 2, 0]))  # [1, H, T]
+    logit = _conv1d(net, y, hidden, 1, 1, 1, 0, gain=VAD_DECODER_GAIN, bias=VAD_DECODER_BIAS)
+    score = net.op("Sigmoid", logit)  # [1, 1, T]
+    net.op("ReduceMean", score, axes=[2], keepdims=0, out="prob")
+    return net.model({"audio": [1, VAD_WINDOW], "h": [1, 1, hidden], "c": [1, 1, hidden]},
+                     ["prob", "h_out", "c_out"], "vad")
+
+
+def _conv1d(net: Net, x, cin, cout, k, s, pad, gain=2.0, bias=0.0) -> str:
+    w = net.const(net.normal((cout, cin, k), math.sqrt(gain / (cin * k))), "w")
+    b = net.const(bias + net.normal((cout,), 0.05), "b")
+    return net.op("Conv", x, w, b, kernel_shape=[k], strides=[s], pads=[pad, pad])
+
+
+def text_lines(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 1, 32, 128) gray text-line-like images normalized to [-1, 1]: dark strokes (bars and
+    blobs of glyph size) on a light, unevenly lit background."""
+    h, w = TEXT_SIZE
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 1, h, w), np.float32)
+    for i in range(n):
+        page = 0.85 + 0.1 * _bilinear(rng.random((1, 1, 2, 4)).astype(np.float32), h, w)[0, 0]
+        for x0 in range(4, w - 8, 8 + int(rng.integers(0, 4))):
+            top, bottom = int(rng.integers(4, 12)), int(rng.integers(20, 28))
+            left, width = x0 + int(rng.integers(0, 3)), int(rng.integers(1, 4))
+            page[top:bottom, left : left + width] = 0.1 + 0.1 * rng.random()
+            if rng.random() < 0.6:  # a cross bar or bowl
+                row = int(rng.integers(top, bottom))
+                page[row : row + 2, left : left + int(rng.integers(3, 7))] = 0.15
+        out[i, 0] = np.clip(page + 0.03 * rng.standard_normal((h, w)), 0, 1)
+    return (out - 0.5) / 0.5
+
+
+def audio_frames(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 512) audio at 16 kHz in [-1, 1]: half of the frames voiced (harmonics of a 100-250 Hz
+    pitch with formant-like weights), half background noise, at varying levels."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(VAD_WINDOW) / 16000.0
+    out = np.empty((n, VAD_WINDOW), np.float32)
+    for i in range(n):
+        noise = rng.standard_normal(VAD_WINDOW) * (0.005 + 0.02 * rng.random())
+        if i % 2 == 0:
+            pitch = 100 + 150 * rng.random()
+            voice = sum(np.sin(2 * np.pi * pitch * k * t + rng.random() * 6.3) / k for k in range(1, 12))
+            noise = noise + voice * (0.05 + 0.25 * rng.random())
+        out[i] = np.clip(noise, -1, 1)
+    return out
+
+
+def recurrent_inputs(name: str, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Realistic samples for RECURRENT_ARCHITECTURES in ONNX layout; VAD state from a few
+    earlier frames' range (tanh-bounded h, c of a few units)."""
+    if name == "crnn":
+        return {"image": text_lines(n, seed)}
+    rng = np.random.default_rng(seed + 1)
+    return {
+        "audio": audio_frames(n, seed),
+        "h": np.tanh(rng.standard_normal((n, 1, VAD_HIDDEN))).astype(np.float32) * 0.5,
+        "c": rng.standard_normal((n, 1, VAD_HIDDEN)).astype(np.float32),
+    }
+
+
+RECURRENT_ARCHITECTURES: dict[str, Callable[[], onnx.ModelProto]] = {
+    "crnn": lambda: crnn(),
+    "vad": lambda: vad(),
+}

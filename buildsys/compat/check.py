@@ -22,6 +22,8 @@ NOT_LISTED = "not in the device's operator list (ops)"
 # conversion, not activations the device holds: tensors.dtypes does not judge them
 QUANTIZE_OPS = frozenset({"QUANTIZE", "QuantizeLinear"})
 DEQUANTIZE_OPS = frozenset({"DEQUANTIZE", "DequantizeLinear"})
+# integer modes whose artifacts should compute in integers only
+INTEGER_MODES = frozenset({"int8", "int16x8"})
 
 
 def _readers() -> MappingProxyType:
@@ -95,13 +97,49 @@ def _document(graph: GraphView, fmt: str, partition: str, profile: dict) -> dict
     for i, why in moved.items():
         conversion = io[(graph.ops[i].subgraph, graph.ops[i].index)]
         ops[i].update(placement="cpu", reasons=[_io_note(conversion, why)], io_conversion=conversion)
-    return {
+    doc = {
         "format": fmt,
         "partition": partition,
         "summary": _summary(ops),
         "ops": ops,
         "tensors": _tensor_entries(graph, tensor_problems),
     }
+    mode = (profile.get("quantization") or {}).get("mode")
+    if fmt == "tflite" and mode in INTEGER_MODES and (floats := _float_ops(graph)):
+        doc["float_ops"] = {"mode": mode, "ops": floats}
+    return doc
+
+
+def _float_ops(graph: GraphView) -> list[dict]:
+    """Ops of an integer artifact that still compute in float32: TFLite had no kernel of the
+    mode's width for them, so they run between DEQUANTIZE and QUANTIZE, on the CPU."""
+    skip = QUANTIZE_OPS | DEQUANTIZE_OPS
+    return [
+        {"index": op.index, "subgraph": op.subgraph, "op": op.op}
+        for op in graph.ops
+        if op.op not in skip and any(t.dtype == "float32" for t in op.outputs)
+    ]
+
+
+def render_float_ops(compat: dict) -> list[str]:
+    """One line per op type that runs in float32 inside an integer artifact, naming its ONNX nodes."""
+    found = compat.get("float_ops")
+    if not found:
+        return []
+    ops = {(op["subgraph"], op["index"]): op for op in compat["ops"]}
+    by_type: dict[str, list[dict]] = {}
+    for entry in found["ops"]:
+        by_type.setdefault(entry["op"], []).append(ops.get((entry["subgraph"], entry["index"]), entry))
+    lines = []
+    for op_type, entries in sorted(by_type.items()):
+        names = list(dict.fromkeys(n for e in entries for n in (e.get("nodes") or [e.get("name", "?")])))
+        shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" +{len(names) - 3} more" if len(names) > 3 else "")
+        count = f"{len(entries)} op{'s' if len(entries) != 1 else ''}"
+        lines.append(
+            f"{op_type} has no {found['mode']} kernel here: it runs in float32 on the CPU"
+            f" ({count}: {shown}), between DEQUANTIZE and QUANTIZE"
+        )
+    return lines
 
 
 def _op_reasons(op: OpView, profile: dict, tensor_problems: dict) -> list[str]:

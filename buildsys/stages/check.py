@@ -19,7 +19,7 @@ RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 class Check(Stage):
     kind = "check"
-    VERSION = 4  # 4: uint8 IO requantize ops are not held against the op allowlist
+    VERSION = 5  # 5: ops an integer artifact runs in float32 (no kernel of that width) are listed
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
@@ -62,13 +62,16 @@ class Check(Stage):
         return None
 
     def notes(self, outputs: dict[str, Path]) -> list[str]:
+        from buildsys.compat.check import render_float_ops
+
         compat = _read(outputs["compat"])
         summary = compat["summary"]
+        floats = render_float_ops(compat)
         if not summary["unsupported"] and not summary["cpu"]:
-            return []
+            return floats
         first = summary.get("first_unsupported") or {}
         where = f"; first: #{first['index']} {first['op']}" if first else ""
-        return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})"]
+        return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *floats]
 
 
 def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:

@@ -10,6 +10,7 @@ reads `MODES`, `IO_TYPES_BY_MODE` and `needs_calibration` without converting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,14 @@ _SPECS = MappingProxyType(
         "int16x8": _ModeSpec(optimize=True, ops=("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",)),
     }
 )
+
+# TF 2.21 refuses a 16x8 model with an op it has no int16 kernel for; the recurrent ones
+# are named by the ONNX op they came from
+NO_16X8_KERNEL = re.compile(r"Quantization to 16x8-bit not yet supported for op: '([A-Z0-9_]+)'")
+SEQUENCE_OPS = MappingProxyType(
+    {"UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN": "RNN"}
+)
+
 
 def needs_calibration(mode: str) -> bool:
     """True when `mode` converts with a representative dataset (calibration samples)."""
@@ -237,11 +246,27 @@ def _convert(converter, options: _Options, float_path) -> bytes:
         with quiet() as log, no_interpreter_warning():
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+        line = last_error_line(exc, log)
+        if missing := NO_16X8_KERNEL.search(line):
+            raise _no_kernel(missing.group(1), options, float_path) from None
         raise StageError(
-            f"{options.mode} conversion of {float_path} failed: {last_error_line(exc, log)}",
+            f"{options.mode} conversion of {float_path} failed: {line}",
             hint=_failure_hint(options),
             path=str(float_path),
         ) from None
+
+
+def _no_kernel(op: str, options: _Options, float_path) -> StageError:
+    """TF's 16x8 quantizer lacks int16 kernels for some ops (the fused LSTM among them): say
+    which, and which devices build the model instead."""
+    origin = f" (what an ONNX {SEQUENCE_OPS[op]} becomes)" if op in SEQUENCE_OPS else ""
+    return StageError(
+        f"{options.mode} conversion of {float_path} failed: TensorFlow's int16x8 quantizer has no"
+        f" int16 kernel for {op}{origin}",
+        hint="build this model for cpu-int8 (it has integer kernels for the fused LSTM), cpu-dynamic-range or"
+        f" cpu-fp16 instead, or replace the ONNX nodes behind {op} in the recipe (replacements:)",
+        path=str(float_path),
+    )
 
 
 def _failure_hint(options: _Options) -> str:

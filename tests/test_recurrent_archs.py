@@ -1,0 +1,198 @@
+"""Recurrent architectures end to end: a CRNN text recognizer and a streaming VAD (archs.py).
+
+fp32  - converted through the same harness as test_architectures.py and compared with
+        onnxruntime on realistic inputs: max|err| <= 1e-4 * max(1, max|ref|);
+build - `buildsys build` of a recipe written here, for cpu-fp32, cpu-int8 and cpu-int16x8,
+        calibrated from .npy files (and `zeros: true` for the VAD's state inputs h, c); the
+        validate stage runs every artifact, and the cosines in metrics.json are printed and
+        held to floors measured on these models (see COSINE_FLOORS). Where TFLite has no
+        kernel of the target's width for an op, the build says so in words: an op left in
+        float32 inside an integer artifact is named by the device check and the report, and
+        one the int16x8 quantizer refuses fails the target (exit 1) saying what to build instead
+        (EXPECTED_REFUSALS).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import archs
+from buildsys.compat import check_artifact
+from buildsys.compat.check import render_float_ops
+from conftest import build_json, run_cli
+from onnx_harness import make_model
+from test_architectures import Conversions, run_converted
+
+FP32_SAMPLES = 4
+CALIB_SAMPLES, VAL_SAMPLES = 32, 16
+TARGETS = ("cpu-fp32", "cpu-int8", "cpu-int16x8")
+# Lowest cosine (artifact vs onnxruntime, per output) each quantized target must reach.
+COSINE_FLOORS = {
+    "cpu-fp32": 0.99999,
+    "cpu-int16x8": 0.99,  # measured: VAD 0.9997 (c_out)
+    "cpu-int8": 0.95,  # measured: CRNN 0.973, VAD 0.996 (c_out)
+}
+FUSED_LSTM = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM")
+# TF 2.21's 16x8 quantizer has no int16 kernel for the fused LSTM (UNIDIRECTIONAL_SEQUENCE_LSTM),
+# nor for the NEG the converter feeds its fresh state with; the VAD's LSTM is unrolled (it
+# hands out Y_c) and builds
+EXPECTED_REFUSALS = {("crnn", "cpu-int16x8")}
+
+
+class RecurrentConversions(Conversions):
+    def _model(self, name: str) -> onnx.ModelProto:
+        model = archs.RECURRENT_ARCHITECTURES[name]()
+        from buildsys.converter.prepare import prepare_model
+
+        return prepare_model(model)
+
+
+@pytest.fixture(scope="module")
+def conversions(tmp_path_factory) -> RecurrentConversions:
+    return RecurrentConversions(tmp_path_factory.mktemp("recurrent"))
+
+
+NAMES = list(archs.RECURRENT_ARCHITECTURES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fp32_matches_onnxruntime(conversions, name):
+    model = conversions.get(name, "model")
+    arrays = archs.recurrent_inputs(name, FP32_SAMPLES, seed=0)
+    ref = archs.run_ort(model, arrays)
+    got = run_converted(conversions.get(name, "fp32"), arrays)
+    assert sorted(got) == sorted(ref)
+    for out, want in ref.items():
+        have = got[out]
+        assert have.shape == want.shape, f"{out}: {have.shape} != {want.shape}"
+        err = float(np.abs(have - want).max())
+        bound = 1e-4 * max(1.0, float(np.abs(want).max()))
+        print(f"{name}/{out}: fp32 max abs error {err:.3g} (bound {bound:.3g})")
+        assert err <= bound, f"{name}/{out}: max abs error {err:.3g} > {bound:.3g}"
+
+
+def test_crnn_lstms_are_fused_kernels(conversions):
+    """Two bidirectional LSTMs: TFLite's sequence LSTM kernels, not an unrolled loop of cells."""
+    ops = conversions.get("crnn", "fp32").ops
+    assert sum(ops.get(op, 0) for op in FUSED_LSTM) >= 2, ops
+    assert "WHILE" not in ops, ops
+
+
+# --- buildsys build ---------------------------------------------------------------------
+
+CRNN_RECIPE = """\
+version: 1
+name: crnn
+source:
+  onnx: crnn.onnx
+calibration:
+  samples: {calib}
+  inputs:
+    image: {{npy: calib/image.npy}}
+validate:
+  samples: {val}
+  inputs:
+    image: {{npy: val/image.npy}}
+targets:
+{targets}"""
+
+VAD_RECIPE = """\
+version: 1
+name: vad
+source:
+  onnx: vad.onnx
+calibration:
+  samples: {calib}
+  inputs:
+    audio: {{npy: calib/audio.npy}}
+    h: {{zeros: true}}   # a stream starts from zero state
+    c: {{zeros: true}}
+validate:
+  samples: {val}
+  inputs:
+    audio: {{npy: val/audio.npy}}
+    h: {{zeros: true}}
+    c: {{zeros: true}}
+targets:
+{targets}"""
+
+RECIPES = {"crnn": CRNN_RECIPE, "vad": VAD_RECIPE}
+
+
+def recurrent_workspace(root: Path, name: str) -> Path:
+    """recipes/ with the model, calibration and validation samples (.npy, ONNX layout)."""
+    recipes = root / "recipes"
+    model = archs.RECURRENT_ARCHITECTURES[name]()
+    recipes.mkdir(parents=True)
+    (recipes / f"{name}.onnx").write_bytes(model.SerializeToString())
+    for part, count, seed in (("calib", CALIB_SAMPLES, 10), ("val", VAL_SAMPLES, 20)):
+        (recipes / part).mkdir()
+        for input_name, array in archs.recurrent_inputs(name, count, seed).items():
+            if name != "vad" or input_name == "audio":  # the VAD's state comes from `zeros: true`
+                np.save(recipes / part / f"{input_name}.npy", array)
+    targets = "".join(f"  - device: {t}\n" for t in TARGETS)
+    (recipes / f"{name}.yaml").write_text(RECIPES[name].format(calib=CALIB_SAMPLES, val=VAL_SAMPLES, targets=targets))
+    return root
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_for_fp32_int8_and_int16x8(tmp_path, name):
+    ws = recurrent_workspace(tmp_path / "ws", name)
+    refused = {t for t in TARGETS if (name, t) in EXPECTED_REFUSALS}
+    proc = run_cli(ws, "build", "--json", check=1 if refused else 0)
+    outcomes = {"/".join(p for p in (r["target"], r["stage"]) if p): r["outcome"] for r in json.loads(proc.stdout)}
+    for target in refused:
+        assert outcomes[f"{target}/quantize"] == "failed", outcomes
+        assert f"{name}/{target}/quantize" in proc.stderr and "Traceback" not in proc.stderr
+        assert "TensorFlow's int16x8 quantizer has no int16 kernel for" in proc.stderr, proc.stderr
+        assert "build this model for cpu-int8" in proc.stderr
+        print(next(line for line in proc.stderr.splitlines() if "int16x8 quantizer" in line))
+    for target in sorted(set(TARGETS) - refused):
+        assert outcomes[f"{target}/validate"] == "ran", outcomes
+        metrics = json.loads((ws / f"build/{name}/{target}/metrics.json").read_text())
+        assert metrics["passed"] and metrics["samples"] == VAL_SAMPLES
+        for out, m in sorted(metrics["outputs"].items()):
+            print(f"{name}/{target}/{out}: cosine {m['cosine']:.5f}, max abs error {m['max_abs_error']:.3g}")
+            assert m["cosine"] >= COSINE_FLOORS[target], f"{name}/{target}/{out}: cosine {m['cosine']:.5f}"
+        _float_ops_are_reported(ws / f"build/{name}/{target}", proc.stderr)
+
+
+def _float_ops_are_reported(target_dir: Path, stderr: str) -> None:
+    """Every op an integer artifact runs in float32 is named in the report (and was shown)."""
+    compat = json.loads((target_dir / "compat.json").read_text())
+    lines = render_float_ops(compat)
+    assert len(lines) == len({op["op"] for op in compat.get("float_ops", {}).get("ops", [])})
+    report = (target_dir / "report.md").read_text()
+    for line in lines:
+        print(f"{target_dir.name}: {line}")
+        assert line in report and line in stderr
+
+
+def test_an_op_without_an_int8_kernel_is_named_as_running_in_float(tmp_path):
+    """TFLite keeps NEG in float32 inside an int8 model (what the fused LSTM's fresh state
+    uses): the device check lists it and says where it runs, in words."""
+    from buildsys.devices.catalogue import Catalogue
+    from buildsys.tflow.onnxsource import export_onnx
+    from buildsys.tflow.quantize import to_tflite
+
+    model = make_model(
+        [onnx.helper.make_node("Relu", ["x"], ["r"], name="relu"), onnx.helper.make_node("Neg", ["r"], ["y"], name="negate")],
+        {"x": [1, 16]},
+        ["y"],
+    )
+    signature = export_onnx(model, tmp_path / "float.pb")
+    calib = {"x": np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)}
+    path = tmp_path / "model.tflite"
+    path.write_bytes(to_tflite(tmp_path / "float.pb", signature, "int8", calib=calib))
+    profile = Catalogue().get("cpu-int8").data
+    compat = check_artifact(path, "tflite", profile)
+    assert [op["op"] for op in compat["float_ops"]["ops"]] == ["NEG"], compat.get("float_ops")
+    [line] = render_float_ops(compat)
+    assert line.startswith("NEG has no int8 kernel here: it runs in float32 on the CPU (1 op: ")
+    # an fp32 artifact is float by design: nothing to say
+    assert "float_ops" not in check_artifact(path, "tflite", Catalogue().get("cpu-fp32").data)
