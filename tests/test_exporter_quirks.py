@@ -449,3 +449,11 @@ def test_an_if_on_a_shape_is_not_data_dependent_post_processing():
     model = _model(nodes, inits, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
     suggestion = suggest_cut(flow_of(model.graph))
     assert suggestion is not None and suggestion.ops == (("If", 1),) and suggestion.tensors == ()
+
+
+def test_inspect_op_filter_names_the_nearest_op_types(tmp_path: Path):
+    onnx.save(ssd(), tmp_path / "ssd.onnx")
+    out = run_cli(tmp_path, "inspect", "ssd.onnx", "--op", "C0nv", "--op", "greater", "--op", "Zzz").stdout
+    assert "nodes (C0nv, greater, Zzz): 22" in out
+    assert "  no C0nv node; did you mean Conv?\n" in out
+    assert "  no Zzz node\n" in out and "no greater node" not in out

@@ -175,6 +175,19 @@ def _nodes(report: Report, ui: Ui) -> None:
     for n in report.nodes:
         ins = ", ".join(i or "''" for i in n.inputs)
         ui.line(f"  {n.label.ljust(width)}  {n.op.ljust(ops)}  {ins} -> {', '.join(n.outputs)}")
+    _missing_ops(report, ui)
+
+
+def _missing_ops(report: Report, ui: Ui) -> None:
+    """`--op Cnv` selects nothing: name the op types the model has that are nearest."""
+    from buildsys.recipe.closematch import close_matches
+
+    have = [op for op, _ in report.histogram]
+    found = {n.op.lower() for n in report.nodes} | {n.op.rsplit(".", 1)[-1].lower() for n in report.nodes}
+    for op in report.ops:
+        if op.lower() not in found:
+            near = close_matches(op, have)
+            ui.line(f"  no {op} node" + (f"; did you mean {', '.join(near)}?" if near else ""), style="yellow")
 
 
 def _unsupported(report: Report, ui: Ui) -> None:
