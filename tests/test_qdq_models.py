@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli
+from conftest import make_workspace, run_cli
 
 ort = pytest.importorskip("onnxruntime")
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
@@ -358,3 +358,18 @@ def test_a_channel_tflite_would_rescale_is_refused(tmp_path: Path) -> None:
     err = run_cli(ws, "build", check=1).stderr
     assert "node 'conv2'" in err and "channel 3's largest weight is |q| = 64" in err
     assert "'conv1'" not in err and "Traceback" not in err
+
+
+def test_from_model_needs_an_onnx_source_and_one_choice(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    recipe = ws / "recipes/shapes.yaml"
+    text = recipe.read_text()
+    assert text.endswith("  - device: cpu-int8\n  - device: cpu-fp32\n    name: fp32\n")
+    recipe.write_text(text.replace(
+        "  - device: cpu-int8\n",
+        "  - device: cpu-int8\n    quantization: {from_model: true}\n"
+        "  - {device: cpu-int8, name: both, quantization: {from_model: true, requantize: true}}\n",
+    ))
+    err = run_cli(ws, "check", check=2).stderr
+    assert "targets[0].quantization  quantization.from_model reads QDQ scales from an ONNX model" in err
+    assert "targets[1].quantization  from_model keeps the model's scales and requantize replaces them" in err
