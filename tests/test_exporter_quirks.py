@@ -21,7 +21,7 @@ from buildsys.errors import InputError
 from buildsys.recipe.closematch import close_matches, did_you_mean
 from conftest import build_json, run_cli
 
-CLASSES = 12  # 11 foreground classes, each with NonZero + TopK + If: 33 refused nodes, past GROUP_OVER
+CLASSES = 12  # 11 foreground classes, each with NonZero + TopK + If: with the guarded NMS 34 refused nodes
 ANCHORS = 2
 
 
@@ -228,7 +228,8 @@ def test_replacement_node_hint_ranks_look_alikes_first():
 def ssd(size: int = 32) -> onnx.ModelProto:
     """An SSD-style export: conv backbone -> box and score heads -> per-class post-processing with
     NonZero, a TopK whose k is a count of the scores, an If around the kept scores, and one
-    NonMaxSuppression over all classes, as torchvision-style exports carry it."""
+    NonMaxSuppression over all classes, and the same NMS inside an If on the best score (torchvision
+    exports skip NMS when nothing scores)."""
     rng = np.random.default_rng(3)
     nodes, inits = [], []
     x = _conv(nodes, inits, rng, "image", 3, 8, "backbone.0", stride=2)
@@ -241,6 +242,7 @@ def ssd(size: int = 32) -> onnx.ModelProto:
     limits += [_const(inits, "nms.iou", [0.5], np.float32), _const(inits, "nms.thr", [0.05], np.float32)]
     nodes.append(helper.make_node("NonMaxSuppression", [boxes, "scores_t", *limits], ["selected"], name="nms"))
     outputs = [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])]
+    outputs.append(_guarded_nms(nodes, inits, boxes, limits))
     threshold = _const(inits, "score_thr", 0.1, np.float32)
     for c in range(1, CLASSES):
         outputs.append(_class_post(nodes, inits, c, threshold))
@@ -255,6 +257,18 @@ def _head(nodes, inits, rng, x, per_anchor, name, out) -> str:
     shape = _const(inits, f"{name}.shape", [1, -1, per_anchor])
     nodes.append(helper.make_node("Reshape", [f"{name}.nhwc", shape], [out], name=f"{name}.flat"))
     return out
+
+
+def _guarded_nms(nodes, inits, boxes, limits) -> onnx.ValueInfoProto:
+    nodes.append(helper.make_node("ReduceMax", ["scores"], ["best"], name="guard.best", keepdims=0))
+    nodes.append(helper.make_node("Greater", ["best", _const(inits, "guard.thr", 0.2, np.float32)], ["guard"], name="guard.gt"))
+    kept = helper.make_tensor_value_info("guarded", TensorProto.INT64, [None, 3])
+    nms = helper.make_node("NonMaxSuppression", [boxes, "scores_t", *limits], ["guarded"], name="guard.nms")
+    then = helper.make_graph([nms], "guard.then", [], [kept])
+    empty = numpy_helper.from_array(np.zeros((0, 3), np.int64))
+    orelse = helper.make_graph([helper.make_node("Constant", [], ["guarded"], value=empty)], "guard.else", [], [kept])
+    nodes.append(helper.make_node("If", ["guard"], ["detections"], name="guard.if", then_branch=then, else_branch=orelse))
+    return helper.make_tensor_value_info("detections", TensorProto.INT64, [None, 3])
 
 
 def _class_post(nodes, inits, c, threshold) -> onnx.ValueInfoProto:
@@ -287,8 +301,8 @@ def test_ssd_runs_on_onnxruntime_and_the_suggested_cut_is_boxes_and_scores():
     suggestion = suggest_cut(flow_of(model.graph))
     assert suggestion is not None
     assert suggestion.tensors == ("boxes", "scores")
-    assert dict(suggestion.ops) == {"If": 11, "NonMaxSuppression": 1, "NonZero": 11, "TopK": 11}
-    assert suggestion.dropped == 1 + 1 + 11 * 10  # NMS, its transpose, ten nodes per class
+    assert dict(suggestion.ops) == {"If": 12, "NonMaxSuppression": 1, "NonZero": 11, "TopK": 11}
+    assert suggestion.dropped == 1 + 1 + 3 + 11 * 10  # NMS, its transpose, the guarded NMS, ten nodes per class
 
 
 def test_the_cut_keeps_only_what_the_outputs_need():
@@ -373,14 +387,14 @@ def ssd_workspace(ws: Path, cut: str = "") -> Path:
 def test_ssd_build_without_the_cut_fails_with_the_grouped_table_and_the_cut(tmp_path: Path):
     ws = ssd_workspace(tmp_path / "ws")
     err = run_cli(ws, "build", check=1).stderr
-    assert "33 nodes cannot be converted" in err
+    assert "34 nodes cannot be converted" in err
     assert "Traceback" not in err
     table_rows = [line.split() for line in err.splitlines() if re.match(r"  (If|NonZero|TopK) ", line)]
     assert sorted(row[0] for row in table_rows) == ["If", "NonZero", "TopK"]  # one row per op type
-    assert all(row[3] == "11" for row in table_rows)
+    assert [row[3] for row in table_rows] == ["12", "11", "11"]
     assert "outputs:   # cut before" in err and "  - boxes\n" in err and "  - scores" in err
     inspect = run_cli(ws, "inspect", "recipes/ssd.yaml").stdout
-    assert "data-dependent post-processing: 112 nodes from If x11, NonMaxSuppression x1, NonZero x11, TopK x11" in inspect
+    assert "data-dependent post-processing: 115 nodes from If x12, NonMaxSuppression x1, NonZero x11, TopK x11" in inspect
     assert "outputs:   # cut before" in inspect and inspect.rstrip().endswith("  - boxes\n  - scores")
 
 
