@@ -261,7 +261,8 @@ def _head(nodes, inits, rng, x, per_anchor, name, out) -> str:
 
 def _guarded_nms(nodes, inits, boxes, limits) -> onnx.ValueInfoProto:
     nodes.append(helper.make_node("ReduceMax", ["scores"], ["best"], name="guard.best", keepdims=0))
-    nodes.append(helper.make_node("Greater", ["best", _const(inits, "guard.thr", 0.2, np.float32)], ["guard"], name="guard.gt"))
+    threshold = _const(inits, "guard.thr", 0.2, np.float32)
+    nodes.append(helper.make_node("Greater", ["best", threshold], ["guard"], name="guard.gt"))
     kept = helper.make_tensor_value_info("guarded", TensorProto.INT64, [None, 3])
     nms = helper.make_node("NonMaxSuppression", [boxes, "scores_t", *limits], ["guarded"], name="guard.nms")
     then = helper.make_graph([nms], "guard.then", [], [kept])
