@@ -373,3 +373,23 @@ def test_from_model_needs_an_onnx_source_and_one_choice(tmp_path: Path) -> None:
     err = run_cli(ws, "check", check=2).stderr
     assert "targets[0].quantization  quantization.from_model reads QDQ scales from an ONNX model" in err
     assert "targets[1].quantization  from_model keeps the model's scales and requantize replaces them" in err
+
+
+def test_a_tensor_without_qdq_is_refused_naming_the_float_nodes(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    root = ws / "recipes"
+    root.mkdir(parents=True)
+    val_data(root)
+    path = quantized(root, "gap", "cnn", True, QuantType.QInt8)
+    model = onnx.load(str(path))
+    # conv2's output loses its Q -> DQ pair: conv2 and the Add it feeds have no int8 grid
+    nodes = [n for n in model.graph.node if n.name not in ("c2_QuantizeLinear", "c2_DequantizeLinear")]
+    for n in nodes:
+        n.input[:] = ["c2" if i == "c2_DequantizeLinear_Output" else i for i in n.input]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    write_recipe(root, "gap", "cnn", FROM_MODEL.format(device="cpu-int8"))
+    err = run_cli(ws, "build", check=1).stderr
+    assert "gap.onnx leaves tensors without QuantizeLinear -> DequantizeLinear" in err
+    assert "add, conv2" in err and "requantize: true" in err and "Traceback" not in err

@@ -119,7 +119,8 @@ class Quantize(Stage):
                 "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
             )
         model = to_tflite_qat(
-            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type, self.device.output_type
+            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type,
+            self.device.output_type, label=self.recipe.source.path.name,
         )
         ctx.out["model"].write_bytes(model)
 

@@ -5,7 +5,7 @@ activation Q -> DQ pair, so the TFLite converter runs its quantization-aware-tra
 path: activation scales and zero points come from those ranges, and weights get
 symmetric int8 scales from their (already quantized) values, which is the model's
 own scale when its largest weight per channel is |q| = 127 (qdq.forbidden refuses
-the rest before conversion).
+the rest before conversion). Per-tensor weights get a fake-quant of their own here.
 
 TFLITE_BUILTINS_INT8 is not set: TF 2.21 then demands a representative dataset even
 for a QAT graph. Instead the result is checked to hold no float tensor inside.
@@ -20,9 +20,15 @@ from buildsys.tflow.quantize import _check_signature, _check_tflite_io, _convert
 
 
 def to_tflite_qat(
-    float_path: Path, signature: dict, per_tensor: bool, input_type: str | None, output_type: str | None
+    float_path: Path,
+    signature: dict,
+    per_tensor: bool,
+    input_type: str | None,
+    output_type: str | None,
+    label: str = "the model",
 ) -> bytes:
-    """Deterministic int8 .tflite bytes; `per_tensor`: the model's weights have one scale each."""
+    """Deterministic int8 .tflite bytes; `per_tensor`: the model's weights have one scale each;
+    `label` names the source model in errors."""
     import tensorflow as tf
 
     from buildsys.tflow.frozen import read_float
@@ -38,12 +44,13 @@ def to_tflite_qat(
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = tf.as_dtype(options.input_type)
     converter.inference_output_type = tf.as_dtype(options.output_type)
-    # private, the only per-tensor switches; the QAT path reads the dense-layer one only
+    # private, the only per-tensor switches; TF 2.21's QAT path honours neither for every op
+    # (hence fake_quant_weights), they are set for a TF that does
     converter._experimental_disable_per_channel = per_tensor
     converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor
     data = _convert(converter, options, float_path)
     _check_tflite_io(data, signature, options, float_path)
-    _check_integer(data, signature, float_path)
+    _check_integer(data, signature, label)
     return data
 
 
@@ -74,7 +81,7 @@ def fake_quant_weights(graph_def, weights: list[dict]):
     return out
 
 
-def _check_integer(data: bytes, signature: dict, float_path: Path) -> None:
+def _check_integer(data: bytes, signature: dict, label: str) -> None:
     """No float tensor between the IO: a tensor without Q -> DQ would leave its op in float."""
     from buildsys.tflow.quiet import no_interpreter_warning
     from buildsys.tflow.runtime import interpreter_class
@@ -88,8 +95,8 @@ def _check_integer(data: bytes, signature: dict, float_path: Path) -> None:
     if floats:
         nodes = sorted({_node_of(n, signature) for n in floats})
         raise StageError(
-            f"{float_path}: the model's quantization does not cover every tensor; these ONNX nodes "
-            f"stay float: {', '.join(nodes[:10])}{' ...' if len(nodes) > 10 else ''}",
+            f"{label} leaves tensors without QuantizeLinear -> DequantizeLinear, so these ONNX nodes would "
+            f"stay float in the int8 model: {', '.join(nodes[:10])}{' ...' if len(nodes) > 10 else ''}",
             hint="quantize the model with QDQ on every tensor, or recalibrate: "
             "`quantization: {requantize: true}` on the target and a `calibration:` section",
         )
