@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from buildsys.tflow.runtime import load_interpreter
+from buildsys.tflow.inspect import op_histogram
+from buildsys.tflow.runtime import io_details, load_interpreter, quantize_input
 from buildsys.tflow.samples import to_onnx_layout, to_stored
 from onnx_harness import convert, make_model, random_feeds, rejection, run_ort
 
@@ -24,7 +25,7 @@ T, B, I, H = 5, 2, 3, 4
 TOL = 1e-4
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 FUSED = "UNIDIRECTIONAL_SEQUENCE_LSTM"
-PRIMITIVE = {"LOGISTIC", "TANH", "MUL"}
+PRIMITIVE = {"LOGISTIC", "TANH", "FULLY_CONNECTED"}  # what an unrolled cell is made of
 
 
 @dataclass
@@ -268,3 +269,55 @@ def test_fused_lstm_model_bytes_are_reproducible():
     first, second = convert(model), convert(model)
     assert first.tflite == second.tflite
     assert first.ops.get(FUSED) == 2
+
+
+# -- int8 --------------------------------------------------------------------------
+def int8_conversion(spec: Recurrent) -> tuple[bytes, dict[str, float]]:
+    """cpu-int8 (int8 IO) from random calibration; the .tflite and cosine per output."""
+    import tempfile
+    from pathlib import Path
+
+    from buildsys.tflow.onnxsource import export_onnx
+    from buildsys.tflow.quantize import to_tflite
+
+    model = spec.model(0)
+    rng = np.random.default_rng(8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "float.pb"
+        signature = export_onnx(model, path)
+        # samples are stacked along the first model dim (T for layout 0)
+        calib = {i["name"]: rng.standard_normal([16 * i["shape"][0], *i["shape"][1:]]).astype(np.float32)
+                 for i in signature["inputs"]}  # fmt: skip
+        data = to_tflite(path, signature, "int8", calib=calib)
+    feeds = random_feeds(model, seed=9)
+    got, want = run_int8(data, feeds), run_ort(model, feeds)
+    cosine = {n: float(np.dot(got[n].ravel(), w.ravel()) / np.linalg.norm(got[n]) / np.linalg.norm(w))
+              for n, w in want.items()}  # fmt: skip
+    return data, cosine
+
+
+def run_int8(data: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One invocation on whole float arrays (run_tflite would split X along T as samples)."""
+    interpreter = load_interpreter(data)
+    ins, outs = io_details(interpreter)
+    raw = interpreter.get_signature_runner("serving_default")(**{n: quantize_input(feeds[n], d) for n, d in ins.items()})
+    result = {}
+    for name, details in outs.items():
+        scale, zero_point = details["quantization"]
+        result[name] = (raw[name].astype(np.float32) - zero_point) * scale
+    return result
+
+
+def test_fused_lstm_is_all_int8():
+    """The fused kernel quantizes as a whole: no float island (DEQUANTIZE) in the graph."""
+    data, cosine = int8_conversion(Recurrent("LSTM", "bidirectional"))
+    ops = op_histogram(data)
+    assert ops.get(FUSED) == 2 and "DEQUANTIZE" not in ops, ops
+    assert min(cosine.values()) > 0.9, cosine
+
+
+def test_primitive_lstm_keeps_int8_outputs():
+    """Y_h is read back from Y, so TF's quantizer gives it an int8 type like Y's."""
+    data, cosine = int8_conversion(Recurrent("LSTM", outputs=("Y", "Y_h", "Y_c")))
+    assert FUSED not in op_histogram(data)
+    assert min(cosine.values()) > 0.9, cosine

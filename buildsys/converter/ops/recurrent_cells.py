@@ -117,7 +117,11 @@ def primitive(x, h0, c0, wt: Weights, cell: Cell, axis: int, reverse: bool):
         else:
             h = rnn_step(steps[t], h, wt, cell)
         outs[t] = h
-    return tf.stack(outs, axis=axis), h, c
+    y = tf.stack(outs, axis=axis)
+    # the final h read back from Y: as a second consumer of the last step's MUL, TF's
+    # int8 quantizer leaves a forward LSTM's Y_h float (a float output of an int8 model)
+    last = order[-1]
+    return y, (y[last] if axis == 0 else y[:, last]), c
 
 
 # -- fused LSTM ---------------------------------------------------------------------
@@ -151,16 +155,17 @@ def fused_lstm(x, h0, c0, wt: Weights, axis: int, reverse: bool, key: str):
 
     The fused kernel writes its final state into its state inputs. Fed by constants,
     those become variable tensors that carry the state over to the next invocation;
-    so each state input is computed from x here (a zero TFLite cannot fold away:
-    min(|x|, 0) and max(-|x|, 0)), which gives every invocation fresh state."""
+    so each state input is computed from x here (plus a zero TFLite cannot fold away,
+    min(|x|, 0)), which gives every invocation fresh state."""
     if reverse:
         x = tf.reverse(x, [axis])
     dims = x.shape.as_list()
     batch, hidden = dims[1 - axis], wt.r.shape[1]
-    probe = tf.abs(x[0, :, :1] if axis == 0 else x[:, 0, :1])
+    zero = tf.minimum(tf.abs(x[0, :, :1] if axis == 0 else x[:, 0, :1]), 0.0)
     zeros = tf.zeros([batch, hidden], x.dtype)
-    h_in = tf.minimum(probe, 0.0) + (zeros if h0 is None else h0)
-    c_in = tf.maximum(-probe, 0.0) + (zeros if c0 is None else c0)
+    # two different expressions: equal ones would be merged into one tensor for both states
+    h_in = zero + (zeros if h0 is None else h0)
+    c_in = zero * 0.5 + (zeros if c0 is None else c0)
     attrs = {"api_implements": f"lstm_{key}", "api_preferred_device": "CPU", "time_major": axis == 0,
              "go_backwards": False}  # fmt: skip
     fn = tf.function(lambda *a: _keras_lstm(*a, axis=axis), experimental_attributes=attrs, autograph=False)
