@@ -26,6 +26,7 @@ from buildsys.tflow.isolate import run_isolated
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 from buildsys.tflow.runtime import tflite_inputs_outputs
 from buildsys.tflow.samples import check_sample_shape, check_samples
+from buildsys.tflow.unfuse import unfused
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,26 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
 
 
 def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
-    import tensorflow as tf
-
     from buildsys.tflow.frozen import read_float
 
     graph_def, _ = read_float(float_path)
+    try:
+        return _convert_graph(graph_def, signature, options, calib, float_path)
+    except NoKernel as exc:
+        if exc.op not in SEQUENCE_OPS or (plain := unfused(graph_def)) is None:
+            raise
+        refusal = exc
+    # no int16 fused LSTM: the same cells, unfused (see tflow/unfuse.py); if that fails too,
+    # the refusal says what to do
+    try:
+        return _convert_graph(plain, signature, options, calib, float_path)
+    except (StageError, InputError):
+        raise refusal from None
+
+
+def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path) -> bytes:
+    import tensorflow as tf
+
     module, concrete = _servable(graph_def, signature, float_path)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     _configure(converter, options, _representative(signature, calib) if calib else None)
@@ -248,7 +264,7 @@ def _convert(converter, options: _Options, float_path) -> bytes:
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
         line = last_error_line(exc, log)
         if missing := NO_16X8_KERNEL.search(line):
-            raise _no_kernel(missing.group(1), options, float_path) from None
+            raise NoKernel(missing.group(1), options, float_path) from None
         raise StageError(
             f"{options.mode} conversion of {float_path} failed: {line}",
             hint=_failure_hint(options),
@@ -256,17 +272,20 @@ def _convert(converter, options: _Options, float_path) -> bytes:
         ) from None
 
 
-def _no_kernel(op: str, options: _Options, float_path) -> StageError:
-    """TF's 16x8 quantizer lacks int16 kernels for some ops (the fused LSTM among them): say
-    which, and which devices build the model instead."""
-    origin = f" (what an ONNX {SEQUENCE_OPS[op]} becomes)" if op in SEQUENCE_OPS else ""
-    return StageError(
-        f"{options.mode} conversion of {float_path} failed: TensorFlow's int16x8 quantizer has no"
-        f" int16 kernel for {op}{origin}",
-        hint="build this model for cpu-int8 (it has integer kernels for the fused LSTM), cpu-dynamic-range or"
-        f" cpu-fp16 instead, or replace the ONNX nodes behind {op} in the recipe (replacements:)",
-        path=str(float_path),
-    )
+class NoKernel(StageError):
+    """TF's 16x8 quantizer lacks int16 kernels for some ops: it says which, and which devices
+    build the model instead."""
+
+    def __init__(self, op: str, options: _Options, float_path):
+        self.op = op
+        origin = f" (what an ONNX {SEQUENCE_OPS[op]} becomes)" if op in SEQUENCE_OPS else ""
+        super().__init__(
+            f"{options.mode} conversion of {float_path} failed: TensorFlow's int16x8 quantizer has no"
+            f" int16 kernel for {op}{origin}",
+            hint="build this model for cpu-int8 (it has integer kernels for the fused LSTM), cpu-dynamic-range or"
+            f" cpu-fp16 instead, or replace the ONNX nodes behind {op} in the recipe (replacements:)",
+            path=str(float_path),
+        )
 
 
 def _failure_hint(options: _Options) -> str:
