@@ -23,6 +23,7 @@ from buildsys.devices.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
 from buildsys.tflow.isolate import run_isolated
+from buildsys.tflow.lstmclip import unclipped
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 from buildsys.tflow.runtime import tflite_inputs_outputs
 from buildsys.tflow.samples import check_sample_shape, check_samples
@@ -132,11 +133,11 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -
     try:
         return _convert_graph(graph_def, signature, options, calib, float_path)
     except NoKernel as exc:
-        if exc.op not in SEQUENCE_OPS or (plain := unfused(graph_def)) is None:
+        if (plain := unfused(graph_def)) is None:
             raise
         refusal = exc
-    # no int16 fused LSTM: the same cells, unfused (see tflow/unfuse.py); if that fails too,
-    # the refusal says what to do
+    # no int16 fused LSTM (nor for what feeds its fresh state): the same cells, unfused (see
+    # tflow/unfuse.py); if that fails too, the refusal says what to do
     try:
         return _convert_graph(plain, signature, options, calib, float_path)
     except (StageError, InputError):
@@ -260,7 +261,7 @@ def _representative(signature: dict, arrays: dict[str, np.ndarray]):
 def _convert(converter, options: _Options, float_path) -> bytes:
     try:
         with quiet() as log, no_interpreter_warning():
-            return bytes(converter.convert())
+            return unclipped(bytes(converter.convert()))
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
         line = last_error_line(exc, log)
         if missing := NO_16X8_KERNEL.search(line):

@@ -62,13 +62,16 @@ def _without_zero(nodes: dict, ref: str) -> str:
 
 
 def _is_zero(nodes: dict, ref: str, depth: int) -> bool:
-    """min(|t|, 0), or such a value times a finite constant: 0 whatever `t` is."""
+    """min(|t|, 0), max(-|t|, 0), or such a value times a finite constant: 0 whatever `t` is."""
     node = nodes.get(_name(ref))
     if node is None or depth == 0 or len(node.input) != 2:
         return False
     a, b = node.input
+    zero = lambda v: np.all(v == 0)  # noqa: E731 - a predicate for _constant
     if node.op == "Minimum":
-        return any(_abs(nodes, x) and _constant(nodes, y, lambda v: np.all(v == 0)) for x, y in ((a, b), (b, a)))
+        return any(_abs(nodes, x) and _constant(nodes, y, zero) for x, y in ((a, b), (b, a)))
+    if node.op == "Maximum":
+        return any(_negated_abs(nodes, x) and _constant(nodes, y, zero) for x, y in ((a, b), (b, a)))
     if node.op == "Mul":
         finite = lambda v: np.all(np.isfinite(v))  # noqa: E731 - a predicate for _constant
         return any(_is_zero(nodes, x, depth - 1) and _constant(nodes, y, finite) for x, y in ((a, b), (b, a)))
@@ -78,6 +81,11 @@ def _is_zero(nodes: dict, ref: str, depth: int) -> bool:
 def _abs(nodes: dict, ref: str) -> bool:
     node = nodes.get(_name(ref))
     return node is not None and node.op == "Abs"
+
+
+def _negated_abs(nodes: dict, ref: str) -> bool:
+    node = nodes.get(_name(ref))
+    return node is not None and node.op == "Neg" and len(node.input) == 1 and _abs(nodes, node.input[0])
 
 
 def _constant(nodes: dict, ref: str, test) -> bool:
