@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
+from buildsys.converter import int8safe
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
@@ -55,27 +57,29 @@ def _truncated_div(a, b):
 
 @handles("Div", since=7)
 def div(ctx, node):
-    root = _sqrt_producer(ctx, node.input(1))
-    if root is not None and ctx.value(node.input(0)).dtype.is_floating:
-        # x / Sqrt(v) (decomposed LayerNorm, attention scaling) as x * Rsqrt(v): the int8
-        # DIV kernel fails on a divisor whose raw value is 0; RSQRT and MUL do not
-        (a, v), perm = ctx.aligned([node.input(0), root])
-        ctx.set(node.outputs[0], a * tf.math.rsqrt(v), perm)
+    num, den = node.input(0), node.input(1)
+    if not ctx.value(num).dtype.is_floating:
+        # ONNX integer division truncates toward zero; TF floordiv rounds down
+        _binary(ctx, node, _truncated_div)
         return
-
-    def divide(a, b):
-        if a.dtype.is_integer:
-            # ONNX integer division truncates toward zero; TF floordiv rounds down
-            return _truncated_div(a, b)
-        return tf.divide(a, b)
-
-    _binary(ctx, node, divide)
+    if ctx.const(den) is not None:
+        # TFLite folds a constant divisor into MUL by its reciprocal: no DIV kernel runs
+        _binary(ctx, node, tf.divide)
+        return
+    root = _sqrt_producer(ctx, den)
+    if root is not None:
+        # x / Sqrt(v) (decomposed LayerNorm, attention scaling): no DIV and no SQRT result
+        (a, v), perm = ctx.aligned([num, root])
+        v = v if int8safe.nonnegative(ctx, root) else tf.nn.relu(v)
+        ctx.set(node.outputs[0], int8safe.over_sqrt(a, v), perm)
+        return
+    # a computed divisor: the int8 DIV kernel aborts on one that quantizes to its zero point
+    (a, b), perm = ctx.aligned([num, den])
+    ctx.set(node.outputs[0], int8safe.divide(a, b, int8safe.nonnegative(ctx, den)), perm)
 
 
 def _sqrt_producer(ctx: ConversionContext, name: str) -> str | None:
     """The input of the Sqrt node that computes `name` at run time, if one does."""
-    if ctx.const(name) is not None:
-        return None
     node = ctx.producer(name)
     return node.input(0) if node is not None and node.op_type == "Sqrt" and not node.domain else None
 
@@ -143,7 +147,6 @@ def _unary_handler(op_type: str, fn: Callable):
 
 unary_exp = _unary_handler("Exp", tf.exp)
 unary_log = _unary_handler("Log", tf.math.log)
-unary_sqrt = _unary_handler("Sqrt", tf.sqrt)
 unary_neg = _unary_handler("Neg", tf.negative)
 unary_abs = _unary_handler("Abs", tf.abs)
 unary_floor = _unary_handler("Floor", tf.floor)
@@ -175,9 +178,24 @@ def _erf(x):
 unary_erf = _unary_handler("Erf", _erf)
 
 
+@handles("Sqrt", since=6)
+def sqrt(ctx, node):
+    # the int8 SQRT kernel aborts on a negative input, where the ONNX op is undefined anyway
+    name = node.input(0)
+    ctx.set(node.outputs[0], int8safe.sqrt(ctx, name, ctx.tensor(name)), ctx.perm(name))
+
+
 @handles("Reciprocal", since=6)
 def reciprocal(ctx, node):
-    _unary(ctx, node, lambda x: tf.math.reciprocal(x))
+    # tf.math.reciprocal becomes DIV(1, x) in TFLite, which int8 aborts on x at its zero point
+    name = node.input(0)
+    if ctx.const(name) is not None:
+        ctx.set_const(node.outputs[0], np.reciprocal(ctx.const(name)))
+        return
+    x = ctx.tensor(name)
+    if not x.dtype.is_floating:
+        raise Unsupported(f"Reciprocal of {x.dtype.name} has no TFLite kernel")
+    ctx.set(node.outputs[0], int8safe.divide(None, x, int8safe.nonnegative(ctx, name)), ctx.perm(name))
 
 
 @handles("Identity", since=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from buildsys.converter import layout
+from buildsys.converter import int8safe, layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
@@ -71,7 +71,7 @@ def batch_norm(ctx, node):
         y = x * tf.constant(multiplier.reshape(shape)) + tf.constant(offset.reshape(shape))
     else:
         scale, bias, mean, var = (_per_channel(ctx, node.input(i), perm) for i in range(1, 5))
-        multiplier = scale * tf.math.rsqrt(var + epsilon)
+        multiplier = scale * int8safe.rsqrt(ctx, node.input(4), var + epsilon)
         y = x * multiplier + (bias - mean * multiplier)
     ctx.set(node.outputs[0], y, perm)
 
@@ -100,7 +100,7 @@ def instance_norm(ctx, node):
     _, centred, var = _moments(ctx.tensor(src), axes)
     scale = _per_channel(ctx, node.input(1), perm)
     bias = _per_channel(ctx, node.input(2), perm)
-    ctx.set(node.outputs[0], centred * (tf.math.rsqrt(var + epsilon) * scale) + bias, perm)
+    ctx.set(node.outputs[0], int8safe.over_sqrt(centred, var + epsilon) * scale + bias, perm)
 
 
 @handles("LayerNormalization", since=17)
@@ -112,15 +112,16 @@ def layer_norm(ctx, node):
     epsilon = float(node.attr("epsilon", 1e-5))
     axes = sorted(layout.tf_axis(perm, a) for a in range(axis, rank))
     mean, centred, var = _moments(ctx.tensor(src), axes)
-    inv_std = tf.math.rsqrt(var + epsilon)
-    y = centred * inv_std * ctx.align_to(node.input(1), rank, perm)
+    y = int8safe.over_sqrt(centred, var + epsilon) * ctx.align_to(node.input(1), rank, perm)
     if node.input(2):
         y = y + ctx.align_to(node.input(2), rank, perm)
     ctx.set(node.outputs[0], y, perm)
     # the optional Mean / InvStdDev outputs have the input's rank with unit reduced axes
-    for name, stat in zip(node.outputs[1:], (mean, inv_std)):
-        if name:
-            ctx.set(name, stat, perm)
+    outputs = list(node.outputs[1:3]) + ["", ""]
+    if outputs[0]:
+        ctx.set(outputs[0], mean, perm)
+    if outputs[1]:
+        ctx.set(outputs[1], tf.math.rsqrt(var + epsilon), perm)
 
 
 @handles("LpNormalization", since=1)
@@ -130,12 +131,16 @@ def lp_norm(ctx, node):
     p = node.attr("p", 2)
     axis = layout.tf_axis(perm, node.attr("axis", -1))
     x = ctx.tensor(src)
-    if p == 2:
+    if p == 2 and axis == len(perm) - 1:
         # TFLite maps this onto L2_NORMALIZATION when the axis is stored last; the
         # epsilon only keeps an all-zero vector at 0 (x / 0 would be NaN)
         y = tf.math.l2_normalize(x, axis=axis, epsilon=TINY)
+    elif p == 2:
+        # l2_normalize's own form squares with SQUARE, which has no int8 kernel
+        y = x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(x * x, axis=axis, keepdims=True), TINY))
     elif p == 1:
-        y = x / tf.maximum(tf.reduce_sum(tf.abs(x), axis=axis, keepdims=True), TINY)
+        # a computed divisor: no DIV, whose int8 kernel aborts on one at its zero point
+        y = int8safe.divide(x, tf.maximum(tf.reduce_sum(tf.abs(x), axis=axis, keepdims=True), TINY), True)
     else:
         raise Unsupported(f"p={p} (only 1 and 2 are defined)")
     ctx.set(node.outputs[0], y, perm)
@@ -165,7 +170,7 @@ def _group_norm(ctx: ConversionContext, node: Node, per_channel: bool) -> None:
     shape = [dims[0], spatial, groups, channels // groups]
     x = tf.reshape(ctx.tensor(src, perm), shape)
     _, centred, var = _moments(x, [1, 3])
-    y = centred * tf.math.rsqrt(var + float(node.attr("epsilon", 1e-5)))
+    y = int8safe.over_sqrt(centred, var + float(node.attr("epsilon", 1e-5)))
     scale = _grouped(ctx, node.input(1), shape, per_channel)
     bias = _grouped(ctx, node.input(2), shape, per_channel)
     ctx.set(node.outputs[0], tf.reshape(y * scale + bias, layout.tf_shape(perm, dims)), perm)
