@@ -7,7 +7,7 @@ ConvNeXt-atto as torchvision exports it) goes through the build's own library pa
 prepare -> convert -> TFLite fp32 (cpu-fp32) and int8 (cpu-int8: per-channel, int8
 IO, 16 calibration images). Each artifact runs in the LiteRT interpreter with 1
 thread and its default XNNPACK delegate; the script prints the median of `--runs`
-invocations after 3 warm-up runs, TRANSPOSE ops in the .tflite against Transpose
+invocations after 3 warm-up runs (fp32 and int8 taking turns), TRANSPOSE ops in the .tflite against Transpose
 nodes in the ONNX graph, GELU ops, and the int8 output's cosine to onnxruntime.
 """
 
@@ -51,20 +51,26 @@ def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     }
 
 
-def latency_ms(tflite: bytes, runs: int) -> float:
+def latency_ms(artifacts: dict[str, bytes], runs: int) -> dict[str, float]:
+    """Median ms per artifact; the artifacts take turns, so load from other processes
+    on the machine weighs on each of them alike."""
     from buildsys.tflow.runtime import interpreter_class
 
-    interpreter = interpreter_class()(model_content=tflite, num_threads=1)
-    interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    times = []
+    interpreters = {}
+    for kind, data in artifacts.items():
+        interpreter = interpreter_class()(model_content=data, num_threads=1)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreters[kind] = interpreter
+    times: dict[str, list[float]] = {kind: [] for kind in artifacts}
     for i in range(runs + 3):
-        start = time.perf_counter()
-        interpreter.invoke()
-        if i >= 3:
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for kind, interpreter in interpreters.items():
+            start = time.perf_counter()
+            interpreter.invoke()
+            if i >= 3:
+                times[kind].append((time.perf_counter() - start) * 1000)
+    return {kind: statistics.median(t) for kind, t in times.items()}
 
 
 def int8_cosine(model, signature: dict, tflite: bytes) -> float:
@@ -92,7 +98,7 @@ def main() -> None:
         model = MODELS[name](args.size)
         with tempfile.TemporaryDirectory() as tmp:
             signature, artifacts = build(model, Path(tmp))
-        ms = {kind: latency_ms(data, args.runs) for kind, data in artifacts.items()}
+        ms = latency_ms(artifacts, args.runs)
         ops = {kind: op_histogram(data) for kind, data in artifacts.items()}
         onnx_transposes = sum(n.op_type == "Transpose" for n in model.graph.node)
         transposes = max(o.get("TRANSPOSE", 0) for o in ops.values())

@@ -42,8 +42,13 @@ def _negative_part_elu(x: tf.Tensor, alpha: float) -> tf.Tensor:
 
 def _softplus(x: tf.Tensor) -> tf.Tensor:
     # tf.nn.softplus lowers to log(1 + exp(x)) in TFLite, which overflows to inf
-    # for x > ~88; relu(x) + log(1 + exp(-|x|)) never exponentiates a positive number
-    return tf.nn.relu(x) + tf.math.log(1.0 + tf.exp(-tf.abs(x)))
+    # for x > ~88; relu(x) + log(1 + exp(-|x|)) never exponentiates a positive number,
+    # and EXP and LOG see (0, 1] and (1, 2], ranges int8 holds well. -|x| is spelt
+    # x - 2 relu(x) (exact): NEG has no int8 kernel, and its float island made an int8
+    # Mish 9x slower than fp32 (7.8 ms vs 0.87 ms at 112x112x32; now 1.8 ms).
+    # min(x, 0) - relu(x) ran as fast but its int8 MINIMUM left cosine 0.46
+    positive = tf.nn.relu(x)
+    return positive + tf.math.log(1.0 + tf.exp(x - 2.0 * positive))
 
 
 @handles("Relu", since=6)

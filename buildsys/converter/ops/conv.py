@@ -20,6 +20,7 @@ from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
+from buildsys.converter.ops.large_depthwise import split_depthwise, wants_split
 from buildsys.converter.registry import handles
 
 Pads = list[tuple[int, int]]
@@ -157,6 +158,8 @@ def plain_conv(x: tf.Tensor, w: np.ndarray, spec: Spec) -> tf.Tensor:
 
 
 def depthwise_conv(x: tf.Tensor, w: np.ndarray, spec: Spec) -> tf.Tensor:
+    if wants_split(x, depthwise_filter(w, x.shape[-1]), spec.dilations):
+        return split_depthwise(x, depthwise_filter(w, x.shape[-1]), spec.strides, spec.padding)
     filt = tf.constant(depthwise_filter(w, x.shape[-1]))
     # the native op keeps dilation an attribute (DEPTHWISE_CONV_2D has dilation factors);
     # tf.nn.depthwise_conv2d would wrap a dilated conv in SPACE_TO_BATCH/BATCH_TO_SPACE
