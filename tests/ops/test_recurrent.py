@@ -186,6 +186,23 @@ def test_lstm_constant_initial_state():
     assert verify(spec).ops.get(FUSED) == 2
 
 
+def test_fused_lstm_cell_state_is_not_clipped():
+    """The converter gives the fused kernel cell_clip=10; ONNX has no such clip. Here the
+    cell state counts up to 15 (input, forget and candidate gates saturated) and decays
+    back: with the clip, Y differs by 0.9 on the last steps."""
+    steps = 20
+    w = np.array([[[0.0], [0.0], [20.0], [20.0]]], np.float32)  # gates i, o, f, c
+    bias = np.zeros((1, 8), np.float32)
+    bias[0, :3] = [20.0, 20.0, 20.7]
+    inits = {"W": w, "R": np.zeros((1, 4, 1), np.float32), "B": bias}
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=1)
+    model = make_model([node], {"X": [steps, 1, 1]}, ["Y"], inits, opset=14)
+    x = np.concatenate([np.ones(15), -np.ones(5)]).astype(np.float32).reshape(steps, 1, 1)
+    conv = convert(model)
+    assert conv.ops.get(FUSED) == 1, conv.ops
+    np.testing.assert_allclose(conv.run({"X": x})["Y"], run_ort(model, {"X": x})["Y"], rtol=TOL, atol=TOL)
+
+
 def test_two_stacked_bidirectional_lstms():
     """A CRNN-style stack: Y [T, 2, B, H] -> [T, B, 2H] feeds the second LSTM."""
     rng = np.random.default_rng(6)
