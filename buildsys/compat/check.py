@@ -121,12 +121,24 @@ def _float_ops(graph: GraphView) -> list[dict]:
     ]
 
 
-def render_float_ops(compat: dict) -> list[str]:
-    """One line per op type that runs in float32 inside an integer artifact, naming its ONNX nodes."""
-    found = compat.get("float_ops")
+def render_kernel_notes(compat: dict) -> list[str]:
+    """Where TFLite has no kernel of an integer artifact's width for a form, in words: one line per
+    op type left in float32, and one for fused LSTMs quantized as unrolled cells."""
+    lines = _float_lines(compat.get("float_ops"), compat["ops"])
+    unrolled = compat.get("unrolled")
+    if unrolled:
+        nodes = ", ".join(f"'{n}'" for n in unrolled["nodes"])
+        lines.append(
+            f"LSTM has no {unrolled['mode']} kernel here: {unrolled['directions']} LSTM direction(s) (ONNX {nodes})"
+            f" run as unrolled cells (FULLY_CONNECTED, LOGISTIC, TANH, MUL per step), in {unrolled['mode']}"
+        )
+    return lines
+
+
+def _float_lines(found: dict | None, all_ops: list[dict]) -> list[str]:
     if not found:
         return []
-    ops = {(op["subgraph"], op["index"]): op for op in compat["ops"]}
+    ops = {(op["subgraph"], op["index"]): op for op in all_ops}
     by_type: dict[str, list[dict]] = {}
     for entry in found["ops"]:
         by_type.setdefault(entry["op"], []).append(ops.get((entry["subgraph"], entry["index"]), entry))

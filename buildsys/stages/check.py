@@ -19,14 +19,21 @@ RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 class Check(Stage):
     kind = "check"
-    VERSION = 5  # 5: ops an integer artifact runs in float32 (no kernel of that width) are listed
+    VERSION = 6  # 5: ops an integer artifact runs in float32 (no kernel of that width) are listed; 6: unrolled LSTMs
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
         out = [Input("model", (self.paths.target_dir(self.target) / self.device.artifact_name,))]
         if self.device.format == "tflite":  # maps TFLite op names back to ONNX nodes
             out.append(Input("signature", (self.paths.common / "signature.json",)))
+        if self._unrolls_lstm:  # the fused LSTMs the float model asked for
+            out.append(Input("float", (self.paths.common / "float.pb",)))
         return out
+
+    @property
+    def _unrolls_lstm(self) -> bool:
+        """int16x8 quantizes a fused LSTM as its cells (TF has no 16x8 kernel for it)."""
+        return self.device.format == "tflite" and self.device.mode == "int16x8" and self.recipe.source.format == "onnx"
 
     def params(self) -> dict[str, Any]:
         rules = {k: self.device.data.get(k) for k in RULE_KEYS}
@@ -43,6 +50,8 @@ class Check(Stage):
         compat = {"device": self.device.name, **compat}
         if self.device.format == "tflite":
             _name_nodes(compat, _read(ctx.input("signature")), ctx.input("model"))
+        if self._unrolls_lstm and (unrolled := _unrolled(ctx.input("float"), compat)):
+            compat["unrolled"] = {"mode": self.device.mode, **unrolled}
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
 
     def verdict(self, outputs: dict[str, Path]) -> StageError | None:
@@ -62,16 +71,16 @@ class Check(Stage):
         return None
 
     def notes(self, outputs: dict[str, Path]) -> list[str]:
-        from buildsys.compat.check import render_float_ops
+        from buildsys.compat.check import render_kernel_notes
 
         compat = _read(outputs["compat"])
         summary = compat["summary"]
-        floats = render_float_ops(compat)
+        kernels = render_kernel_notes(compat)
         if not summary["unsupported"] and not summary["cpu"]:
-            return floats
+            return kernels
         first = summary.get("first_unsupported") or {}
         where = f"; first: #{first['index']} {first['op']}" if first else ""
-        return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *floats]
+        return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *kernels]
 
 
 def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:
@@ -86,6 +95,19 @@ def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) 
     first = compat["summary"].get("first_unsupported")
     if first:
         first["nodes"] = next((op["nodes"] for op in compat["ops"] if op["index"] == first["index"]), [])
+
+
+def _unrolled(float_path: Path, compat: dict[str, Any]) -> dict[str, Any] | None:
+    """LSTM directions the float model gives as fused-kernel functions but the artifact runs as
+    cells, with the ONNX nodes they came from (the scope of each function call)."""
+    from buildsys.tflow.frozen import read_float
+    from buildsys.tflow.unfuse import lstm_calls
+
+    calls = lstm_calls(read_float(float_path)[0])
+    fused = sum(op["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in compat["ops"])
+    if len(calls) <= fused:
+        return None
+    return {"directions": len(calls) - fused, "nodes": sorted({c.rsplit("/", 1)[0] for c in calls})}
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import html
 from types import MappingProxyType
 from typing import Any, Callable
 
-from buildsys.compat.check import op_name, render_float_ops
+from buildsys.compat.check import op_name, render_kernel_notes
 from buildsys.stages import plots
 from buildsys.stages.metrics import THRESHOLDS
 from buildsys.stages.report_md import (
@@ -364,7 +364,7 @@ def device_check(stage: Any, f: Facts) -> str:
             f"do not take them (nothing to fix): {'; '.join(io)}."
         )
     tensors = "".join(f"<li>tensor {code(t['name'])}: {esc(t['reason'])}</li>" for t in compat.get("tensors", []))
-    tensors += "".join(f"<li>{esc(line)}</li>" for line in render_float_ops(compat))
+    tensors += "".join(f"<li>{esc(line)}</li>" for line in render_kernel_notes(compat))
     return out + (f"<ul>{tensors}</ul>" if tensors else "")
 
 

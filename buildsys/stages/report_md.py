@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from buildsys.compat.check import op_name, render_float_ops
+from buildsys.compat.check import op_name, render_kernel_notes
 
 
 def render(stage: Any, f: dict[str, Any]) -> str:
@@ -106,7 +106,7 @@ def _check(compat: dict[str, Any], d: Any) -> list[str]:
         lines += ["", "| # | op | name | reason |", "|---|---|---|---|"]
         lines += [f"| {op['index']} | {op['op']} | `{op_name(op)}` | {'; '.join(op['reasons'])} |" for op in bad]
     lines += [f"- tensor `{t['name']}`: {t['reason']}" for t in compat.get("tensors", [])]
-    lines += [f"- {line}" for line in render_float_ops(compat)]
+    lines += [f"- {line}" for line in render_kernel_notes(compat)]
     return lines
 
 

@@ -44,6 +44,12 @@ def unfused(graph_def: Any) -> Any | None:
     return out
 
 
+def lstm_calls(graph_def: Any) -> list[str]:
+    """Names of the nodes calling an LSTM composite function ('<ONNX node>/PartitionedCall_7')."""
+    names = {f.signature.name for f in graph_def.library.function if _is_lstm(f)}
+    return [n.name for n in graph_def.node if n.op in CALL_OPS and n.attr["f"].func.name in names]
+
+
 def _is_lstm(function: Any) -> bool:
     return COMPOSITE in function.attr and function.attr[COMPOSITE].s.startswith(b"lstm_")
 
