@@ -213,3 +213,16 @@ def test_without_any_data_validation_feeds_noise_to_every_input(tmp_path):
     build_json(ws)
     metrics = json.loads((ws / "build/cell/cpu-fp32/metrics.json").read_text())
     assert metrics["data"] == "random-uniform" and metrics["passed"]
+
+
+def test_zeros_with_validation_held_out_from_calibration(tmp_path):
+    """Without validate.inputs, validation takes the calibration rows calibration did not draw,
+    and the zeros input follows their count."""
+    body = "calibration:\n  samples: 16\n  inputs:\n    x: {npy: x.npy}\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n"
+    ws = cell_workspace(tmp_path / "ws", body)
+    build_json(ws)
+    metrics = json.loads((ws / "build/cell/cpu-int8/metrics.json").read_text())
+    # x.npy holds 24 rows: 16 calibrate, the other 8 validate
+    assert metrics["data"] == "held-out calibration files" and metrics["samples"] == 8
+    index = json.loads((ws / "build/cell/_common/val.index.json").read_text())
+    assert index["available"] == 24 and len(index["indices"]) == 8
