@@ -161,6 +161,17 @@ def test_lstm_peepholes_are_primitive(direction):
     assert FUSED not in conv.ops
 
 
+def test_lstm_named_but_unread_cell_state_stays_fused():
+    """A Y_c output that no node reads and the graph does not return is not "used"."""
+    weights = Recurrent("LSTM").weights()
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "", "Y_c"], hidden_size=H)
+    model = make_model([node], {"X": [T, B, I]}, ["Y"], weights, opset=14)
+    feeds = random_feeds(model, seed=1)
+    conv = convert(model)
+    np.testing.assert_allclose(conv.run(feeds)["Y"], run_ort(model, feeds)["Y"], rtol=TOL, atol=TOL)
+    assert conv.ops.get(FUSED) == 1, conv.ops
+
+
 def test_lstm_zero_peepholes_stay_fused():
     spec = Recurrent("LSTM", extra={7: np.zeros((1, 3 * H), np.float32)})
     assert verify(spec).ops.get(FUSED) == 1
