@@ -350,3 +350,19 @@ def test_fused_activation_int8_has_no_float_island(form):
     feeds = archs.sample_inputs(m, 4, seed=7)
     c = cosine(archs.run_ort(m, feeds)["out"].reshape(-1), int8_run(data, sig, feeds)["out"].reshape(-1))
     assert c > 0.99, c
+
+
+@pytest.mark.parametrize("rewrite,attrs,opset", [("gelu", {}, 20), ("gelu-tanh", {"approximate": "tanh"}, 20),
+                                                 ("hardswish", {}, 17)])
+def test_recipe_rewrite_is_not_fused_back(rewrite, attrs, opset):
+    """A recipe that rewrites Gelu/HardSwish into primitive ops (for a device without them)
+    gets primitive ops, not the one op back."""
+    from buildsys.replace.rewrites import rewrite_model
+
+    op = "HardSwish" if rewrite == "hardswish" else "Gelu"
+    m = model([helper.make_node(op, ["x"], ["y"], name="act", **attrs)], {}, opset=opset)
+    out = rewrite_model(m, ["act"], rewrite)
+    assert find_matches(from_model(out)) == []
+    conv = check(out, wide(), **NHWC)
+    if rewrite != "hardswish":  # TFLite's own converter folds x * relu6(x + 3) / 6 into HARD_SWISH
+        assert "GELU" not in conv.ops, conv.ops

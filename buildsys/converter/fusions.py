@@ -255,13 +255,24 @@ ANCHORS: dict[str, tuple[Callable[[View, Node], Match | None], ...]] = {
 
 
 # -- the pass -------------------------------------------------------------------------
+def rewritten(graph: Graph, nodes: frozenset[int]) -> bool:
+    """True if a recipe `rewrite:` emitted any of `nodes`: the user asked for primitive ops
+    there (a device without GELU), so they are not fused back. Rewrites name what they emit
+    "<node>/<rewrite>/<op>" (replace/rewrite_ops.Builder); a model whose own module is
+    called like a rewrite ("/mlp/gelu/Erf") is left unfused too: slower, never wrong."""
+    from buildsys.replace.rewrites import REWRITES
+
+    names = [n.name for n in graph.nodes if n.index in nodes]
+    return any(part in REWRITES for name in names for part in name.split("/")[1:-1])
+
+
 def find_matches(graph: Graph) -> list[Match]:
     view = View(graph)
     found, taken = [], set()
     for node in graph.nodes:
         for matcher in ANCHORS.get(node.op_type, ()):
             m = matcher(view, node)
-            if m is None or m.nodes & taken or not view.closed(m.nodes, m.top):
+            if m is None or m.nodes & taken or not view.closed(m.nodes, m.top) or rewritten(graph, m.nodes):
                 continue
             if not view.same_float_shape(m.x, m.top.outputs[0]):
                 continue
