@@ -349,3 +349,11 @@ def test_primitive_lstm_keeps_int8_outputs():
     data, cosine = int8_conversion(Recurrent("LSTM", outputs=("Y", "Y_h", "Y_c")))
     assert FUSED not in op_histogram(data)
     assert min(cosine.values()) > 0.9, cosine
+
+
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_is_all_int8(lbr):
+    """No float island: the first step from a zero state splits no unread reset gate."""
+    data, cosine = int8_conversion(Recurrent("GRU", "bidirectional", attrs={"linear_before_reset": lbr}))
+    assert "DEQUANTIZE" not in op_histogram(data), op_histogram(data)
+    assert min(cosine.values()) > 0.9, cosine

@@ -74,17 +74,21 @@ def lstm_step(xp, h, c, wt: Weights, cell: Cell):
 
 def gru_step(xp, h, wt: Weights, cell: Cell):
     hidden = wt.r.shape[1]
-    xz, xr, xh = tf.split(xp, 3, axis=1)
-    r_zr, r_h = wt.r[: 2 * hidden], wt.r[2 * hidden :]
     rb_h = wt.rb[2 * hidden :]
+    if h is None and not cell.linear_before_reset:
+        # from a zero state the reset gate multiplies nothing; leaving its part of the
+        # split unread made TF's int8 quantizer keep that SPLIT in float
+        z = tf.sigmoid(_clip(xp[:, :hidden], cell))
+        return (1.0 - z) * tf.tanh(_clip(xp[:, 2 * hidden :] + rb_h, cell))
+    xz, xr, xh = tf.split(xp, 3, axis=1)
     if cell.linear_before_reset:
         hz, hr, hh = (None, None, None) if h is None else tf.split(_recur(h, wt.r), 3, axis=1)
         r = tf.sigmoid(_clip(_plus(xr, hr), cell))
         candidate = r * _plus(tf.constant(rb_h), hh)
     else:
-        hz, hr = (None, None) if h is None else tf.split(_recur(h, r_zr), 2, axis=1)
-        r = tf.sigmoid(_clip(_plus(xr, hr), cell))
-        candidate = rb_h if h is None else _recur(r * h, r_h) + rb_h
+        hz, hr = tf.split(_recur(h, wt.r[: 2 * hidden]), 2, axis=1)
+        r = tf.sigmoid(_clip(xr + hr, cell))
+        candidate = _recur(r * h, wt.r[2 * hidden :]) + rb_h
     z = tf.sigmoid(_clip(_plus(xz, hz), cell))
     h_tilde = tf.tanh(_clip(xh + candidate, cell))
     if h is None:
