@@ -54,12 +54,10 @@ def rnn(ctx: ConversionContext, node: Node) -> None:
 
 
 def _convert(ctx: ConversionContext, node: Node, kind: str) -> None:
-    rec = _read(ctx, node, kind)
     x = ctx.onnx_tensor(node.input(0))
-    dtype = x.dtype.as_numpy_dtype
-    rec = Recurrence(rec.cell, rec.reverse, rec.axis, tuple(_cast(w, dtype) for w in rec.weights))
+    rec = _read(ctx, node, kind, x.dtype.as_numpy_dtype)
     h0 = _initial_state(ctx, node.input(5), rec)
-    c0 = _initial_state(ctx, node.input(6), rec) if kind == "LSTM" else [None] * len(rec.reverse)
+    c0 = _initial_state(ctx, node.input(6) if kind == "LSTM" else "", rec)
     fused = kind == "LSTM" and _fusable(ctx, node, rec)
     ys, hs, cs = [], [], []
     for d, reverse in enumerate(rec.reverse):
@@ -71,25 +69,24 @@ def _convert(ctx: ConversionContext, node: Node, kind: str) -> None:
         ys.append(y)
         hs.append(h)
         cs.append(c)
-    _set(ctx, node, 0, lambda: tf.stack(ys, axis=rec.axis + 1))
-    _set(ctx, node, 1, lambda: tf.stack(hs, axis=rec.axis))
-    if kind == "LSTM":
-        _set(ctx, node, 2, lambda: tf.stack(cs, axis=rec.axis) if not fused else None)
+    # Y: layout 0 [T, D, B, H], layout 1 [B, T, D, H]; Y_h, Y_c: [D, B, H] or [B, D, H]
+    _set(ctx, node, 0, ys, rec.axis + 1)
+    _set(ctx, node, 1, hs, rec.axis)
+    _set(ctx, node, 2, cs, rec.axis)
 
 
-def _set(ctx: ConversionContext, node: Node, index: int, make) -> None:
+def _set(ctx: ConversionContext, node: Node, index: int, per_direction: list, axis: int) -> None:
     name = node.outputs[index] if index < len(node.outputs) else ""
     if not name:
         return
-    value = make()
-    if value is None:
-        # an output no node reads (checked by _fusable): nothing will look at it
+    if any(v is None for v in per_direction):
+        # the fused form's Y_c, only when no node reads it (_fusable): a placeholder
         ctx.set_const(name, np.zeros([0], np.float32))
     else:
-        ctx.set(name, value)
+        ctx.set(name, tf.stack(per_direction, axis=axis))
 
 
-def _read(ctx: ConversionContext, node: Node, kind: str) -> Recurrence:
+def _read(ctx: ConversionContext, node: Node, kind: str, dtype) -> Recurrence:
     direction = node.attr("direction", "forward")
     if direction not in REVERSED:
         raise Unsupported(f"direction {direction!r} is not one of {sorted(REVERSED)}")
@@ -104,7 +101,7 @@ def _read(ctx: ConversionContext, node: Node, kind: str) -> Recurrence:
     clip = node.attr("clip")
     cell = Cell(kind, None if clip is None else float(clip), bool(node.attr("linear_before_reset", 0)))
     weights = _weights(ctx, node, kind, len(REVERSED[direction]))
-    return Recurrence(cell, REVERSED[direction], layout, weights)
+    return Recurrence(cell, REVERSED[direction], layout, tuple(_cast(w, dtype) for w in weights))
 
 
 def _check_activations(node: Node, kind: str, directions: int) -> None:
