@@ -325,14 +325,14 @@ def int8_conversion(spec: Recurrent) -> tuple[bytes, dict[str, float]]:
 
 
 def run_int8(data: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One invocation on whole float arrays (run_tflite would split X along T as samples)."""
+    """One invocation on whole arrays (run_tflite would split X along T as samples); float out."""
     interpreter = load_interpreter(data)
     ins, outs = io_details(interpreter)
     raw = interpreter.get_signature_runner("serving_default")(**{n: quantize_input(feeds[n], d) for n, d in ins.items()})
     result = {}
     for name, details in outs.items():
         scale, zero_point = details["quantization"]
-        result[name] = (raw[name].astype(np.float32) - zero_point) * scale
+        result[name] = (raw[name].astype(np.float32) - zero_point) * scale if scale else raw[name]
     return result
 
 
