@@ -106,7 +106,7 @@ def check_inputs(stages: list[Stage]) -> None:
 
 def target_stages(recipe: Recipe, target: Target, device: Device, common: tuple[Stage, ...]) -> list[Stage]:
     stages: list[Stage] = [Quantize(recipe, target, device)]
-    if device.format == "tflite" and recipe.source.format != "tflite":
+    if device.format == "tflite":  # a TFLite source too: what the build ships must run
         stages.append(Validate(recipe, target, device))
     stages.append(Check(recipe, target, device))
     if device.compile:

@@ -130,11 +130,19 @@ def over_sqrt(x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
     return (x * q) * q
 
 
+def _times(q: tf.Tensor, count: int, x: tf.Tensor | None = None) -> tf.Tensor:
+    """x * q * q ... (count factors of q), left to right: each product stays near x's range."""
+    out = q if x is None else x * q
+    for _ in range(count - 1):
+        out = out * q
+    return out
+
+
 def divide(x: tf.Tensor | None, y: tf.Tensor, y_nonnegative: bool) -> tf.Tensor:
     """x / y (1 / y when x is None) without DIV: see the module notes."""
     if y_nonnegative:
-        r = tf.math.rsqrt(y)
-        return r * r if x is None else (x * r) * r
+        q = tf.math.rsqrt(tf.sqrt(y))
+        return _times(q, 4) if x is None else _times(q, 4, x)
     r = tf.math.rsqrt(tf.abs(y))
     sign = (y * r) * r
     return (sign * r) * r if x is None else ((x * r) * r) * sign

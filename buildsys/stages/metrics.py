@@ -27,8 +27,11 @@ def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float
     ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
     got = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
     nonfinite = int(np.count_nonzero(~np.isfinite(got) & np.isfinite(ref)))
-    # NaN/Inf are counted, not averaged in: one NaN would make every other metric NaN
-    got = np.where(np.isfinite(got), got, 0.0)
+    # NaN/Inf are counted, not averaged in: one NaN would make every other metric NaN; where the
+    # reference itself is not finite (a model dividing by zero) there is nothing to measure
+    finite = np.isfinite(ref)
+    got = np.where(np.isfinite(got) & finite, got, 0.0)
+    ref = np.where(finite, ref, 0.0)
     diff = np.abs(ref - got)
     out = {
         "max_abs_error": float(diff.max()),
@@ -84,7 +87,9 @@ def _histogram(errors, bins: int = 30) -> dict[str, list]:
     """Signed artifact-minus-reference errors in `bins` equal bins, symmetric around 0."""
     import numpy as np
 
-    reach = float(np.abs(errors).max()) or 1e-12
+    errors = errors[np.isfinite(errors)]  # where the reference itself is NaN/Inf there is no error to bin
+    reach = float(np.abs(errors).max()) if errors.size else 0.0
+    reach = reach or 1e-12
     counts, edges = np.histogram(errors, bins=bins, range=(-reach, reach))
     return {"edges": [float(f"{e:.6g}") for e in edges], "counts": [int(c) for c in counts]}
 

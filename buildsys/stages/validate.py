@@ -38,6 +38,15 @@ class Validate(Stage):
         """The device's defaults, each overridden by the recipe's own."""
         return dict(sorted({**self.device.thresholds, **self.recipe.validate.thresholds}.items()))
 
+    @property
+    def passthrough(self) -> bool:
+        """A TFLite source shipped as it is: it is run (it must run), compared with nothing."""
+        return self.recipe.source.format == "tflite"
+
+    @property
+    def measures_layers(self) -> bool:
+        return self.device.needs_calibration and not self.passthrough
+
     def inputs(self) -> list[Input]:
         common = self.paths.common
         out = [
@@ -50,7 +59,7 @@ class Validate(Stage):
         if self.recipe.validate.labels and self.has_data:
             out.append(Input("labels", (self.recipe.validate.labels,)))
             out.append(Input("val_index", (common / "val.index.json",)))
-        if self.device.needs_calibration:  # per-layer error needs the float graph
+        if self.measures_layers:  # per-layer error needs the float graph
             out.append(Input("float", (common / "float.pb",)))
         return out
 
@@ -75,7 +84,6 @@ class Validate(Stage):
         return {"metrics": self.paths.target_dir(self.target) / "metrics.json"}
 
     def run(self, ctx: RunContext) -> None:
-        from buildsys.tflow.runtime import run_tflite
         from buildsys.tflow.samples import to_onnx_layout, to_stored
 
         signature = json.loads(ctx.input("signature").read_text("utf-8"))
@@ -84,10 +92,10 @@ class Validate(Stage):
             from buildsys.stages.calibration import check_fit
 
             check_fit(self.recipe, "val", samples, signature["inputs"])
-        ref = self._run_reference(ctx, samples)
         stored = to_stored(samples, signature["inputs"])
-        got = run_tflite(ctx.input("model"), stored)
-        got = to_onnx_layout(got, signature["outputs"])
+        ref = None if self.passthrough else self._run_reference(ctx, samples)
+        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), signature["outputs"])
+        ref = got if ref is None else ref
         classification = self.recipe.validate.task == "classification"
         outputs = {name: compare(ref[name], got[name], classification) for name in sorted(ref)}
         if self.recipe.validate.labels:
@@ -102,7 +110,7 @@ class Validate(Stage):
             name: judge(m, self.thresholds) for name, m in outputs.items()
         }
         report["passed"] = not any(report["failures"].values())
-        if self.device.needs_calibration:
+        if self.measures_layers:
             from buildsys.tflow.layers import layer_errors
 
             # per-layer statistics settle within a few samples; all of them would double validate's time
@@ -148,6 +156,24 @@ class Validate(Stage):
 
         return run_source(src.format, src.path, samples)
 
+    def _run_artifact(self, ctx: RunContext, signature: dict, stored: dict[str, Any]) -> dict[str, Any]:
+        """The artifact's outputs; a kernel refusing the data at run time is our defect, said so."""
+        from buildsys.tflow.runtime import KernelFailure, run_tflite
+
+        try:
+            return run_tflite(ctx.input("model"), stored)
+        except KernelFailure as exc:
+            if self.passthrough:
+                raise _source_failed(self.recipe.source.path, exc) from None
+            nodes = _failed_nodes(exc, signature, ctx.input("model"))
+            raise StageError(_defect_message(exc, nodes), hint=self._workaround(nodes)) from None
+
+    def _workaround(self, nodes: list[str]) -> str:
+        edit = f"a `replacements:` edit of {nodes[0]!r} (`buildsys inspect` lists rewrites)" if nodes else None
+        other = "int16 activations or cpu-fp32" if self.device.needs_calibration else "cpu-fp16"
+        ways = [w for w in (edit, f"another device mode for this target (e.g. {other})") if w]
+        return "until it is fixed, work around it with " + " or ".join(ways)
+
     def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
         import numpy as np
 
@@ -176,6 +202,35 @@ class Validate(Stage):
                 hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
+
+
+def _source_failed(path: Path, exc) -> InputError:
+    return InputError(
+        f"{path}: the source model fails at run time on the validation data: TFLite op #{exc.op_index} "
+        f"({exc.op_type}): {exc.reason}",
+        hint="buildsys ships a TFLite source unchanged, so the model itself must change: rebuild it "
+        "(e.g. from its ONNX or Keras source, through buildsys) or fix the op named above",
+        path=str(path),
+    )
+
+
+def _failed_nodes(exc, signature: dict, model: Path) -> list[str]:
+    """The ONNX nodes behind the op that failed (none for other sources)."""
+    from buildsys.stages.origins import node_namer
+
+    name = node_namer(signature, model)
+    found = [n for tensor in exc.tensors for n in (name(tensor, exc.op_index) if name else [])]
+    return list(dict.fromkeys(found))
+
+
+def _defect_message(exc, nodes: list[str]) -> str:
+    behind = f"ONNX node {', '.join(nodes)}" if nodes else "no ONNX node recorded for it"
+    return (
+        f"the artifact buildsys built aborts at run time: TFLite op #{exc.op_index} ({exc.op_type}), from {behind}, "
+        f"failed on inputs of shape {exc.shapes}\n  kernel: {exc.reason}\n"
+        "This is a buildsys defect, not a problem with your model or data: the converter emitted an op whose "
+        "kernel rejects values the model produces. Please report it with the model, the recipe and this message."
+    )
 
 
 def _name_nodes(layers: dict, signature: dict, model: Path) -> None:

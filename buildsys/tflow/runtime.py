@@ -6,6 +6,7 @@ quantized with the input tensor's (scale, zero_point) and outputs dequantized.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def run_tflite(model: bytes | Path, inputs: dict[str, np.ndarray]) -> dict[str, 
     results = []
     for i in range(count):
         feed = {n: quantize_input(arrays[n][i : i + 1], in_details[n]) for n in in_details}
-        raw = _run(invoke, feed, label)
+        raw = _run(invoke, feed, label, interpreter)
         results.append({n: _dequantize(raw[n], out_details[n]) for n in out_details})
     return gather(results, list(out_details))
 
@@ -137,12 +138,54 @@ def _invoker(interpreter, in_details: dict, out_details: dict):
     return invoke
 
 
-def _run(invoke, feed: dict, label) -> dict:
+def _run(invoke, feed: dict, label, interpreter) -> dict:
     try:
         return invoke(feed)
     except Exception as exc:  # noqa: BLE001 - shape errors surface as RuntimeError/ValueError
         shapes = {n: list(v.shape) for n, v in feed.items()}
+        failed = kernel_failure(str(exc), interpreter, label, shapes)
+        if failed is not None:
+            raise failed from None
         raise StageError(f"running {label} on inputs of shape {shapes} failed: {last_error_line(exc)}") from None
+
+
+# how the interpreter names the op whose kernel failed: "Node number 8 (DIV) failed to invoke."
+_FAILED_NODE = re.compile(r"Node number (\d+) \(([^)]*)\) failed to (?:invoke|prepare)\.?")
+
+
+class KernelFailure(StageError):
+    """A TFLite kernel refused the data at run time: its Eval checks failed (int8 DIV with a
+    divisor at its zero point, SQRT of a negative...). `op_index` and `op_type` name the op
+    of the main subgraph, `tensors` its output tensors, `reason` the kernel's own words."""
+
+    def __init__(self, label: str, op_index: int, op_type: str, tensors: list[str], reason: str, shapes: dict):
+        self.label, self.op_index, self.op_type = label, op_index, op_type
+        self.tensors, self.reason, self.shapes = tensors, reason, shapes
+        super().__init__(f"running {label} on inputs of shape {shapes} failed: op #{op_index} ({op_type}): {reason}")
+
+
+def kernel_failure(text: str, interpreter, label, shapes: dict) -> KernelFailure | None:
+    """The KernelFailure an interpreter error `text` describes, or None when it names no op.
+
+    In a control-flow body the inner op is named first; the last one named is the op of
+    the main subgraph, whose index the op list and the converter's scopes refer to."""
+    found = _FAILED_NODE.findall(text)
+    if not found:
+        return None
+    index, op_type = int(found[-1][0]), found[-1][1]
+    reason = " ".join(_FAILED_NODE.sub(" ", text).split()) or "the kernel reported no reason"
+    return KernelFailure(str(label), index, op_type, _op_outputs(interpreter, index), reason, shapes)
+
+
+def _op_outputs(interpreter, index: int) -> list[str]:
+    """Names of the output tensors of op `index` of the main subgraph ([] if unknown)."""
+    try:
+        ops = interpreter._get_ops_details()  # noqa: SLF001 - the one API listing ops with their tensors
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    except Exception:  # noqa: BLE001 - naming the tensors is a courtesy; the failure is reported anyway
+        return []
+    op = next((o for o in ops if o.get("index") == index), None)
+    return [names.get(int(t), "") for t in (op or {}).get("outputs", []) if int(t) >= 0]
 
 
 def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:
