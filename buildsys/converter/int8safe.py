@@ -5,12 +5,14 @@ Eval and abort the whole invocation: DIV refuses a divisor whose raw value is
 its zero point (any divisor under half a quantization step of its calibrated
 range), SQRT a negative input, RSQRT a raw value below the zero point. So:
 
-- x / y (y computed at run time) becomes (x * r) * r with r = rsqrt(y), and
-  for a divisor of either sign also times sign(y) = (y * r') * r' with
-  r' = rsqrt(|y|). Exact in float up to rounding (a few ulp); in int8 a
-  divisor at the zero point saturates r instead of aborting. x * r * r keeps
-  every intermediate near the output's range; a materialised 1/y would span
-  the square of the divisor's range and lose typical values in int8.
+- x / y (y computed at run time, >= 0 by construction) becomes
+  x * q * q * q * q with q = rsqrt(sqrt(y)) = y^(-1/4), multiplied left to right;
+  a divisor of either sign: (x * r) * r * sign(y), r = rsqrt(|y|),
+  sign(y) = (y * r) * r. Exact in float up to rounding (a few ulp). In int8 a
+  divisor at the zero point saturates q instead of aborting, and no tensor holds
+  1/y: its calibrated range would be the divisor's range inverted (a zero row
+  with an eps divisor stretches it to 1/eps and every typical value falls within
+  one step), while q's range is that range's fourth root.
   x / sqrt(v) (normalisations) becomes (x * q) * q with q = v^(-1/4): see over_sqrt.
 - SQRT and RSQRT get an input that is non-negative by construction (x * x,
   sums and means of such, Relu, Exp...), which int8 keeps at or above the
