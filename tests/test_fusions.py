@@ -247,7 +247,7 @@ def test_gelu_models_build_and_run_in_int8(which, request):
     assert cosine(want, got) > 0.95
 
 
-def int8_build(m, calib_onnx: dict) -> tuple[bytes, dict]:
+def int8_build(m, calib_onnx: dict, unfold_batchmatmul: bool = False) -> tuple[bytes, dict]:
     """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions."""
     from buildsys.converter.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
@@ -258,7 +258,9 @@ def int8_build(m, calib_onnx: dict) -> tuple[bytes, dict]:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
         calib = to_stored(calib_onnx, sig["inputs"])
-        return to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8"), sig
+        data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8",
+                         unfold_batchmatmul=unfold_batchmatmul)
+        return data, sig
 
 
 def int8_run(data: bytes, sig: dict, feeds: dict) -> dict:
@@ -366,3 +368,29 @@ def test_recipe_rewrite_is_not_fused_back(rewrite, attrs, opset):
     conv = check(out, wide(), **NHWC)
     if rewrite != "hardswish":  # TFLite's own converter folds x * relu6(x + 3) / 6 into HARD_SWISH
         assert "GELU" not in conv.ops, conv.ops
+
+
+# -- int8 attention: BATCH_MATMUL unrolled into FULLY_CONNECTED for the CPU interpreter --------
+@pytest.mark.parametrize("name,unfolds", [("cpu-int8", True), ("cpu-fp32", False), ("cpu-int16x8", False),
+                                          ("ethos-u55-128", False), ("axis-artpec8", False)])
+def test_quantize_unfolds_batch_matmul_only_for_the_cpu_int8_interpreter(name, unfolds):
+    from types import SimpleNamespace
+
+    from buildsys.devices.catalogue import Catalogue
+    from buildsys.stages.quantize import Quantize
+
+    device = Catalogue().get(name)
+    assert Quantize.unfold_batchmatmul.fget(SimpleNamespace(device=device)) is unfolds
+
+
+def test_int8_attention_as_fully_connected(small_vit):
+    """cpu-int8's form of attention: no BATCH_MATMUL (no int8 XNNPACK kernel), no TRANSPOSE per
+    head (V arrives as FULLY_CONNECTED weights), still at most the ONNX graph's transposes."""
+    from buildsys.tflow.inspect import op_histogram
+
+    data, sig = int8_build(small_vit, archs.sample_inputs(small_vit, 8, seed=100), unfold_batchmatmul=True)
+    ops = op_histogram(data)
+    assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(small_vit), ops
+    feeds = archs.sample_inputs(small_vit, 4, seed=7)
+    c = cosine(archs.run_ort(small_vit, feeds)["logits"].reshape(-1), int8_run(data, sig, feeds)["logits"].reshape(-1))
+    assert c > 0.95, c

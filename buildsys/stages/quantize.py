@@ -58,7 +58,14 @@ class Quantize(Stage):
             "input_type": d.input_type,
             "output_type": d.output_type,
             **({"from_model": True} if self.from_model else {}),
+            **({"unfold_batchmatmul": True} if self.unfold_batchmatmul else {}),
         }
+
+    @property
+    def unfold_batchmatmul(self) -> bool:
+        """The profile's `quantization: {unfold_batchmatmul: true}` (cpu-int8: XNNPACK has int8
+        FULLY_CONNECTED but no int8 BATCH_MATMUL; NPUs such as Ethos-U take BATCH_MATMUL)."""
+        return self.device.mode == "int8" and bool(self.device.quantization.get("unfold_batchmatmul"))
 
     def outputs(self) -> dict[str, Path]:
         return {"model": self.paths.target_dir(self.target) / self.device.artifact_name}
@@ -94,6 +101,7 @@ class Quantize(Stage):
             per_channel=self.device.per_channel,
             input_type=self.device.input_type,
             output_type=self.device.output_type,
+            unfold_batchmatmul=self.unfold_batchmatmul,
         )
         ctx.out["model"].write_bytes(model)
 

@@ -201,7 +201,10 @@ def matmul(ctx, node):
     b_letters = "kn" if rb >= 2 else "k"
     a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
     a = term(ctx, node.input(0), a_batch + a_letters, head_slice(ctx, node.input(0)))
-    b = term(ctx, node.input(1), b_batch + b_letters, head_slice(ctx, node.input(1)))
+    b_head = head_slice(ctx, node.input(1))
+    b = term(ctx, node.input(1), b_batch + b_letters, b_head)
+    if b_head is not None:
+        b = weights_order(b)
     if not dense:
         # numpy broadcasting: missing leading batch axes act as size 1, which BATCH_MATMUL broadcasts
         a, b = with_unit_axes(a, lead), with_unit_axes(b, lead)
@@ -238,6 +241,18 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     for t in reversed(transposes):
         perm = layout.apply_transpose(perm, t)
     return Value(sliced, perm)
+
+
+def weights_order(t: Term) -> Term:
+    """A right operand [batch..., k, n] moved to [batch..., n, k] (then BATCH_MATMUL's adj_y).
+
+    An int8 build unrolls BATCH_MATMUL into one FULLY_CONNECTED per matrix (tflow/quantize.py),
+    whose weights are [n, k]: from [k, n] it would transpose every head's V on its own, one
+    TRANSPOSE of the whole operand serves them all and costs fp32 nothing measurable."""
+    if t.const or not t.letters.endswith("kn"):
+        return t
+    rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
+    return Term(tf.transpose(t.data, rel), t.letters[:-2] + "nk")
 
 
 def _shared_split(ctx: ConversionContext, gather: Node) -> bool:
