@@ -225,6 +225,37 @@ def test_sqrt_of_a_maybe_negative_value_runs_in_int8(tmp_path):
         assert cosine(got[x > 1], np.sqrt(x[x > 1] - 1)) >= MIN_INT8_COSINE
 
 
+# divisor (nodes making "den" from input x), whether the graph proves it non-negative
+DIVISORS = {
+    "exp": ([N("Exp", ["x"], ["den"])], True),
+    "x*x + eps": ([N("Mul", ["x", "x"], ["sq"]), N("Add", ["sq", "c"], ["den"])], True),
+    "clip(min=0.5)": ([N("Clip", ["x", "c"], ["den"])], True),
+    "clip(max=0.5) of relu": ([N("Relu", ["x"], ["a"]), N("Clip", ["a", "", "c"], ["den"])], True),
+    "clip(max=0.5)": ([N("Clip", ["x", "", "c"], ["den"])], False),
+    "max(x, 0.5)": ([N("Max", ["x", "c"], ["den"])], True),
+    "min(x, 0.5)": ([N("Min", ["x", "c"], ["den"])], False),
+    "x - 0.5": ([N("Sub", ["x", "c"], ["den"])], False),
+    "reshaped sigmoid": ([N("Sigmoid", ["x"], ["s"]), N("Reshape", ["s", "shape"], ["r"]),
+                          N("Reshape", ["r", "back"], ["den"])], True),
+}
+
+
+@pytest.mark.parametrize("divisor", list(DIVISORS))
+def test_only_a_divisor_of_unknown_sign_pays_for_its_sign(tmp_path, divisor):
+    """x / y as x * q * q * q * q when the graph proves y >= 0 (q = rsqrt(sqrt(y)), no sign
+    needed), else with sign(y) from |y|: the ABS op tells which form was taken."""
+    nodes, proven = DIVISORS[divisor]
+    inits = {"c": _f32(0.5), "shape": np.array([SEQ * DIM], np.int64), "back": np.array([1, SEQ, DIM], np.int64)}
+    model = prepare_model(_model([*nodes, N("Div", ["x", "den"], ["y"])], inits))
+    signature = export_onnx(model, tmp_path / "m.pb")
+    data = to_tflite(tmp_path / "m.pb", signature, "none")
+    ops = op_histogram(data)
+    assert "DIV" not in ops and ("ABS" in ops) is not proven, ops
+    x = np.random.default_rng(12).uniform(0.6, 2.0, (2, SEQ, DIM)).astype(np.float32)  # no divisor near 0
+    want, got = run_ort(model, x), run_artifact(data, signature, x)
+    assert np.max(np.abs(got - want)) <= FP32_RTOL * max(1.0, float(np.max(np.abs(want))))
+
+
 # ------------------------------------------------------------------ validate names an abort
 
 
