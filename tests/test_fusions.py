@@ -275,7 +275,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # -- depthwise kernels over 25 taps (XNNPACK's slow path) ------------------------------------
-@pytest.mark.parametrize("kh,kw", [(7, 7), (9, 9), (1, 31), (6, 5), (11, 3)])
+@pytest.mark.parametrize("kh,kw", [(7, 7), (9, 9), (1, 31), (2, 40), (6, 5), (11, 3)])
 def test_large_depthwise_pieces_tile_the_kernel(kh, kw):
     from buildsys.converter.ops.large_depthwise import MAX_TAPS, pieces
 
@@ -289,7 +289,7 @@ def test_large_depthwise_pieces_tile_the_kernel(kh, kw):
 LARGE_DW = [
     # (channels, multiplier, kernel, strides, pads, input HxW, DEPTHWISE_CONV_2D ops)
     (8, 1, [7, 7], [1, 1], [3, 3, 3, 3], [14, 14], 3),
-    (8, 1, [9, 9], [2, 2], [4, 4, 4, 4], [15, 15], 4),
+    (8, 1, [9, 9], [2, 2], [4, 4, 4, 4], [15, 15], 5),
     (4, 2, [7, 7], [1, 1], [1, 2, 3, 0], [12, 10], 3),
     (6, 1, [5, 5], [1, 1], [2, 2, 2, 2], [9, 9], 1),  # 25 taps: one op as before
     (8, 1, [7, 7], [1, 1], [3, 3, 3, 3], [2, 2], 1),  # a map smaller than the kernel stays one op

@@ -4,8 +4,8 @@ XNNPACK (LiteRT's default CPU delegate) runs depthwise kernels of up to 25 taps
 (5x5) in one pass and larger ones (ConvNeXt's 7x7) through a path that is
 pathologically slow on x86 with ai-edge-litert (1 thread, 56x56x40 input): 5x5
 takes 0.16 ms fp32 / 0.21 ms int8, 7x7 2.9 ms fp32 / 39 ms int8. The same 7x7 as
-one PAD and three depthwise convs over windows of the padded input (5x5, 5x2,
-2x7 taps) takes 0.61 ms fp32 / 0.71 ms int8. Exact in real arithmetic; float
+one PAD and three depthwise convs over row bands of the padded input (3x7, 3x7,
+1x7 taps) takes 0.57 ms fp32 / 0.69 ms int8. Exact in real arithmetic; float
 sums reassociate, int8 requantizes each partial sum once more.
 
 Not a handler module: conv.py calls `split_depthwise` (no registry entry).
@@ -17,18 +17,16 @@ import numpy as np
 import tensorflow as tf
 
 MAX_TAPS = 25
-MAX_ROWS = 5
 
 
 def pieces(kh: int, kw: int) -> list[tuple[int, int, int, int]]:
     """(row0, row1, col0, col1) rectangles of at most MAX_TAPS taps tiling a kh x kw kernel:
-    bands of MAX_ROWS rows, each cut into as few column chunks as the tap limit allows."""
-    out = []
-    for r0 in range(0, kh, MAX_ROWS):
-        r1 = min(kh, r0 + MAX_ROWS)
-        width = max(1, MAX_TAPS // (r1 - r0))
-        out += [(r0, r1, c0, min(kw, c0 + width)) for c0 in range(0, kw, width)]
-    return out
+    full-width bands of rows (their windows differ in rows only: contiguous NHWC slices, 10%
+    faster than 5x5 + 5x2 + 2x7 for a 7x7), or a row cut into chunks when it is too wide."""
+    if kw <= MAX_TAPS:
+        rows = MAX_TAPS // kw
+        return [(r0, min(kh, r0 + rows), 0, kw) for r0 in range(0, kh, rows)]
+    return [(r, r + 1, c0, min(kw, c0 + MAX_TAPS)) for r in range(kh) for c0 in range(0, kw, MAX_TAPS)]
 
 
 def wants_split(x: tf.Tensor, filt: np.ndarray, dilations) -> bool:
