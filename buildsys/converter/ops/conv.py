@@ -158,8 +158,6 @@ def plain_conv(x: tf.Tensor, w: np.ndarray, spec: Spec) -> tf.Tensor:
 
 
 def depthwise_conv(x: tf.Tensor, w: np.ndarray, spec: Spec) -> tf.Tensor:
-    if wants_split(x, depthwise_filter(w, x.shape[-1]), spec.dilations):
-        return split_depthwise(x, depthwise_filter(w, x.shape[-1]), spec.strides, spec.padding)
     filt = tf.constant(depthwise_filter(w, x.shape[-1]))
     # the native op keeps dilation an attribute (DEPTHWISE_CONV_2D has dilation factors);
     # tf.nn.depthwise_conv2d would wrap a dilated conv in SPACE_TO_BATCH/BATCH_TO_SPACE
@@ -176,6 +174,8 @@ def grouped_conv(x: tf.Tensor, w: np.ndarray, bias, group: int, spec: Spec) -> t
     if group == 1:
         return with_bias(plain_conv(x, w, spec), bias)
     if group == channels and len(spec.strides) == 2:
+        if wants_split(x, depthwise_filter(w, channels), spec.dilations):
+            return split_depthwise(x, depthwise_filter(w, channels), spec.strides, spec.padding, bias)
         return with_bias(depthwise_conv(x, w, spec), bias)
     return per_group(x, w, bias, group, lambda part, wg: plain_conv(part, wg, spec))
 

@@ -44,10 +44,11 @@ def same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def split_depthwise(x: tf.Tensor, filt: np.ndarray, strides, padding: str) -> tf.Tensor:
-    """DepthwiseConv2dNative(x, filt, strides, padding) as one PAD and a sum of small convs.
+def split_depthwise(x: tf.Tensor, filt: np.ndarray, strides, padding: str, bias=None) -> tf.Tensor:
+    """DepthwiseConv2dNative(x, filt, strides, padding) + bias as one PAD and a sum of small convs.
 
-    `filt` is TF's [kh, kw, C, m]; dilation 1 only (wants_split)."""
+    `filt` is TF's [kh, kw, C, m]; dilation 1 only (wants_split). The bias (numpy, a tensor or
+    None) goes on the first piece, where TFLite folds it into that conv: no ADD of its own."""
     kh, kw = filt.shape[:2]
     sh, sw = strides
     if padding == "SAME":
@@ -60,5 +61,7 @@ def split_depthwise(x: tf.Tensor, filt: np.ndarray, strides, padding: str) -> tf
         part = tf.raw_ops.DepthwiseConv2dNative(
             input=window, filter=tf.constant(filt[r0:r1, c0:c1]), strides=[1, sh, sw, 1], padding="VALID"
         )
+        if total is None and bias is not None:
+            part = tf.nn.bias_add(part, tf.constant(bias) if isinstance(bias, np.ndarray) else bias)
         total = part if total is None else total + part
     return total
