@@ -3,6 +3,7 @@
     python bench/corpus.py                        # run everything, write bench/corpus-baseline.json
     python bench/corpus.py --only crnn,unet --out new.json   # a subset; prints what changed vs the baseline
     python bench/corpus.py --compare new.json     # compare a result file with the baseline, run nothing
+    python bench/corpus.py --show bench/corpus-baseline.json    # print a result file's table
 
 Outside CI (pytest does not collect bench/). Steps, one model at a time (2 cores: no parallel jobs):
 1. an export venv (default bench/.corpus/venv) with torch 2.14.1 / torchvision 0.29.1 / timm /
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=WORKSPACE / "venv", help="the export venv (made if missing)")
     parser.add_argument("--out", type=Path, default=BASELINE, help="result file (default: the baseline)")
     parser.add_argument("--compare", type=Path, metavar="RESULT", help="compare RESULT with the baseline; run nothing")
+    parser.add_argument("--show", type=Path, metavar="RESULT", help="print the table of a result file; run nothing")
     parser.add_argument("--reexport", action="store_true", help="export again even if the ONNX file exists")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model build (default 900)")
     parser.add_argument(
@@ -98,12 +100,16 @@ def main() -> None:
         help="build with the working tree's buildsys (default: a snapshot of the committed HEAD, so other "
         "people's uncommitted edits do not leak into the numbers)",
     )
+    parser.add_argument("--commit", default="HEAD", help="the commit whose buildsys is built with (default HEAD)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         import corpus_measure
 
         print(json.dumps(corpus_measure.measure(args.measure)))
+        return
+    if args.show:
+        corpus_report.table(json.loads(args.show.read_text()))
         return
     if args.compare:
         corpus_report.compare(json.loads(BASELINE.read_text()), json.loads(args.compare.read_text()))
@@ -113,12 +119,14 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     python = ensure_venv(args.venv.resolve())
-    commit = git("rev-parse", "--short=12", "HEAD")
+    tools = record_versions(python)
+    commit = git("rev-parse", "--short=12", args.commit)
     if args.tree:
         dirty = git("status", "--porcelain", "--", "buildsys", "schemas")
         commit += "+working-tree" if dirty else ""
     else:
         os.environ["CORPUS_BUILDSYS_SOURCE"] = str(snapshot(commit))
+    tools["buildsys_commit"] = commit
     names = model_names(python)
     if args.only:
         wanted = args.only.split(",")
@@ -134,12 +142,10 @@ def run(args: argparse.Namespace) -> None:
         print(", build" if record["ok"] else f" FAILED: {record['error']}", end="", flush=True)
         rows[name] = corpus_build.model_row(name, record, args.timeout)
         print(f" ({time.perf_counter() - started:.0f} s) {corpus_report.states(rows[name])}", flush=True)
-    result = corpus_report.result(rows, record_versions(python, commit))
-    if args.only and args.out == BASELINE and BASELINE.exists():
-        # a subset refreshes its own rows of the baseline and keeps the others
-        old = json.loads(BASELINE.read_text())
-        result["models"] = {**old["models"], **result["models"]}
-    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        cut = cut_variant(name, record, rows[name], args.timeout)
+        if cut:
+            rows[f"{name}_cut"] = cut
+        result = save(args, rows, tools)  # after every model: a killed run keeps what it measured
     corpus_report.table(result)
     if args.out.resolve() != BASELINE and BASELINE.exists():
         corpus_report.compare(json.loads(BASELINE.read_text()), result)
@@ -159,7 +165,31 @@ def snapshot(commit: str) -> Path:
     return dest
 
 
-def record_versions(python: Path, commit: str) -> dict:
+def cut_variant(name: str, record: dict, row: dict, timeout: int) -> dict | None:
+    """A detector the converter refuses for its data-dependent tail, built again cut where inspect says."""
+    if not record["ok"] or row["targets"]["cpu-fp32"]["state"] == "ok":
+        return None
+    outputs = corpus_build.suggested_cut(record)
+    if not outputs:
+        return None
+    started = time.perf_counter()
+    print(f"[{time.strftime('%H:%M:%S')}] {name}_cut: build cut at {', '.join(outputs)}", end="", flush=True)
+    cut = corpus_build.model_row(f"{name}_cut", record, timeout, outputs)
+    print(f" ({time.perf_counter() - started:.0f} s) {corpus_report.states(cut)}", flush=True)
+    return cut
+
+
+def save(args: argparse.Namespace, rows: dict, tools: dict) -> dict:
+    result = corpus_report.result(rows, tools)
+    if args.only and args.out == BASELINE and BASELINE.exists():
+        # a subset refreshes its own rows of the baseline and keeps the others
+        old = json.loads(BASELINE.read_text())
+        result["models"] = {**old["models"], **result["models"]}
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
+
+
+def record_versions(python: Path) -> dict:
     """Tool versions of both venvs and the buildsys commit the run measured."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -176,7 +206,6 @@ def record_versions(python: Path, commit: str) -> dict:
                 break
             except PackageNotFoundError:
                 continue
-    tools["buildsys_commit"] = commit
     return tools
 
 

@@ -31,8 +31,8 @@ RECIPE = """\
 version: 1
 name: {name}
 source:
-  onnx: ../models/{name}.onnx
-{shapes}calibration:
+  onnx: ../models/{model}.onnx
+{shapes}{outputs}calibration:
   samples: {calib}
   seed: 0
   inputs:
@@ -46,18 +46,20 @@ targets:
 """
 
 
-def write_recipe(name: str, record: dict) -> Path:
-    """recipes/<name>.yaml and its .npy data; `batch:` or `shapes:` when the export left dims dynamic."""
+def write_recipe(name: str, record: dict, outputs: list[str] | None = None) -> Path:
+    """recipes/<name>.yaml and its .npy data; `batch:` or `shapes:` when the export left dims dynamic,
+    `outputs:` to cut the model there."""
     import numpy as np
 
-    data = WORKSPACE / "data" / name
+    model = record["name"]
+    data = WORKSPACE / "data" / model
     data.mkdir(parents=True, exist_ok=True)
     calib, val = [], []
     for i, (inp, shape) in enumerate(sorted(record["inputs"].items())):
         for kind, count, seed, lines in (("calib", CALIB_SAMPLES, i, calib), ("val", VAL_SAMPLES, 100 + i, val)):
             rng = np.random.default_rng(seed)
             np.save(data / f"{inp}.{kind}.npy", rng.standard_normal((count, *shape[1:]), dtype=np.float32))
-            lines.append(f"    {inp}: {{npy: ../data/{name}/{inp}.{kind}.npy}}")
+            lines.append(f"    {inp}: {{npy: ../data/{model}/{inp}.{kind}.npy}}")
     dynamic = record.get("dynamic") or {}
     if dynamic and all(axes == [0] for axes in dynamic.values()):
         shapes = "batch: 1\n"
@@ -68,7 +70,8 @@ def write_recipe(name: str, record: dict) -> Path:
     recipe = WORKSPACE / "recipes" / f"{name}.yaml"
     recipe.parent.mkdir(parents=True, exist_ok=True)
     recipe.write_text(RECIPE.format(
-        name=name, shapes=shapes, calib=CALIB_SAMPLES, val=VAL_SAMPLES, calib_inputs="\n".join(calib),
+        name=name, model=model, shapes=shapes, outputs=f"outputs: {json.dumps(outputs)}\n" if outputs else "",
+        calib=CALIB_SAMPLES, val=VAL_SAMPLES, calib_inputs="\n".join(calib),
         val_inputs="\n".join(val), targets="\n".join(f"  - device: {t}" for t in TARGETS),
     ))
     return recipe
@@ -132,10 +135,9 @@ def target_state(target: str, rows: list[dict], build: dict) -> tuple[str, str |
     failed = [r for r in mine if r.get("outcome") == "failed"]
     if build["timed_out"]:
         return "timeout", f"build timed out after {build['seconds']} s"
-    if failed:
-        return f"failed:{failed[0]['stage']}", first_reason(failed[0], build["stderr"])
-    if common_failed:
-        return f"failed:{common_failed[0]['stage']}", first_reason(common_failed[0], build["stderr"])
+    # a shared stage (prepare, convert, calibration) that failed fails every target's later stages too
+    for row in [*common_failed, *failed][:1]:
+        return f"failed:{row['stage']}", first_reason(row, build["stderr"])
     if not mine:
         lines = error_text(build["stderr"])
         return "not-run", (lines[0] if lines else f"exit {build['rc']}, no stage ran")
@@ -177,19 +179,34 @@ def metrics(path: Path) -> dict:
     return {"cosine": min(cos) if cos else None, "max_abs_error": max(err) if err else None}
 
 
-def model_row(name: str, record: dict, timeout: int) -> dict:
+def suggested_cut(record: dict) -> list[str]:
+    """The tensors `buildsys inspect` would cut a data-dependent detector at ([] when none)."""
+    proc = subprocess.run(
+        [str(BUILDSYS), "inspect", "--json", str(WORKSPACE / "models" / f"{record['name']}.onnx")],
+        capture_output=True, text=True, cwd=WORKSPACE, env=child_env(), timeout=600,
+    )
+    try:
+        return list((json.loads(proc.stdout).get("cut") or {}).get("tensors") or [])
+    except json.JSONDecodeError:
+        return []
+
+
+def model_row(name: str, record: dict, timeout: int, outputs: list[str] | None = None) -> dict:
+    """Build recipe `name` from the export `record` (cut at `outputs` when given) and measure it."""
     if not record["ok"]:
         return {"export": {"ok": False, "error": record["error"]}, "targets": {}}
     import onnx
 
-    model = onnx.load(WORKSPACE / "models" / f"{name}.onnx", load_external_data=False)
+    model = onnx.load(WORKSPACE / "models" / f"{record['name']}.onnx", load_external_data=False)
     row = {
         "export": {"ok": True, "seconds": record.get("seconds"), "dynamic": record.get("dynamic") or {}},
         "params": record.get("params"),
         "inputs": record["inputs"],
         "onnx": {"nodes": len(model.graph.node), "transposes": sum(n.op_type == "Transpose" for n in model.graph.node)},
     }
-    build = cold_build(name, write_recipe(name, record), timeout)
+    if outputs:
+        row["cut_at"] = outputs
+    build = cold_build(name, write_recipe(name, record, outputs), timeout)
     row["build"] = {"exit": build["rc"], "seconds": round(build["seconds"], 1), "stages": stage_seconds(build["rows"])}
     row["refused_ops"] = refused_ops(error_text(build["stderr"]))
     row["targets"] = {}

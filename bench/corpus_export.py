@@ -122,12 +122,27 @@ def timm_model(name: str):
     return lambda: timm.create_model(name, pretrained=False)
 
 
+class Batched(nn.Module):
+    """A torchvision detector behind a batched (N, 3, H, W) input, as applications call it.
+
+    The detector itself takes a list of (3, H, W) images, which exports as an input without a batch axis."""
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, x):
+        found = self.detector(list(x))[0]
+        return tuple(found.values())
+
+
 def tv(module: str, name: str, **kw):
     def make():
         import torchvision
 
         fn = getattr(getattr(torchvision.models, module) if module else torchvision.models, name)
-        return fn(weights=None, weights_backbone=None, **kw)
+        model = fn(weights=None, weights_backbone=None, **kw)
+        return Batched(model) if module == "detection" else model
 
     return make
 
@@ -189,7 +204,7 @@ MODELS = {
         Encoder, {"tokens": [1, 64, 64]}, {"tokens": {0: "batch", 1: "sequence"}}, ["logits"]
     ),
 }
-# detection models take a list of images and are left in eval mode (no BatchNorm statistics pass)
+# detectors compute losses in train mode: left in eval mode (no BatchNorm statistics pass)
 DETECTION = frozenset({"ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"})
 # exported with autograd on, which keeps nn.TransformerEncoderLayer off its unexportable fast path
 WITH_GRAD = frozenset({"transformer_encoder"})
@@ -222,7 +237,7 @@ def export(name: str, out: str) -> dict:
     if name not in DETECTION:
         set_batchnorm_stats(model, example, seed=2)
     params = sum(p.numel() for p in model.parameters())
-    args = ([example[0][0]],) if name in DETECTION else tuple(example)
+    args = tuple(example)
     with torch.set_grad_enabled(name in WITH_GRAD):
         torch.onnx.export(
             model, args, out, opset_version=OPSET, dynamo=False, input_names=list(shapes),

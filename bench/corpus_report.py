@@ -93,9 +93,14 @@ def causes(models: dict) -> None:
             continue
         for op in row.get("refused_ops", []):
             groups[f"refused ONNX op {op}"].add(name)
-        for target, entry in row["targets"].items():
-            if entry["state"] != "ok":
-                groups[f"{entry['state']}: {(entry['reason'] or '')[:120]}"].add(f"{name}/{SHORT[target]}")
+        failed = {t: e for t, e in row["targets"].items() if e["state"] != "ok"}
+        if row.get("refused_ops"):
+            failed = {}  # the refused ops above are the cause
+        for target, entry in failed.items():
+            # the model's own name out of the message, so one cause groups several models
+            reason = (entry["reason"] or "").replace(name, "<model>")[:120]
+            shared = len(failed) == len(TARGETS) and len({e["reason"] for e in failed.values()}) == 1
+            groups[f"{entry['state']}: {reason}"].add(name if shared else f"{name}/{SHORT[target]}")
             if entry.get("run_error"):
                 groups[f"artifact does not run: {entry['run_error'][:120]}"].add(f"{name}/{SHORT[target]}")
     if groups:
