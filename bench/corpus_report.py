@@ -78,10 +78,12 @@ def table(result: dict) -> None:
 
 
 def _state(entry: dict) -> str:
-    s = entry["state"]
-    if s == "ok" and entry.get("run_error"):
-        return "abort"
-    return s.replace("failed:", "F:")[:7]
+    return _full_state(entry).replace("failed:", "F:")[:7]
+
+
+def _full_state(entry: dict) -> str:
+    """The build's state, or `abort` when the artifact built but does not run."""
+    return "abort" if entry["state"] == "ok" and entry.get("run_error") else entry["state"]
 
 
 def causes(models: dict) -> None:
@@ -120,8 +122,9 @@ def changes(old: dict, new: dict) -> list[tuple[str, str, str, str]]:
             ta, tb = a.get("targets", {}).get(target), b.get("targets", {}).get(target)
             if not ta or not tb:
                 continue
-            if _state(ta) != _state(tb):
-                out.append((name, f"{SHORT[target]} state", f"{_state(ta)} -> {_state(tb)}", _word(_state(tb) == "ok")))
+            sa, sb = _full_state(ta), _full_state(tb)
+            if sa != sb:
+                out.append((name, f"{SHORT[target]} state", f"{sa} -> {sb}", _word(sb == "ok")))
             for metric, (lower, rel, absolute) in METRICS.items():
                 x, y = ta.get(metric), tb.get(metric)
                 if isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(y - x) > max(absolute, rel * abs(x)):
@@ -135,7 +138,8 @@ def _word(good: bool) -> str:
 
 def compare(old: dict, new: dict) -> None:
     rows = changes(old["models"], new["models"])
-    print(f"\ncompared with the baseline of {old['measured_at']} ({old['tools'].get('buildsys_commit')}):")
+    print(f"\n{new['tools'].get('buildsys_commit')} ({new['measured_at']}) compared with the baseline "
+          f"{old['tools'].get('buildsys_commit')} ({old['measured_at']}):")
     if not rows:
         print("  nothing changed beyond the noise margins")
     for word in ("better", "worse"):
