@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> None:
         unknown = sorted(set(wanted) - set(names))
         if unknown:
             sys.exit(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(names)}")
-        names = [n for n in names if n in wanted]
+        names = list(dict.fromkeys(wanted))  # in the order given: the models that matter most first
     rows = {}
     for name in names:
         started = time.perf_counter()
