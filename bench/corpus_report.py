@@ -129,7 +129,16 @@ def changes(old: dict, new: dict) -> list[tuple[str, str, str, str]]:
                 x, y = ta.get(metric), tb.get(metric)
                 if isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(y - x) > max(absolute, rel * abs(x)):
                     out.append((name, f"{SHORT[target]} {metric}", f"{x:g} -> {y:g}", _word((y < x) == lower)))
+        x, y = _ratio(a), _ratio(b)
+        if x and y and abs(y - x) > 0.15 * x:  # a ratio within one run is steadier than ms under varying load
+            out.append((name, "int8/fp32 latency", f"{x:.2f} -> {y:.2f}", _word(y < x)))
     return out
+
+
+def _ratio(row: dict) -> float | None:
+    t = row.get("targets") or {}
+    i8, f32 = (t.get("cpu-int8") or {}).get("latency_ms"), (t.get("cpu-fp32") or {}).get("latency_ms")
+    return i8 / f32 if i8 and f32 else None
 
 
 def _word(good: bool) -> str:
