@@ -29,6 +29,8 @@ MAX_GROWN_ELEMENTS = 1 << 16
 NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"})
 PASSTHROUGH = frozenset({"Identity", "Dropout"})
 MAX_FOLD_ROUNDS = 8
+# exporters (producer_name) that write dim_value 0 for a dim they do not know
+ZERO_IS_UNKNOWN = ("paddle",)
 
 
 def prepare_model(
@@ -45,7 +47,7 @@ def prepare_model(
     the i-th in the recipe for an error."""
     model = _copy(model)
     _check(model, label)
-    unknown_dims(model.graph)
+    unknown_dims(model)
     if replacements:
         # node names are the exported ones, before folding renames or removes any
         model = apply_replacements(model, replacements, recipe_file)
@@ -96,14 +98,22 @@ def _dims(v: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in v.type.tensor_type.shape.dim]
 
 
-def unknown_dims(graph: onnx.GraphProto) -> None:
-    """`dim_value: -1` or `0` (PaddlePaddle writes them for batch and image sides) means a dynamic
-    dim: made an unnamed one, so `shapes:`/`batch:` set it and shape inference never computes with
-    it. Reshape's -1 and 0 live in its shape tensor, not here, and keep their ONNX meaning."""
+def unknown_dims(model: onnx.ModelProto) -> None:
+    """`dim_value: -1` means a dynamic dim, and so does `0` from exporters that write it for one
+    (PaddlePaddle, for batch and image sides): made an unnamed dim, so `shapes:`/`batch:` set it
+    and shape inference never computes with it. Elsewhere `0` is an empty tensor, as ONNX says
+    (the backend cases' empty-set reductions). Reshape's -1 and 0 live in its shape tensor, not
+    here, and keep their ONNX meaning."""
+    lowest = 0 if _zero_means_unknown(model) else -1
+    graph = model.graph
     for v in [*graph.input, *graph.value_info, *graph.output]:
         for d in v.type.tensor_type.shape.dim:
-            if d.HasField("dim_value") and d.dim_value <= 0:
+            if d.HasField("dim_value") and d.dim_value <= lowest:
                 d.Clear()
+
+
+def _zero_means_unknown(model: onnx.ModelProto) -> bool:
+    return any(name in model.producer_name.lower() for name in ZERO_IS_UNKNOWN)
 
 
 def _check(model: onnx.ModelProto, label: str) -> None:

@@ -83,7 +83,7 @@ def inspect_model(
     if recipe is not None and recipe.replacements:
         model = _replaced(model, recipe)
     light = _inputs_only(model)
-    unknown_dims(light.graph)
+    unknown_dims(light)
     if recipe is not None:
         _apply(light, recipe, label)
         model = _cut(model, recipe)
@@ -116,7 +116,7 @@ def inspect_model(
 
 def _inputs_only(model: onnx.ModelProto) -> onnx.ModelProto:
     """A model holding copies of the graph inputs: shapes are applied without copying the weights."""
-    light = onnx.ModelProto()
+    light = onnx.ModelProto(producer_name=model.producer_name)
     light.graph.input.extend(facts.graph_inputs(model.graph))
     return light
 
