@@ -127,6 +127,12 @@ def one_pass_std() -> onnx.ModelProto:
     return _model(nodes, {"eps": _f32(1e-5)})
 
 
+def softsign() -> onnx.ModelProto:
+    """x / (1 + |x|): a divisor >= 1, which int8 DIV still rounds to its zero point once the
+    calibrated |x| passes about 509."""
+    return _model([N("Softsign", ["x"], ["y"])], {})
+
+
 MODELS = {
     "layernorm": lambda: layernorm(eps_inside=True),
     "layernorm_eps_outside": lambda: layernorm(eps_inside=False),
@@ -136,6 +142,7 @@ MODELS = {
     "reciprocal": reciprocal,
     "signed_divisor": signed_divisor,
     "one_pass_std": one_pass_std,
+    "softsign": softsign,
 }
 
 

@@ -16,6 +16,7 @@ from onnx import helper
 
 from buildsys.errors import InputError
 from buildsys.recipe.closematch import close_matches
+from buildsys.recipe.yamlmarks import yaml_text
 
 # ops whose output size depends on tensor values
 DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
@@ -238,8 +239,6 @@ def _pulled(s: Step, readers: dict[str, set[int]], region: set[int], outputs: se
 
 def snippet(suggestion: Suggestion) -> str:
     """`outputs:` lines to paste into a recipe."""
-    from buildsys.inspect.suggest import yaml_text
-
     ops = ", ".join(op for op, _ in suggestion.ops)
     lines = [f"outputs:   # cut before the data-dependent post-processing ({ops}); the application runs it"]
     return "\n".join([*lines, *(f"  - {yaml_text(t)}" for t in suggestion.tensors)])

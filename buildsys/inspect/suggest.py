@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -12,13 +11,12 @@ from onnx import numpy_helper
 from buildsys.converter.dynamic import snippet
 from buildsys.inspect.model import DEFAULT_DOMAINS
 from buildsys.inspect.rewrites import Suggestion
+from buildsys.recipe.yamlmarks import yaml_text
 
 NMS_LIMIT_INPUT = 2
 NMS_LIMIT_NAME = "max_output_boxes_per_class"
 NMS_SUGGESTED_LIMIT = 100
 NMS_HUGE = 2**31  # exporters write INT64_MAX or INT32_MAX for "no limit": no static output size
-PLAIN_YAML = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
-YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
 
 def shapes_snippet(dynamic: list[tuple[str, list]]) -> str | None:
@@ -92,10 +90,3 @@ def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
             value = onnx.helper.get_attribute_value(n.attribute[0])
             return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
     return None
-
-
-def yaml_text(text: str) -> str:
-    """`text` as a YAML scalar: plain when safe, else double-quoted (JSON strings are YAML)."""
-    if PLAIN_YAML.fullmatch(text) and text.lower() not in YAML_WORDS:
-        return text
-    return json.dumps(text, ensure_ascii=False)

@@ -6,6 +6,7 @@ so we compose nodes with the fast C parser and build the data ourselves.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -215,3 +216,14 @@ class _Builder:
 def clip(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with "..." saying so."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+PLAIN_YAML = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
+YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+def yaml_text(text: str) -> str:
+    """`text` as a YAML scalar to paste: plain when safe, else double-quoted (JSON strings are YAML)."""
+    if PLAIN_YAML.fullmatch(text) and text.lower() not in YAML_WORDS:
+        return text
+    return json.dumps(text, ensure_ascii=False)

@@ -24,13 +24,12 @@ from typing import Any
 
 from buildsys.errors import InputError
 from buildsys.recipe.model import InputSource, Recipe
+from buildsys.recipe.yamlmarks import yaml_text
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import recipe_at
 
 # input names written into a recipe line as they are; others are quoted (JSON is YAML)
-PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
-YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 SAFE_FILE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -164,7 +163,7 @@ def _source_line(entry: dict) -> str:
     from buildsys.tflow.samples import source_shape
 
     name = entry["name"]
-    key = name if PLAIN_KEY.fullmatch(name) and name.lower() not in YAML_WORDS else json.dumps(name)
+    key = yaml_text(name)
     array = datasets.shape_text(["N", *source_shape(entry)[1:]])
     return f"    {key}: {{zeros: true}}   # or {{npy: {SAFE_FILE.sub('_', name)}.npy}} holding an array {array}"
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from buildsys.converter import layout
+from buildsys.converter import int8safe, layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
@@ -135,7 +135,8 @@ def softplus(ctx, node):
 
 @handles("Softsign", since=1)
 def softsign(ctx, node):
-    _pointwise(ctx, node, lambda x: x / (1.0 + tf.abs(x)))
+    # 1 + |x| >= 1, but int8 DIV still aborts where a wide range rounds it to the zero point
+    _pointwise(ctx, node, lambda x: int8safe.divide(x, 1.0 + tf.abs(x), True))
 
 
 @handles("Mish", since=18)
