@@ -214,33 +214,92 @@ def matmul(ctx, node):
 
 def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     """The operand sliced again out of its source moved once into ONNX order, when it is one
-    of several Gathers (Q, K, V) from a permuted tensor, through Transposes; else None.
+    of several heads (Q, K, V) picked from a permuted tensor, through Transposes and scalar
+    Muls; else None.
 
-    Attention splits one QKV tensor by a 5-D Transpose (2, 0, 3, 1, 4) and three Gathers. The
-    Transpose only composes layouts, so each of Q, K and V would reach BATCH_MATMUL with its
-    heads axis behind the tokens and need a TRANSPOSE of its own: one transpose of the QKV
-    tensor serves all three, and K's own Transpose becomes BATCH_MATMUL's adj_y."""
-    transposes, node = [], ctx.producer(name)
-    while node is not None and node.op_type == "Transpose" and ctx.value(node.input(0)).const is None:
-        rank = ctx.value(node.input(0)).rank
-        transposes.append(tuple(node.attr("perm") or range(rank - 1, -1, -1)))
-        node = ctx.producer(node.input(0))
-    if node is None or node.op_type != "Gather" or not _shared_split(ctx, node):
+    Attention splits one QKV tensor by a 5-D Transpose (2, 0, 3, 1, 4) and three Gathers (or
+    a Split and three Squeezes, as timm exports it). The Transpose only composes layouts, so
+    each of Q, K and V would reach BATCH_MATMUL with its heads axis behind the tokens and need
+    a TRANSPOSE of its own: one transpose of the QKV tensor serves all three, and K's own
+    Transpose becomes BATCH_MATMUL's adj_y. A scalar Mul (timm's sqrt(scale) on Q and K) is
+    taken along on the slice, or it would pin K's layout to a materialised transpose."""
+    transposes, scales, node = [], [], ctx.producer(name)
+    while node is not None:
+        if node.op_type == "Transpose" and ctx.value(node.input(0)).const is None:
+            rank = ctx.value(node.input(0)).rank
+            transposes.append(tuple(node.attr("perm") or range(rank - 1, -1, -1)))
+        elif node.op_type == "Mul" and _scalar_operand(ctx, node) is not None:
+            scales.append(_scalar_operand(ctx, node))
+        else:
+            break
+        node = ctx.producer(_tensor_operand(ctx, node))
+    picked = _picked_head(ctx, node)
+    if picked is None:
         return None
-    index = ctx.const(node.input(1))
-    source = ctx.value(node.input(0))
-    if index is None or index.ndim != 0 or source.const is not None or layout.is_identity(source.perm):
+    src, axis, index = picked
+    source = ctx.value(src)
+    if source.const is not None or layout.is_identity(source.perm):
         return None
-    axis = node.attr("axis", 0) % source.rank
-    moved = node.input(0) + "\x00onnx-order"  # not an ONNX name: the one moved copy, for Q, K and V
+    moved = src + "\x00onnx-order"  # not an ONNX name: the one moved copy, for Q, K and V
     if not ctx.has(moved):
-        ctx.set(moved, ctx.onnx_tensor(node.input(0)))
+        ctx.set(moved, ctx.onnx_tensor(src))
     full = ctx.value(moved).tensor
-    sliced = full[(slice(None),) * axis + (int(index) % full.shape[axis],)]
+    sliced = full[(slice(None),) * axis + (index % full.shape[axis],)]
+    for scale in scales:
+        sliced = sliced * tf.constant(scale.reshape(()).astype(sliced.dtype.as_numpy_dtype))
     perm = layout.identity(source.rank - 1)
     for t in reversed(transposes):
         perm = layout.apply_transpose(perm, t)
     return Value(sliced, perm)
+
+
+def _scalar_operand(ctx: ConversionContext, node: Node) -> np.ndarray | None:
+    """The one-element constant a Mul scales its other (tensor) operand by, if it has one
+    that cannot broadcast the other operand to a higher rank."""
+    consts = [_constant(ctx, n) for n in node.inputs[:2]]
+    if sum(c is not None for c in consts) != 1:
+        return None
+    scale = next(c for c in consts if c is not None)
+    other = ctx.value(_tensor_operand(ctx, node))
+    if scale.size != 1 or scale.ndim > other.rank or scale.dtype != other.dtype.as_numpy_dtype:
+        return None
+    return scale
+
+
+def _constant(ctx: ConversionContext, name: str) -> np.ndarray | None:
+    """The value of `name` if it is a constant or the Sqrt of one (timm's sqrt(scale), which
+    the unary handlers leave for the TFLite converter to fold)."""
+    value = ctx.const(name)
+    node = ctx.producer(name)
+    if value is None and node is not None and node.op_type == "Sqrt" and not node.domain:
+        root = ctx.const(node.input(0))
+        value = None if root is None or not np.issubdtype(root.dtype, np.floating) else np.sqrt(root)
+    return value
+
+
+def _tensor_operand(ctx: ConversionContext, node: Node) -> str:
+    return node.input(1) if node.op_type == "Mul" and _constant(ctx, node.input(0)) is not None else node.input(0)
+
+
+def _picked_head(ctx: ConversionContext, node: Node | None) -> tuple[str, int, int] | None:
+    """(source, axis, index) if `node` picks one head out of several split from one source:
+    a scalar Gather whose source feeds only Gathers, or a Squeeze of a unit piece of a Split."""
+    if node is not None and node.op_type == "Gather" and _shared_split(ctx, node):
+        index = ctx.const(node.input(1))
+        if index is None or index.ndim != 0:
+            return None
+        return node.input(0), node.attr("axis", 0) % ctx.value(node.input(0)).rank, int(index)
+    if node is None or node.op_type != "Squeeze":
+        return None
+    split = ctx.producer(node.input(0))
+    if split is None or split.op_type != "Split" or len(split.outputs) < 2:
+        return None
+    shape = ctx.static_shape(split.input(0))
+    axis = split.attr("axis", 0) % len(shape)
+    squeezed = ctx.static_shape(node.outputs[0])
+    if shape[axis] != len(split.outputs) or squeezed != shape[:axis] + shape[axis + 1 :]:
+        return None
+    return split.input(0), axis, split.outputs.index(node.input(0))
 
 
 def weights_order(t: Term) -> Term:
