@@ -240,17 +240,24 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     source = ctx.value(src)
     if source.const is not None or layout.is_identity(source.perm):
         return None
-    moved = src + "\x00onnx-order"  # not an ONNX name: the one moved copy, for Q, K and V
-    if not ctx.has(moved):
-        ctx.set(moved, ctx.onnx_tensor(src))
-    full = ctx.value(moved).tensor
-    sliced = full[(slice(None),) * axis + (index % full.shape[axis],)]
+    sliced = _moved_heads(ctx, src, axis)[index % source.shape[axis]]
     for scale in scales:
         sliced = sliced * tf.constant(scale.reshape(()).astype(sliced.dtype.as_numpy_dtype))
     perm = layout.identity(source.rank - 1)
     for t in reversed(transposes):
         perm = layout.apply_transpose(perm, t)
     return Value(sliced, perm)
+
+
+def _moved_heads(ctx: ConversionContext, src: str, axis: int) -> list:
+    """`src` moved once into ONNX order and split along `axis` by one SPLIT (one strided
+    slice per head measured slower), each piece without that axis; made once for Q, K and V."""
+    key = src + "\x00onnx-order"  # not an ONNX name: the one moved copy
+    if not ctx.has(key + "0"):
+        full = ctx.onnx_tensor(src)
+        for i, piece in enumerate(tf.unstack(full, axis=axis)):
+            ctx.set(key + str(i), piece, layout.identity(full.shape.rank - 1))
+    return [ctx.value(key + str(i)).tensor for i in range(ctx.value(src).shape[axis])]
 
 
 def _scalar_operand(ctx: ConversionContext, node: Node) -> np.ndarray | None:
