@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx_harness import check, make_model
+from onnx_harness import check, make_model, run_ort
 
 TOKENS, HEADS, HEAD_DIM = 10, 3, 8
 DIM = HEADS * HEAD_DIM
@@ -96,3 +96,19 @@ def test_one_element_scale_of_any_rank_taken_along(scale_shape):
 def test_per_head_scale_is_not_a_scalar_and_still_matches():
     # a [1, H, 1, 1] scale is no scalar: K keeps its own layout, the result must still be right
     check(timm_attention(scale_shape=(1, HEADS, 1, 1)), feeds(2), **TOL)
+
+
+def test_int8_unfolded_attention_transposes_at_most_onnx():
+    """cpu-int8 unrolls BATCH_MATMUL into FULLY_CONNECTED per head: K (adj_y) and V (moved once
+    to [n, k]) arrive as its weights, so no TRANSPOSE per head, and the output stays close."""
+    from buildsys.tflow.inspect import op_histogram
+    from test_fusions import cosine, int8_build, int8_run
+
+    m = timm_attention()
+    calib = {"x": np.random.default_rng(100).standard_normal((8, TOKENS, DIM)).astype(F)}
+    data, sig = int8_build(m, calib, unfold_batchmatmul=True)
+    ops = op_histogram(data)
+    assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
+    x = feeds(7)
+    want = run_ort(m, x)["y"].reshape(-1)
+    assert cosine(want, int8_run(data, sig, x)["y"].reshape(-1)) > 0.95
