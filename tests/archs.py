@@ -221,6 +221,18 @@ def session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def assert_fp32_matches(name: str, got: dict, ref: dict) -> None:
+    """Every output as onnxruntime's: same names and shapes, max abs error within 1e-4 x max(1, |ref|)."""
+    assert sorted(got) == sorted(ref)
+    for out, want in ref.items():
+        have = got[out]
+        assert have.shape == want.shape, f"{out}: {have.shape} != {want.shape}"
+        err = float(np.abs(have - want).max())
+        bound = 1e-4 * max(1.0, float(np.abs(want).max()))
+        print(f"{name}/{out}: fp32 max abs error {err:.3g} (bound {bound:.3g})")
+        assert err <= bound, f"{name}/{out}: max abs error {err:.3g} > {bound:.3g}"
+
+
 def run_ort(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """onnxruntime over (N, ...) samples one at a time; outputs stacked along axis 0."""
     sess = session(model)

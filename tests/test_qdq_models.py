@@ -269,11 +269,17 @@ def test_no_calibration_stage_data_and_fp32_unchanged(built: Path) -> None:
 
 
 # -- what the device cannot keep ----------------------------------------------------------
-def _failing(tmp_path: Path, name: str, device_lines: str, **quant) -> str:
+def _workspace(tmp_path: Path) -> tuple[Path, Path]:
+    """(workspace, its recipes folder) holding the validation data."""
     ws = tmp_path / "ws"
     root = ws / "recipes"
     root.mkdir(parents=True)
     val_data(root)
+    return ws, root
+
+
+def _failing(tmp_path: Path, name: str, device_lines: str, **quant) -> str:
+    ws, root = _workspace(tmp_path)
     quantized(root, name, "cnn", **quant)
     write_recipe(root, name, "cnn", device_lines)
     proc = run_cli(ws, "build", check=1)
@@ -302,10 +308,7 @@ def test_int16_activations_on_an_int8_device_are_refused(tmp_path: Path) -> None
 
 
 def test_from_model_on_a_float_device_is_a_recipe_error(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    root = ws / "recipes"
-    root.mkdir(parents=True)
-    val_data(root)
+    ws, root = _workspace(tmp_path)
     quantized(root, "f", "cnn", True, QuantType.QInt8)
     write_recipe(root, "f", "cnn", FROM_MODEL.format(device="cpu-fp32"))
     proc = run_cli(ws, "build", check=2)
@@ -314,10 +317,7 @@ def test_from_model_on_a_float_device_is_a_recipe_error(tmp_path: Path) -> None:
 
 
 def test_recalibrating_a_qdq_model_warns_once(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    root = ws / "recipes"
-    root.mkdir(parents=True)
-    val_data(root)
+    ws, root = _workspace(tmp_path)
     quantized(root, "r", "cnn", True, QuantType.QInt8)
     calibration = "calibration:\n  samples: 8\n  inputs:\n    x: {npy: cnn_val.npy}\n"
     write_recipe(root, "r", "cnn", "  - device: cpu-int8\n", calibration)
@@ -341,10 +341,7 @@ def test_inspect_says_the_model_is_pre_quantized(built: Path) -> None:
 def test_a_channel_tflite_would_rescale_is_refused(tmp_path: Path) -> None:
     """TFLite derives per-channel weight scales as max|w| / 127: a trained scale whose
     largest weight is not |q| = 127 cannot be kept, and the build says which channel."""
-    ws = tmp_path / "ws"
-    root = ws / "recipes"
-    root.mkdir(parents=True)
-    val_data(root)
+    ws, root = _workspace(tmp_path)
     path = quantized(root, "odd", "cnn", True, QuantType.QInt8)
     model = onnx.load(str(path))
     inits = {t.name: t for t in model.graph.initializer}
@@ -376,10 +373,7 @@ def test_from_model_needs_an_onnx_source_and_one_choice(tmp_path: Path) -> None:
 
 
 def test_a_tensor_without_qdq_is_refused_naming_the_float_nodes(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    root = ws / "recipes"
-    root.mkdir(parents=True)
-    val_data(root)
+    ws, root = _workspace(tmp_path)
     path = quantized(root, "gap", "cnn", True, QuantType.QInt8)
     model = onnx.load(str(path))
     # conv2's output loses its Q -> DQ pair: conv2 and the Add it feeds have no int8 grid

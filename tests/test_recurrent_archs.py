@@ -63,14 +63,7 @@ def test_fp32_matches_onnxruntime(conversions, name):
     arrays = archs.recurrent_inputs(name, FP32_SAMPLES, seed=0)
     ref = archs.run_ort(model, arrays)
     got = run_converted(conversions.get(name, "fp32"), arrays)
-    assert sorted(got) == sorted(ref)
-    for out, want in ref.items():
-        have = got[out]
-        assert have.shape == want.shape, f"{out}: {have.shape} != {want.shape}"
-        err = float(np.abs(have - want).max())
-        bound = 1e-4 * max(1.0, float(np.abs(want).max()))
-        print(f"{name}/{out}: fp32 max abs error {err:.3g} (bound {bound:.3g})")
-        assert err <= bound, f"{name}/{out}: max abs error {err:.3g} > {bound:.3g}"
+    archs.assert_fp32_matches(name, got, ref)
 
 
 def test_crnn_lstms_are_fused_kernels(conversions):
