@@ -130,7 +130,10 @@ def _signature_of(graph_def: graph_pb2.GraphDef) -> dict | None:
 def as_function(graph_def: graph_pb2.GraphDef, n_inputs: int, n_outputs: int):
     """A ConcreteFunction input_0.. -> [output_0, ..] over the imported graph."""
 
-    unique = suffix_functions(graph_def, digest_bytes(graph_def.SerializeToString(deterministic=True)))
+    # only graphs with functions need them renamed: serializing and hashing a large model's bytes is not free
+    unique = graph_def
+    if graph_def.library.function:
+        unique = suffix_functions(graph_def, digest_bytes(graph_def.SerializeToString(deterministic=True)))
 
     def _import() -> None:
         tf.graph_util.import_graph_def(unique, name="")
