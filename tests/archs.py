@@ -457,6 +457,29 @@ def _basic_block(net: Net, x, cin, cout, stride) -> str:
     return net.relu(net.op("Add", y, shortcut))
 
 
+def regnet_x(size: int = 64, widths=(24, 56, 152), depths=(1, 1, 2), group_width: int = 8, classes: int = 10,
+             seed: int = 0) -> onnx.ModelProto:
+    """RegNetX blocks as torchvision exports them: 1x1, grouped 3x3 (8 channels a group), 1x1,
+    residual (1x1/2 projection when downsampling), ReLU."""
+    net = Net(seed)
+    x = net.cba("image", 3, 32, 3, 2, act=net.relu)
+    cin = 32
+    for cout, depth in zip(widths, depths):
+        for i in range(depth):
+            x = _x_block(net, x, cin, cout, 2 if i == 0 else 1, cout // group_width)
+            cin = cout
+    logits = net.gap_classifier(x, cin, classes)
+    return calibrated(net, {"image": [1, 3, size, size]}, [logits], "regnet_x", seed)
+
+
+def _x_block(net: Net, x, cin, cout, stride, groups) -> str:
+    y = net.cba(x, cin, cout, 1, act=net.relu)
+    y = net.cba(y, cout, cout, 3, stride, group=groups, act=net.relu)
+    y = net.cba(y, cout, cout, 1, gamma_scale=0.5)
+    shortcut = x if stride == 1 and cin == cout else net.cba(x, cin, cout, 1, stride)
+    return net.relu(net.op("Add", y, shortcut))
+
+
 # --------------------------------------------------------------------------- 4. YOLO-style detector
 
 

@@ -247,8 +247,9 @@ def test_gelu_models_build_and_run_in_int8(which, request):
     assert cosine(want, got) > 0.95
 
 
-def int8_build(m, calib_onnx: dict, unfold_batchmatmul: bool = False) -> tuple[bytes, dict]:
-    """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions."""
+def int8_build(m, calib_onnx: dict, **forms) -> tuple[bytes, dict]:
+    """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions; `forms`:
+    to_tflite's op-form switches (unfold_batchmatmul=True, ...)."""
     from buildsys.converter.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
@@ -258,8 +259,7 @@ def int8_build(m, calib_onnx: dict, unfold_batchmatmul: bool = False) -> tuple[b
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
         calib = to_stored(calib_onnx, sig["inputs"])
-        data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8",
-                         unfold_batchmatmul=unfold_batchmatmul)
+        data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8", **forms)
         return data, sig
 
 

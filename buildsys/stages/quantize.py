@@ -58,14 +58,18 @@ class Quantize(Stage):
             "input_type": d.input_type,
             "output_type": d.output_type,
             **({"from_model": True} if self.from_model else {}),
-            **({"unfold_batchmatmul": True} if self.unfold_batchmatmul else {}),
+            **{key: True for key in self.forms},
         }
 
     @property
     def unfold_batchmatmul(self) -> bool:
         """The profile's `quantization: {unfold_batchmatmul: true}` (cpu-int8: XNNPACK has int8
         FULLY_CONNECTED but no int8 BATCH_MATMUL; NPUs such as Ethos-U take BATCH_MATMUL)."""
-        return self.device.mode == "int8" and bool(self.device.quantization.get("unfold_batchmatmul"))
+        return "unfold_batchmatmul" in op_forms(self.device)
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        return op_forms(self.device)
 
     def outputs(self) -> dict[str, Path]:
         return {"model": self.paths.target_dir(self.target) / self.device.artifact_name}
@@ -101,7 +105,7 @@ class Quantize(Stage):
             per_channel=self.device.per_channel,
             input_type=self.device.input_type,
             output_type=self.device.output_type,
-            unfold_batchmatmul=self.unfold_batchmatmul,
+            **{key: True for key in self.forms},
         )
         ctx.out["model"].write_bytes(model)
 
@@ -166,3 +170,9 @@ class Quantize(Stage):
 
 def _io(inputs: list[str], outputs: list[str]) -> str:
     return f"{'/'.join(inputs)} in, {'/'.join(outputs)} out"
+
+
+def op_forms(device) -> tuple[str, ...]:
+    """The op forms the profile asks for (CPU profiles: what XNNPACK runs fast; see tflow.quantize.to_tflite)."""
+    int8 = ("unfold_batchmatmul", "split_hard_swish") if device.mode == "int8" else ()
+    return tuple(k for k in (*int8, "grouped_conv") if device.quantization.get(k))

@@ -73,6 +73,8 @@ class _Options:
     input_type: str
     output_type: str
     unfold_batchmatmul: bool = False
+    split_hard_swish: bool = False
+    grouped_conv: bool = False
 
 
 def to_tflite(
@@ -84,15 +86,24 @@ def to_tflite(
     input_type: str | None = None,
     output_type: str | None = None,
     unfold_batchmatmul: bool = False,
+    split_hard_swish: bool = False,
+    grouped_conv: bool = False,
 ) -> bytes:
     """Convert the float model at `float_path`; returns deterministic .tflite bytes.
 
     `input_type` / `output_type` (None: the mode's default, IO_TYPES_BY_MODE[mode][0])
     apply to float inputs and outputs; integer ones keep their type. Invalid mode/type combinations are
     programming errors (ValueError): callers validate user input first. `unfold_batchmatmul`:
-    each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure).
+    each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure). `split_hard_swish`:
+    HardSwish stays ADD/MUL/MUL instead of HARD_SWISH (see tflow/hardswish.py). `grouped_conv`:
+    a convolution split per group becomes one grouped CONV_2D (see tflow/groupedconv.py).
     """
-    options = replace(_options(mode, per_channel, input_type, output_type), unfold_batchmatmul=unfold_batchmatmul)
+    options = replace(
+        _options(mode, per_channel, input_type, output_type),
+        unfold_batchmatmul=unfold_batchmatmul,
+        split_hard_swish=split_hard_swish,
+        grouped_conv=grouped_conv,
+    )
     from buildsys.tflow.frozen import read_float  # imports TensorFlow
 
     float_path = Path(float_path)
@@ -131,8 +142,14 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
 
 def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
     from buildsys.tflow.frozen import read_float
+    from buildsys.tflow.groupedconv import merge_grouped_convs
+    from buildsys.tflow.hardswish import split_hard_swish
 
     graph_def, _ = read_float(float_path)
+    if options.split_hard_swish:
+        graph_def = split_hard_swish(graph_def) or graph_def
+    if options.grouped_conv:
+        graph_def = merge_grouped_convs(graph_def) or graph_def
     try:
         return _convert_graph(graph_def, signature, options, calib, float_path)
     except NoKernel as exc:
