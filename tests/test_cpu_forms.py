@@ -116,7 +116,7 @@ def test_hard_swish_lookalike_is_left_alone():
 
 # -- which profile gets which form ------------------------------------------------------------------
 @pytest.mark.parametrize("name,forms", [
-    ("cpu-int8", ("unfold_batchmatmul", "split_hard_swish", "grouped_conv")),
+    ("cpu-int8", ("unfold_batchmatmul", "split_hard_swish", "unfuse_lstm", "grouped_conv")),
     ("cpu-fp32", ("grouped_conv",)),
     ("cpu-int16x8", ("grouped_conv",)), ("cpu-fp16", ("grouped_conv",)), ("cpu-dynamic-range", ("grouped_conv",)),
     ("tflm-int8", ("unfold_batchmatmul",)), ("ethos-u55-128", ()), ("axis-artpec8", ()), ("coral-edgetpu", ()),
@@ -133,5 +133,21 @@ def test_a_profile_extending_cpu_int8_for_an_npu_can_turn_the_forms_off(tmp_path
     from buildsys.stages.quantize import op_forms
 
     (tmp_path / "npu.yaml").write_text(
-        "extends: cpu-int8\nquantization: {split_hard_swish: false, grouped_conv: false}\n", "utf-8")
+        "extends: cpu-int8\nquantization: {split_hard_swish: false, grouped_conv: false, unfuse_lstm: false}\n", "utf-8")
     assert op_forms(Catalogue(workspace=tmp_path).resolve("npu.yaml", tmp_path)) == ("unfold_batchmatmul",)
+
+
+# -- LSTM ----------------------------------------------------------------------------------------------
+def test_lstm_int8_as_unrolled_cells_for_xnnpack():
+    """cpu-int8 runs LSTMs as cells (XNNPACK has no LSTM kernel); other int8 profiles keep the fused op."""
+    m = archs.crnn(hidden=32)
+    calib, feeds = archs.recurrent_inputs("crnn", 8, seed=100), archs.recurrent_inputs("crnn", 4, seed=7)
+    want = archs.run_ort(m, feeds)
+    fused, sig = int8_build(m, calib)
+    cells, _ = int8_build(m, calib, unfuse_lstm=True)
+    assert ops(fused).get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 4
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops(cells) and {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(ops(cells))
+    got = {name: min(cosine(want[o].reshape(-1), out.reshape(-1)) for o, out in int8_run(d, sig, feeds).items())
+           for name, d in (("fused", fused), ("cells", cells))}
+    print("crnn int8 cosine vs onnxruntime:", got)
+    assert got["cells"] > 0.95 and got["cells"] > got["fused"] - 5e-3, got

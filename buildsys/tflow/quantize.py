@@ -75,6 +75,7 @@ class _Options:
     unfold_batchmatmul: bool = False
     split_hard_swish: bool = False
     grouped_conv: bool = False
+    unfuse_lstm: bool = False
 
 
 def to_tflite(
@@ -88,6 +89,7 @@ def to_tflite(
     unfold_batchmatmul: bool = False,
     split_hard_swish: bool = False,
     grouped_conv: bool = False,
+    unfuse_lstm: bool = False,
 ) -> bytes:
     """Convert the float model at `float_path`; returns deterministic .tflite bytes.
 
@@ -96,13 +98,15 @@ def to_tflite(
     programming errors (ValueError): callers validate user input first. `unfold_batchmatmul`:
     each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure). `split_hard_swish`:
     HardSwish stays ADD/MUL/MUL instead of HARD_SWISH (see tflow/hardswish.py). `grouped_conv`:
-    a convolution split per group becomes one grouped CONV_2D (see tflow/groupedconv.py).
+    a convolution split per group becomes one grouped CONV_2D (see tflow/groupedconv.py). `unfuse_lstm`:
+    LSTMs run as unrolled cells instead of UNIDIRECTIONAL_SEQUENCE_LSTM (see tflow/unfuse.py).
     """
     options = replace(
         _options(mode, per_channel, input_type, output_type),
         unfold_batchmatmul=unfold_batchmatmul,
         split_hard_swish=split_hard_swish,
         grouped_conv=grouped_conv,
+        unfuse_lstm=unfuse_lstm,
     )
     from buildsys.tflow.frozen import read_float  # imports TensorFlow
 
@@ -142,14 +146,8 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
 
 def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
     from buildsys.tflow.frozen import read_float
-    from buildsys.tflow.groupedconv import merge_grouped_convs
-    from buildsys.tflow.hardswish import split_hard_swish
 
-    graph_def, _ = read_float(float_path)
-    if options.split_hard_swish:
-        graph_def = split_hard_swish(graph_def) or graph_def
-    if options.grouped_conv:
-        graph_def = merge_grouped_convs(graph_def) or graph_def
+    graph_def = _in_forms(read_float(float_path)[0], options)
     try:
         return _convert_graph(graph_def, signature, options, calib, float_path)
     except NoKernel as exc:
@@ -162,6 +160,19 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -
         return _convert_graph(plain, signature, options, calib, float_path)
     except (StageError, InputError):
         raise refusal from None
+
+
+def _in_forms(graph_def, options: _Options):
+    """The float graph in the op forms the target's profile asks for (each module says why)."""
+    from buildsys.tflow.groupedconv import merge_grouped_convs
+    from buildsys.tflow.hardswish import split_hard_swish
+
+    rewrites = ((options.split_hard_swish, split_hard_swish), (options.grouped_conv, merge_grouped_convs),
+                (options.unfuse_lstm, unfused))
+    for wanted, rewrite in rewrites:
+        if wanted:
+            graph_def = rewrite(graph_def) or graph_def
+    return graph_def
 
 
 def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path) -> bytes:
