@@ -1,4 +1,4 @@
-"""Op forms the CPU profiles ask for because XNNPACK runs them fast (tflow/hardswish.py,
+"""Op forms the CPU profiles ask for because XNNPACK runs them fast (tflow/hardact.py,
 tflow/groupedconv.py): same numbers as the default forms, fewer slow kernels."""
 
 from __future__ import annotations
@@ -79,15 +79,16 @@ def test_grouped_conv_int8_is_one_op_as_accurate_as_the_split_form(regnet):
     assert got["grouped"] > 0.99 and abs(got["grouped"] - got["split"]) < 2e-3, got
 
 
-# -- HardSwish ----------------------------------------------------------------------------------------
-def test_hard_swish_int8_stays_add_mul_mul_and_keeps_its_accuracy(mobilenet):
+# -- HardSwish, HardSigmoid ---------------------------------------------------------------------------
+def test_hard_activations_int8_without_hard_swish_or_minimum_and_as_accurate(mobilenet):
     calib, feeds = archs.sample_inputs(mobilenet, 8, seed=100), archs.sample_inputs(mobilenet, 4, seed=7)
     want = archs.run_ort(mobilenet, feeds)["logits"].reshape(-1)
     fused, sig = int8_build(mobilenet, calib)
-    split, _ = int8_build(mobilenet, calib, split_hard_swish=True)
+    split, _ = int8_build(mobilenet, calib, split_hard_activations=True)
     hardswish = onnx_count(mobilenet, "HardSwish")
     assert ops(fused).get("HARD_SWISH") == hardswish and hardswish > 5
-    assert "HARD_SWISH" not in ops(split)
+    assert ops(fused).get("MINIMUM") == onnx_count(mobilenet, "HardSigmoid") > 0
+    assert "HARD_SWISH" not in ops(split) and "MINIMUM" not in ops(split)
     assert ops(split)["MUL"] >= ops(fused).get("MUL", 0) + 2 * hardswish, ops(split)
     got = {name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1)) for name, d in
            (("fused", fused), ("split", split))}
@@ -95,28 +96,40 @@ def test_hard_swish_int8_stays_add_mul_mul_and_keeps_its_accuracy(mobilenet):
     assert got["split"] > 0.95 and got["split"] > got["fused"] - 5e-3, got
 
 
-def test_hard_swish_lookalike_is_left_alone():
+def test_hard_activation_forms_are_exact_in_float(mobilenet):
+    from buildsys.tflow.runtime import run_tflite
+    from buildsys.tflow.samples import to_onnx_layout, to_stored
+
+    data, sig = fp32_build(mobilenet, split_hard_activations=True)
+    assert "HARD_SWISH" not in ops(data) and "MINIMUM" not in ops(data)
+    feeds = archs.sample_inputs(mobilenet, 2, seed=3)
+    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])
+    archs.assert_fp32_matches("mobilenet_v3_small split", got, archs.run_ort(mobilenet, feeds))
+
+
+def test_hard_activation_lookalikes_are_left_alone():
     """x * relu6(y + 3) / 6 with y != x is not a HardSwish: the graph stays as it is."""
     import tensorflow as tf
 
-    from buildsys.tflow.hardswish import split_hard_swish
+    from buildsys.tflow.hardact import split_hard_activations
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)] * 2)
     def f(x, y):
-        return x * tf.nn.relu6(y + 3.0) * (1.0 / 6.0), x * tf.nn.relu6(x + 2.0) * (1.0 / 6.0)
+        return (x * tf.nn.relu6(y + 3.0) * (1.0 / 6.0), x * tf.nn.relu6(x + 2.0) * (1.0 / 6.0),
+                tf.minimum(tf.maximum(x * 0.2 + 0.5, 0.0), 2.0), tf.minimum(tf.maximum(x * y + 0.5, 0.0), 1.0))
 
-    assert split_hard_swish(f.get_concrete_function().graph.as_graph_def()) is None
+    assert split_hard_activations(f.get_concrete_function().graph.as_graph_def()) is None
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
     def g(x):
-        return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+        return tf.minimum(tf.maximum(x * 0.2 + 0.5, 0.0), 1.0)
 
-    assert split_hard_swish(g.get_concrete_function().graph.as_graph_def()) is not None
+    assert split_hard_activations(g.get_concrete_function().graph.as_graph_def()) is not None
 
 
 # -- which profile gets which form ------------------------------------------------------------------
 @pytest.mark.parametrize("name,forms", [
-    ("cpu-int8", ("unfold_batchmatmul", "split_hard_swish", "unfuse_lstm", "grouped_conv")),
+    ("cpu-int8", ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm", "grouped_conv")),
     ("cpu-fp32", ("grouped_conv",)),
     ("cpu-int16x8", ("grouped_conv",)), ("cpu-fp16", ("grouped_conv",)), ("cpu-dynamic-range", ("grouped_conv",)),
     ("tflm-int8", ("unfold_batchmatmul",)), ("ethos-u55-128", ()), ("axis-artpec8", ()), ("coral-edgetpu", ()),
@@ -133,7 +146,7 @@ def test_a_profile_extending_cpu_int8_for_an_npu_can_turn_the_forms_off(tmp_path
     from buildsys.stages.quantize import op_forms
 
     (tmp_path / "npu.yaml").write_text(
-        "extends: cpu-int8\nquantization: {split_hard_swish: false, grouped_conv: false, unfuse_lstm: false}\n", "utf-8")
+        "extends: cpu-int8\nquantization: {split_hard_activations: false, grouped_conv: false, unfuse_lstm: false}\n", "utf-8")
     assert op_forms(Catalogue(workspace=tmp_path).resolve("npu.yaml", tmp_path)) == ("unfold_batchmatmul",)
 
 

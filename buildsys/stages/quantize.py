@@ -174,5 +174,5 @@ def _io(inputs: list[str], outputs: list[str]) -> str:
 
 def op_forms(device) -> tuple[str, ...]:
     """The op forms the profile asks for (CPU profiles: what XNNPACK runs fast; see tflow.quantize.to_tflite)."""
-    int8 = ("unfold_batchmatmul", "split_hard_swish", "unfuse_lstm") if device.mode == "int8" else ()
+    int8 = ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm") if device.mode == "int8" else ()
     return tuple(k for k in (*int8, "grouped_conv") if device.quantization.get(k))

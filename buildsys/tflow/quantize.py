@@ -73,7 +73,7 @@ class _Options:
     input_type: str
     output_type: str
     unfold_batchmatmul: bool = False
-    split_hard_swish: bool = False
+    split_hard_activations: bool = False
     grouped_conv: bool = False
     unfuse_lstm: bool = False
 
@@ -87,7 +87,7 @@ def to_tflite(
     input_type: str | None = None,
     output_type: str | None = None,
     unfold_batchmatmul: bool = False,
-    split_hard_swish: bool = False,
+    split_hard_activations: bool = False,
     grouped_conv: bool = False,
     unfuse_lstm: bool = False,
 ) -> bytes:
@@ -96,15 +96,15 @@ def to_tflite(
     `input_type` / `output_type` (None: the mode's default, IO_TYPES_BY_MODE[mode][0])
     apply to float inputs and outputs; integer ones keep their type. Invalid mode/type combinations are
     programming errors (ValueError): callers validate user input first. `unfold_batchmatmul`:
-    each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure). `split_hard_swish`:
-    HardSwish stays ADD/MUL/MUL instead of HARD_SWISH (see tflow/hardswish.py). `grouped_conv`:
+    each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure). `split_hard_activations`:
+    HardSwish and HardSigmoid in ops XNNPACK runs at int8 (see tflow/hardact.py). `grouped_conv`:
     a convolution split per group becomes one grouped CONV_2D (see tflow/groupedconv.py). `unfuse_lstm`:
     LSTMs run as unrolled cells instead of UNIDIRECTIONAL_SEQUENCE_LSTM (see tflow/unfuse.py).
     """
     options = replace(
         _options(mode, per_channel, input_type, output_type),
         unfold_batchmatmul=unfold_batchmatmul,
-        split_hard_swish=split_hard_swish,
+        split_hard_activations=split_hard_activations,
         grouped_conv=grouped_conv,
         unfuse_lstm=unfuse_lstm,
     )
@@ -165,9 +165,9 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -
 def _in_forms(graph_def, options: _Options):
     """The float graph in the op forms the target's profile asks for (each module says why)."""
     from buildsys.tflow.groupedconv import merge_grouped_convs
-    from buildsys.tflow.hardswish import split_hard_swish
+    from buildsys.tflow.hardact import split_hard_activations
 
-    rewrites = ((options.split_hard_swish, split_hard_swish), (options.grouped_conv, merge_grouped_convs),
+    rewrites = ((options.split_hard_activations, split_hard_activations), (options.grouped_conv, merge_grouped_convs),
                 (options.unfuse_lstm, unfused))
     for wanted, rewrite in rewrites:
         if wanted:
