@@ -357,6 +357,30 @@ def test_a_channel_tflite_would_rescale_is_refused(tmp_path: Path) -> None:
     assert "'conv1'" not in err and "Traceback" not in err
 
 
+def test_a_minus_128_weight_keeps_its_channels_scale(tmp_path: Path) -> None:
+    """Quantizers over the full int8 range (torch's: scale = max|w| / 127.5) leave a channel's most
+    negative weight at q = -128, which TFLite would answer with a 128/127 larger scale for the whole
+    channel; the weight moves one step instead, and the artifact keeps the model's scales."""
+    ws, root = _workspace(tmp_path)
+    path = quantized(root, "full", "cnn", True, QuantType.QInt8)
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    q = numpy_helper.to_array(inits["w2_quantized"]).copy()
+    q[3] = np.clip(q[3], -127, 126)
+    q[3].flat[int(np.argmin(q[3]))] = -128  # channel 3: largest |q| 128 (a -128), others within [-127, 126]
+    inits["w2_quantized"].CopyFrom(numpy_helper.from_array(q, "w2_quantized"))
+    onnx.save(model, str(path))
+    write_recipe(root, "full", "cnn", FROM_MODEL.format(device="cpu-int8"))
+    run_cli(ws, "build")
+    _, want = model_scales(path)
+    _, got = tflite_params(ws / "build/full/cpu-int8/model.tflite")
+    np.testing.assert_allclose(got["conv2"], want["conv2"], rtol=1e-6, atol=0)
+    x = np.load(root / "cnn_val.npy")
+    out, step = run_tflite(ws / "build/full/cpu-int8/model.tflite", x, "cnn")
+    # one weight moved by one step: still within a step of onnxruntime on the model as given
+    assert np.max(np.abs(out - run_ort(path, x))) <= step * 1.0001
+
+
 def test_from_model_needs_an_onnx_source_and_one_choice(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws")
     recipe = ws / "recipes/shapes.yaml"

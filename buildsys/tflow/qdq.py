@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 # the converter's handler for these nodes lives in converter/ops/quant.py
 QAT_DOMAIN = "buildsys.qat"
@@ -44,6 +44,9 @@ def _consts(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
             for a in node.attribute:
                 if a.name == "value":
                     out[node.output[0]] = numpy_helper.to_array(a.t)
+        # torch's exporter hands some zero points over through an Identity
+        elif node.op_type == "Identity" and node.input[0] in out:
+            out[node.output[0]] = out[node.input[0]]
     return out
 
 
@@ -118,7 +121,31 @@ def fake_quant_model(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(nodes)
     if not any(o.domain == QAT_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(QAT_DOMAIN, 1))
+    _narrow_channel_weights(graph)
     return out
+
+
+def _narrow_channel_weights(graph: onnx.GraphProto) -> None:
+    """Per-channel weights at -128 steps move to -127, in place.
+
+    Symmetric quantizers over the full int8 range (torch's observers: scale = max|w| / 127.5) put
+    a channel's most negative weight at q = -128; TFLite's weights are symmetric in [-127, 127]
+    and it derives a channel's scale from its largest |w|, so that one weight would rescale the
+    whole channel by 128/127. Moved by one step, the channel keeps the model's scale."""
+    inits = {t.name: t for t in graph.initializer}
+    consts = _consts(graph)
+    for dq in graph.node:
+        init = inits.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        scale, zp = _param(consts, dq, 1), _param(consts, dq, 2)
+        if init is None or scale is None or scale.size < 2 or init.data_type not in (TensorProto.INT8, TensorProto.UINT8):
+            continue
+        q = numpy_helper.to_array(init)
+        shape = [1] * q.ndim
+        shape[int(_attr(dq, "axis", 1)) % q.ndim] = scale.size
+        centre = 0 if zp is None else (zp.astype(np.int64).reshape(shape) if zp.size > 1 else int(zp.ravel()[0]))
+        low = centre - WEIGHT_QMAX
+        if np.any(q < low):
+            init.CopyFrom(numpy_helper.from_array(np.maximum(q, low).astype(q.dtype), init.name))
 
 
 # -- weights: DequantizeLinear of initializers in the source model -------------------
@@ -131,14 +158,34 @@ def weights(model: onnx.ModelProto) -> list[dict]:
         for slot, name in enumerate(node.input):
             readers.setdefault(name, []).append((slot, index, node))
     found = []
+    quantized = {**consts, **_quantized_constants(graph, consts)}
     for dq in graph.node:
-        if dq.op_type != "DequantizeLinear" or dq.input[0] not in consts:
+        if dq.op_type != "DequantizeLinear" or dq.input[0] not in quantized:
             continue
-        q = consts[dq.input[0]]
+        q = quantized[dq.input[0]]
         for slot, index, node in readers.get(dq.output[0], []):
             if slot == 1 and node.op_type in WEIGHT_AXIS:
                 found.append(_weight(consts, dq, q, node, index))
     return found
+
+
+def _quantized_constants(graph: onnx.GraphProto, consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The integer output of each QuantizeLinear of a float constant (torch's QAT export keeps
+    float weights behind Q -> DQ instead of storing them quantized)."""
+    out = {}
+    for q in graph.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] not in consts or len(q.input) < 3:
+            continue
+        w, scale, zp = consts[q.input[0]], _param(consts, q, 1), _param(consts, q, 2)
+        if scale is None or zp is None or w.dtype.kind != "f":
+            continue
+        shape = [1] * w.ndim
+        if scale.size > 1:
+            shape[int(_attr(q, "axis", 1)) % w.ndim] = scale.size
+        info = np.iinfo(zp.dtype)
+        steps = np.rint(w / scale.reshape(shape)) + zp.astype(np.int64).reshape(shape if zp.size > 1 else [1] * w.ndim)
+        out[q.output[0]] = np.clip(steps, info.min, info.max).astype(zp.dtype)
+    return out
 
 
 def _weight(consts, dq: onnx.NodeProto, q: np.ndarray, node: onnx.NodeProto, index: int) -> dict:
@@ -218,7 +265,8 @@ def _weight_problems(w: dict, per_channel: bool, mixed: bool) -> list[str]:
         return [f"{where}: per-tensor weights in a model whose other weights are per-channel; TFLite does one or the other"]
     # per-tensor weights get a fake-quant of their own scale (qat.fake_quant_weights);
     # per-channel ones are quantized by TFLite from their values
-    off = [(c, m) for c, m in enumerate(w["largest"]) if m not in (0, WEIGHT_QMAX)] if channels else []
+    # 128: a -128 weight, which _narrow_channel_weights moves to -127 so the scale stays
+    off = [(c, m) for c, m in enumerate(w["largest"]) if m not in (0, WEIGHT_QMAX, WEIGHT_QMAX + 1)] if channels else []
     if off:
         c, m = off[0]
         what = f"channel {c}'s" if channels else "the tensor's"
