@@ -204,14 +204,15 @@ MODELS = {
         Encoder, {"tokens": [1, 64, 64]}, {"tokens": {0: "batch", 1: "sequence"}}, ["logits"]
     ),
 }
-# detectors compute losses in train mode: left in eval mode (no BatchNorm statistics pass)
+# detectors compute losses in train mode: only their BatchNorms see the statistics pass
 DETECTION = frozenset({"ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"})
 # exported with autograd on, which keeps nn.TransformerEncoderLayer off its unexportable fast path
 WITH_GRAD = frozenset({"transformer_encoder"})
 
 
-def set_batchnorm_stats(model: nn.Module, example: list[torch.Tensor], seed: int) -> None:
-    """Running mean/var of every BatchNorm from 4 random batches of 4 (train-mode forwards)."""
+def set_batchnorm_stats(model: nn.Module, example: list[torch.Tensor], seed: int, only_norms: bool = False) -> None:
+    """Running mean/var of every BatchNorm from 4 random batches of 4 (train-mode forwards); with
+    `only_norms` the rest of the model stays in eval mode (detectors compute losses in train mode)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -219,7 +220,9 @@ def set_batchnorm_stats(model: nn.Module, example: list[torch.Tensor], seed: int
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     gen = torch.Generator().manual_seed(seed)
-    model.train()
+    model.train(not only_norms)
+    for m in norms:
+        m.train()
     with torch.no_grad():
         for _ in range(4):
             batch = [torch.randn((4, *t.shape[1:]), generator=gen) for t in example]
@@ -234,8 +237,9 @@ def export(name: str, out: str) -> dict:
     model.eval()
     gen = torch.Generator().manual_seed(1)
     example = [torch.randn(s, generator=gen) for s in shapes.values()]
-    if name not in DETECTION:
-        set_batchnorm_stats(model, example, seed=2)
+    # detectors too: ssdlite's init (every conv normal(0, 0.03)) with identity statistics shrinks
+    # activations to ~1e-8 by the last blocks, a network no training produces
+    set_batchnorm_stats(model, example, seed=2, only_norms=name in DETECTION)
     params = sum(p.numel() for p in model.parameters())
     args = tuple(example)
     with torch.set_grad_enabled(name in WITH_GRAD):
