@@ -200,7 +200,10 @@ def matmul(ctx, node):
     a_letters = "mk" if ra >= 2 else "k"
     b_letters = "kn" if rb >= 2 else "k"
     a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
-    a = term(ctx, node.input(0), a_batch + a_letters, head_slice(ctx, node.input(0)))
+    a_head = head_slice(ctx, node.input(0))
+    a = term(ctx, node.input(0), a_batch + a_letters, a_head)
+    if a_head is not None:
+        a = rows_order(a)
     b_head = head_slice(ctx, node.input(1))
     b = term(ctx, node.input(1), b_batch + b_letters, b_head)
     if b_head is not None:
@@ -233,6 +236,8 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
         else:
             break
         node = ctx.producer(_tensor_operand(ctx, node))
+    if node is not None and node.op_type == "Split":
+        return _split_piece(ctx, node, name, transposes, scales)
     picked = _picked_head(ctx, node)
     if picked is None:
         return None
@@ -247,6 +252,73 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     for t in reversed(transposes):
         perm = layout.apply_transpose(perm, t)
     return Value(sliced, perm)
+
+
+def _split_piece(ctx: ConversionContext, split: Node, name: str, transposes: list, scales: list) -> Value | None:
+    """The operand `name`, reached from a Split output through `transposes` and `scales`,
+    sliced again out of the Split's source moved once to batch-first order; None when
+    that would not save a transpose.
+
+    YOLO11's attention (C2PSA) reshapes a 1x1 conv's channels-last output to [N, heads,
+    channels, tokens] and splits Q, K and V along the channels: each piece arrives stored
+    [N, tokens, heads, channels], its heads behind the tokens, and BATCH_MATMUL would need a
+    TRANSPOSE per operand. Moving only the heads forward, [N, heads, tokens, channels], serves
+    Q, K and V with one TRANSPOSE, and leaves every piece's matrix axes as [tokens, channels]:
+    Q^T K is then Q K^T with adj_y, and an int8 build's per-head FULLY_CONNECTED takes K as
+    its [n, k] weights without a transpose per head."""
+    source = ctx.value(split.input(0))
+    rank = source.rank
+    axis = split.attr("axis", 0) % max(rank, 1)
+    if source.const is not None or rank < 3 or axis < rank - 2 or _matmul_pieces(ctx, split) < 2:
+        return None
+    batch = tuple(range(rank - 2))
+    if any(tuple(t[: rank - 2]) != batch for t in transposes):
+        return None
+    order = batch + tuple(a for a in source.perm if a >= rank - 2)
+    if order == source.perm:
+        return None
+    piece = _moved_split(ctx, split, order)[split.outputs.index(_split_output(ctx, split, name))]
+    for scale in scales:
+        piece = piece * tf.constant(scale.reshape(()).astype(piece.dtype.as_numpy_dtype))
+    perm = order
+    for t in reversed(transposes):
+        perm = layout.apply_transpose(perm, t)
+    return Value(piece, perm)
+
+
+def _moved_split(ctx: ConversionContext, split: Node, order: tuple[int, ...]) -> list:
+    """The Split's pieces cut from its source stored in `order`, made once for all readers."""
+    key = split.input(0) + "\x00" + ",".join(map(str, order))  # not an ONNX name: the one moved copy
+    if not ctx.has(key + "0"):
+        moved = ctx.tensor(split.input(0), order)
+        axis = split.attr("axis", 0) % len(order)
+        sizes = [ctx.value(o).shape[axis] for o in split.outputs]
+        for i, piece in enumerate(tf.split(moved, sizes, axis=layout.tf_axis(order, axis))):
+            ctx.set(key + str(i), piece, order)
+    return [ctx.value(key + str(i)).tensor for i in range(len(split.outputs))]
+
+
+def _split_output(ctx: ConversionContext, split: Node, name: str) -> str:
+    """The Split output that `name` is computed from (through Transposes and scalar Muls)."""
+    while name not in split.outputs:
+        name = _tensor_operand(ctx, ctx.producer(name))
+    return name
+
+
+def _matmul_pieces(ctx: ConversionContext, split: Node) -> int:
+    """How many of the Split's outputs reach a MatMul operand through Transposes and scalar Muls."""
+    count = 0
+    for out in split.outputs:
+        todo, seen = [out], False
+        while todo and not seen:
+            tensor = todo.pop()
+            for reader in (n for n in ctx.graph.nodes if tensor in n.inputs[:2]):
+                if reader.op_type == "MatMul":
+                    seen = True
+                elif reader.op_type == "Transpose" or (reader.op_type == "Mul" and _scalar_operand(ctx, reader) is not None):
+                    todo.append(reader.outputs[0])
+        count += seen
+    return count
 
 
 def _moved_heads(ctx: ConversionContext, src: str, axis: int) -> list:
@@ -320,6 +392,16 @@ def weights_order(t: Term) -> Term:
         return t
     rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
     return Term(tf.transpose(t.data, rel), t.letters[:-2] + "nk")
+
+
+def rows_order(t: Term) -> Term:
+    """A left operand stored [batch..., k, m] moved to [batch..., m, k], the rows of an int8
+    build's per-head FULLY_CONNECTED: as BATCH_MATMUL's adj_x it would be transposed once per
+    head (YOLO11's V in V @ attn^T); one TRANSPOSE of the whole operand serves them all."""
+    if t.const or not t.letters.endswith("km"):
+        return t
+    rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
+    return Term(tf.transpose(t.data, rel), t.letters[:-2] + "mk")
 
 
 def _shared_split(ctx: ConversionContext, gather: Node) -> bool:
