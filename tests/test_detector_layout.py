@@ -153,18 +153,19 @@ HEADS, KEY_DIM, HEAD_DIM = 2, 8, 16
 CHANNELS = HEADS * HEAD_DIM
 
 
-def c2psa_attention(seed: int = 0):
+def c2psa_attention(seed: int = 0, heads: int = HEADS):
     """ultralytics Attention: qkv 1x1 conv -> [N, heads, 2*key_dim + head_dim, tokens] -> Split
     along the channels; (q * scale)^T k, softmax, v @ attn^T; plus a depthwise conv of v."""
     rng = np.random.default_rng(seed)
-    qkv = HEADS * (2 * KEY_DIM + HEAD_DIM)
+    channels = heads * HEAD_DIM
+    qkv = heads * (2 * KEY_DIM + HEAD_DIM)
     consts = {
-        "w_qkv": rng.standard_normal((qkv, CHANNELS, 1, 1)) * 0.3,
+        "w_qkv": rng.standard_normal((qkv, channels, 1, 1)) * 0.3,
         "b_qkv": rng.standard_normal(qkv) * 0.3,
-        "w_pe": rng.standard_normal((CHANNELS, 1, 3, 3)) * 0.3,
-        "w_proj": rng.standard_normal((CHANNELS, CHANNELS, 1, 1)) * 0.3,
-        "heads": np.array([1, HEADS, 2 * KEY_DIM + HEAD_DIM, H * W], np.int64),
-        "image": np.array([1, CHANNELS, H, W], np.int64),
+        "w_pe": rng.standard_normal((channels, 1, 3, 3)) * 0.3,
+        "w_proj": rng.standard_normal((channels, channels, 1, 1)) * 0.3,
+        "heads": np.array([1, heads, 2 * KEY_DIM + HEAD_DIM, H * W], np.int64),
+        "image": np.array([1, channels, H, W], np.int64),
         "sizes": np.array([KEY_DIM, KEY_DIM, HEAD_DIM], np.int64),
         "scale": np.array(KEY_DIM**-0.5),
     }
@@ -180,12 +181,12 @@ def c2psa_attention(seed: int = 0):
         node("MatMul", ["v", "attn_t"], "ctx"),
         node("Reshape", ["ctx", "image"], "ctx_img"),
         node("Reshape", ["v", "image"], "v_img"),
-        node("Conv", ["v_img", "w_pe"], "pe", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=CHANNELS),
+        node("Conv", ["v_img", "w_pe"], "pe", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=channels),
         node("Add", ["ctx_img", "pe"], "sum"),
         node("Conv", ["sum", "w_proj"], "y", kernel_shape=[1, 1]),
     ]
     inits = {k: v if v.dtype == np.int64 else v.astype(F) for k, v in consts.items()}
-    return make_model(nodes, {"x": [1, CHANNELS, H, W]}, ["y"], inits, opset=13)
+    return make_model(nodes, {"x": [1, channels, H, W]}, ["y"], inits, opset=13)
 
 
 def test_c2psa_attention_fp32_matches_with_one_move_of_qkv():
@@ -214,3 +215,11 @@ def test_attention_with_k_from_elsewhere_still_matches():
             n.input[1] = "qt_k"
     m.graph.node.insert(5, node("Transpose", ["qt"], "qt_k", perm=[0, 1, 3, 2]))
     check(m, image((1, CHANNELS, H, W), seed=3), **TOL)
+
+
+def test_c2psa_one_head_keeps_v_adjoint():
+    # one head: the heads-first move only shifts a unit axis (a reshape), and V has no per-head
+    # transposes to save, so fp32 keeps BATCH_MATMUL's adj_x; only the Add's move is left
+    m = c2psa_attention(heads=1)
+    conv = check(m, image((1, HEAD_DIM, H, W), seed=4), **TOL, nhwc_outputs=["y"])
+    assert conv.transposes == 1, conv.ops

@@ -397,8 +397,9 @@ def weights_order(t: Term) -> Term:
 def rows_order(t: Term) -> Term:
     """A left operand stored [batch..., k, m] moved to [batch..., m, k], the rows of an int8
     build's per-head FULLY_CONNECTED: as BATCH_MATMUL's adj_x it would be transposed once per
-    head (YOLO11's V in V @ attn^T); one TRANSPOSE of the whole operand serves them all."""
-    if t.const or not t.letters.endswith("km"):
+    head (YOLO11's V in V @ attn^T); one TRANSPOSE of the whole operand serves them all.
+    A single matrix gains nothing there, and fp32 keeps its adj_x for free."""
+    if t.const or not t.letters.endswith("km") or math.prod(t.dims()[c] for c in t.letters[:-2]) <= 1:
         return t
     rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
     return Term(tf.transpose(t.data, rel), t.letters[:-2] + "mk")
