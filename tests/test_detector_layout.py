@@ -223,3 +223,64 @@ def test_c2psa_one_head_keeps_v_adjoint():
     m = c2psa_attention(heads=1)
     conv = check(m, image((1, HEAD_DIM, H, W), seed=4), **TOL, nhwc_outputs=["y"])
     assert conv.transposes == 1, conv.ops
+
+
+# -- attention whose K and V must move anyway (torch's MultiheadAttention, LeViT) ------------
+TOKENS, DIM = 10, 24
+
+
+def moved_kv_attention(seed: int = 0):
+    """Q, K, V from three projections, each reshaped to [1, T, H, d] and transposed into heads-
+    first order: K to [1, H, d, T] for Q K^T, V to [1, H, T, d] for attn V."""
+    rng = np.random.default_rng(seed)
+    inits = {f"w{c}": (rng.standard_normal((DIM, DIM)) * 0.3).astype(F) for c in "qkv"}
+    inits["split"] = np.array([1, TOKENS, HEADS, DIM // HEADS], np.int64)
+    inits["merge"] = np.array([1, TOKENS, DIM], np.int64)
+    nodes = []
+    for c, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        nodes += [
+            node("MatMul", ["x", f"w{c}"], f"{c}_lin"),
+            node("Reshape", [f"{c}_lin", "split"], f"{c}_heads"),
+            node("Transpose", [f"{c}_heads"], c, perm=perm),
+        ]
+    nodes += [
+        node("MatMul", ["q", "k"], "logits"),
+        node("Softmax", ["logits"], "attn", axis=-1),
+        node("MatMul", ["attn", "v"], "ctx"),
+        node("Transpose", ["ctx"], "ctx_t", perm=[0, 2, 1, 3]),
+        node("Reshape", ["ctx_t", "merge"], "y"),
+    ]
+    return make_model(nodes, {"x": [1, TOKENS, DIM]}, ["y"], inits, opset=13)
+
+
+def test_moved_kv_attention_fp32_matches_with_transposes_of_onnx():
+    m = moved_kv_attention()
+    x = {"x": np.random.default_rng(5).standard_normal((1, TOKENS, DIM)).astype(F)}
+    conv = check(m, x, **TOL)
+    # Q, K, V and the heads merge move once each, as in ONNX; K and V go to [n, k] (adj_y)
+    assert conv.transposes <= onnx_transposes(m) == 4, conv.ops
+
+
+def test_moved_kv_attention_int8_has_no_transpose_per_head():
+    """K and V that must move anyway move to the [n, k] weights order of int8's per-head
+    FULLY_CONNECTED; moved to [k, n] they were transposed again per head (8 TRANSPOSE ops here)."""
+    from buildsys.converter.prepare import prepare_model
+    from buildsys.tflow.inspect import op_histogram
+    from buildsys.tflow.onnxsource import export_onnx
+    from buildsys.tflow.quantize import to_tflite
+    from buildsys.tflow.runtime import run_tflite
+    from buildsys.tflow.samples import to_onnx_layout, to_stored
+
+    m = moved_kv_attention()
+    calib = {"x": np.random.default_rng(100).standard_normal((8, TOKENS, DIM)).astype(F)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "float.pb"
+        sig = export_onnx(prepare_model(m), path)
+        data = to_tflite(path, sig, "int8", to_stored(calib, sig["inputs"]), per_channel=True,
+                         input_type="int8", output_type="int8", unfold_batchmatmul=True)
+    ops = op_histogram(data)
+    assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
+    x = {"x": np.random.default_rng(7).standard_normal((1, TOKENS, DIM)).astype(F)}
+    want = run_ort(m, x)["y"].reshape(-1).astype(np.float64)
+    got = to_onnx_layout(run_tflite(data, to_stored(x, sig["inputs"])), sig["outputs"])["y"].reshape(-1)
+    assert float(want @ got / (np.linalg.norm(want) * np.linalg.norm(got))) > 0.99

@@ -112,6 +112,17 @@ def adjoint_wanted(t: Term, batch: str, first: str, second: str, allowed: bool) 
     return allowed and not t.const and bool(first) and bool(second) and t.letters == batch + second + first
 
 
+def moved_anyway(t: Term, order: str, summed: str, right: str) -> bool:
+    """True if the right operand must move to reach `order` ([batch..., k, n]) anyway: then it
+    moves to [batch..., n, k] (adj_y) at the same cost, the weights layout of the per-head
+    FULLY_CONNECTED an int8 build unrolls BATCH_MATMUL into (from [k, n] it would transpose
+    every head again)."""
+    if t.const or not summed or not right:
+        return False
+    rel = [t.letters.index(c) for c in order]
+    return not layout.is_identity(rel) and not layout.moves_only_units(rel, t.data.shape.as_list())
+
+
 def matrix(t: Term, batch: str, rows: str, cols: str, adjoint: bool, dims: dict[str, int]):
     """The term as a [batch..., rows, cols] matrix stack, or [batch..., cols, rows] if adjoint."""
     first, second = (cols, rows) if adjoint else (rows, cols)
@@ -143,7 +154,7 @@ def contract(a: Term, b: Term, keep: str) -> Term:
     # a constant right operand without batch axes stays 2-D so TFLite makes it FULLY_CONNECTED
     dense = b.const and not batch
     adj_a = adjoint_wanted(a, batch, left, summed, allowed=not dense)
-    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True)
+    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True) or moved_anyway(b, batch + summed + right, summed, right)
     x = matrix(a, batch, left, summed, adj_a, dims)
     y = matrix(b, batch, summed, right, adj_b, dims)
     if not batch and not left and not dense:
