@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from onnx_harness import check, make_model, run_ort
 
@@ -223,6 +223,17 @@ def test_c2psa_one_head_keeps_v_adjoint():
     m = c2psa_attention(heads=1)
     conv = check(m, image((1, HEAD_DIM, H, W), seed=4), **TOL, nhwc_outputs=["y"])
     assert conv.transposes == 1, conv.ops
+
+
+def test_split_piece_read_later_by_a_mul_of_values_not_converted_yet():
+    # K also gated by its own sigmoid after the attention: looking ahead at K's readers must not
+    # read the gate, which is converted only after the MatMul
+    m = c2psa_attention()
+    nodes = [*m.graph.node, node("Sigmoid", ["k"], "k_gate"), node("Mul", ["k", "k_gate"], "k_gated"),
+             node("ReduceSum", ["k_gated"], "extra", keepdims=0)]
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    gated = make_model(nodes, {"x": [1, CHANNELS, H, W]}, ["y", "extra"], inits, opset=13)
+    check(gated, image((1, CHANNELS, H, W), seed=6), **TOL)
 
 
 # -- attention whose K and V must move anyway (torch's MultiheadAttention, LeViT) ------------

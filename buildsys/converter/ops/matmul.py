@@ -326,10 +326,16 @@ def _matmul_pieces(ctx: ConversionContext, split: Node) -> int:
             for reader in (n for n in ctx.graph.nodes if tensor in n.inputs[:2]):
                 if reader.op_type == "MatMul":
                     seen = True
-                elif reader.op_type == "Transpose" or (reader.op_type == "Mul" and _scalar_operand(ctx, reader) is not None):
+                elif reader.op_type == "Transpose" or _scalar_mul(ctx, reader):
                     todo.append(reader.outputs[0])
         count += seen
     return count
+
+
+def _scalar_mul(ctx: ConversionContext, node: Node) -> bool:
+    # a reader later in the graph may read values not converted yet: those are no constants
+    ready = all(ctx.has(i) for i in node.inputs[:2])
+    return node.op_type == "Mul" and ready and _scalar_operand(ctx, node) is not None
 
 
 def _moved_heads(ctx: ConversionContext, src: str, axis: int) -> list:
