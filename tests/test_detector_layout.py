@@ -236,6 +236,23 @@ def test_split_piece_read_later_by_a_mul_of_values_not_converted_yet():
     check(gated, image((1, CHANNELS, H, W), seed=6), **TOL)
 
 
+def test_two_splits_of_one_source_each_cut_their_own_pieces():
+    # a second Split of the same [N, heads, channels, tokens] tensor, in other sizes, feeding
+    # another Q^T K: its pieces come from its own cut of the moved source
+    m = c2psa_attention()
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    inits["halves"] = np.array([16, 16], np.int64)
+    nodes = [
+        *m.graph.node,
+        node("Split", ["qkv_h", "halves"], ["p", "r"], axis=2),
+        node("Transpose", ["p"], "pt", perm=[0, 1, 3, 2]),
+        node("MatMul", ["pt", "r"], "pr"),
+        node("ReduceSum", ["pr"], "extra", keepdims=0),
+    ]
+    both = make_model(nodes, {"x": [1, CHANNELS, H, W]}, ["y", "extra"], inits, opset=13)
+    check(both, image((1, CHANNELS, H, W), seed=8), **TOL)
+
+
 # -- attention whose K and V must move anyway (torch's MultiheadAttention, LeViT) ------------
 TOKENS, DIM = 10, 24
 

@@ -299,7 +299,7 @@ def _split_piece(ctx: ConversionContext, split: Node, name: str, transposes: lis
 
 def _moved_split(ctx: ConversionContext, split: Node, order: tuple[int, ...]) -> list:
     """The Split's pieces cut from its source stored in `order`, made once for all readers."""
-    key = split.input(0) + "\x00" + ",".join(map(str, order))  # not an ONNX name: the one moved copy
+    key = split.outputs[0] + "\x00moved-split"  # not an ONNX name: this Split's one moved copy
     if not ctx.has(key + "0"):
         moved = ctx.tensor(split.input(0), order)
         axis = split.attr("axis", 0) % len(order)
