@@ -208,13 +208,15 @@ def spatial_rank(ctx: ConversionContext, name: str, supported: Sequence[int]) ->
 def conv(ctx, node):
     src = node.input(0)
     spatial = spatial_rank(ctx, src, (1, 2, 3))
-    x = ctx.tensor(src, layout.channels_last(spatial + 2))
-    w = const_weights(ctx, node, x.dtype)
     in_dims = ctx.static_shape(src)[2:]
-    kernel = list(w.shape[2:])
     strides = ints(node, "strides", spatial, 1)
     dilations = ints(node, "dilations", spatial, 1)
+    weights = ctx.const(node.input(1))
+    kernel = list(weights.shape[2:]) if weights is not None else [0] * spatial
     pads = conv_pads(node, in_dims, effective_kernel(kernel, dilations), strides)
+    perm = conv_perm(ctx.perm(src), kernel, strides, pads)
+    x = ctx.tensor(src, perm)
+    w = const_weights(ctx, node, x.dtype)
     if spatial == 1:
         x, w = lift_1d(x), w[:, :, None, :]
         in_dims, kernel = lift_list(in_dims, 1), lift_list(kernel, 1)
@@ -224,7 +226,18 @@ def conv(ctx, node):
     y = grouped_conv(x, w, read_bias(ctx, node, x.dtype), int(node.attr("group", 1)), spec)
     if spatial == 1:
         y = drop_1d(y)
-    ctx.set(node.outputs[0], y, layout.channels_last(spatial + 2))
+    ctx.set(node.outputs[0], y, perm)
+
+
+def conv_perm(stored: layout.Perm, kernel: list[int], strides: list[int], pads: Pads) -> layout.Perm:
+    """The layout to compute in: channels-last, with the spatial axes in the order the input
+    already holds them when the conv is pointwise (1x1 kernel, stride 1, no pads), because
+    then their order is irrelevant. YOLO's DFL runs a 1x1 conv over [N, 16, 4, anchors] whose
+    input arrives as [N, anchors, 4, 16]: channels last but its spatial axes swapped."""
+    pointwise = all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(b or e for b, e in pads)
+    if pointwise and len(stored) > 2 and stored[0] == 0 and stored[-1] == 1:
+        return tuple(stored)
+    return layout.channels_last(len(stored))
 
 
 # -- ConvTranspose ---------------------------------------------------------------

@@ -112,6 +112,17 @@ def adjoint_wanted(t: Term, batch: str, first: str, second: str, allowed: bool) 
     return allowed and not t.const and bool(first) and bool(second) and t.letters == batch + second + first
 
 
+def moved_anyway(t: Term, order: str, summed: str, right: str) -> bool:
+    """True if the right operand must move to reach `order` ([batch..., k, n]) anyway: then it
+    moves to [batch..., n, k] (adj_y) at the same cost, the weights layout of the per-head
+    FULLY_CONNECTED an int8 build unrolls BATCH_MATMUL into (from [k, n] it would transpose
+    every head again)."""
+    if t.const or not summed or not right:
+        return False
+    rel = [t.letters.index(c) for c in order]
+    return not layout.is_identity(rel) and not layout.moves_only_units(rel, t.data.shape.as_list())
+
+
 def matrix(t: Term, batch: str, rows: str, cols: str, adjoint: bool, dims: dict[str, int]):
     """The term as a [batch..., rows, cols] matrix stack, or [batch..., cols, rows] if adjoint."""
     first, second = (cols, rows) if adjoint else (rows, cols)
@@ -143,7 +154,7 @@ def contract(a: Term, b: Term, keep: str) -> Term:
     # a constant right operand without batch axes stays 2-D so TFLite makes it FULLY_CONNECTED
     dense = b.const and not batch
     adj_a = adjoint_wanted(a, batch, left, summed, allowed=not dense)
-    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True)
+    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True) or moved_anyway(b, batch + summed + right, summed, right)
     x = matrix(a, batch, left, summed, adj_a, dims)
     y = matrix(b, batch, summed, right, adj_b, dims)
     if not batch and not left and not dense:
@@ -200,7 +211,10 @@ def matmul(ctx, node):
     a_letters = "mk" if ra >= 2 else "k"
     b_letters = "kn" if rb >= 2 else "k"
     a_batch, b_batch = lead[len(lead) - max(ra - 2, 0) :], lead[len(lead) - max(rb - 2, 0) :]
-    a = term(ctx, node.input(0), a_batch + a_letters, head_slice(ctx, node.input(0)))
+    a_head = head_slice(ctx, node.input(0))
+    a = term(ctx, node.input(0), a_batch + a_letters, a_head)
+    if a_head is not None:
+        a = rows_order(a)
     b_head = head_slice(ctx, node.input(1))
     b = term(ctx, node.input(1), b_batch + b_letters, b_head)
     if b_head is not None:
@@ -233,6 +247,8 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
         else:
             break
         node = ctx.producer(_tensor_operand(ctx, node))
+    if node is not None and node.op_type == "Split":
+        return _split_piece(ctx, node, name, transposes, scales)
     picked = _picked_head(ctx, node)
     if picked is None:
         return None
@@ -247,6 +263,79 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     for t in reversed(transposes):
         perm = layout.apply_transpose(perm, t)
     return Value(sliced, perm)
+
+
+def _split_piece(ctx: ConversionContext, split: Node, name: str, transposes: list, scales: list) -> Value | None:
+    """The operand `name`, reached from a Split output through `transposes` and `scales`,
+    sliced again out of the Split's source moved once to batch-first order; None when
+    that would not save a transpose.
+
+    YOLO11's attention (C2PSA) reshapes a 1x1 conv's channels-last output to [N, heads,
+    channels, tokens] and splits Q, K and V along the channels: each piece arrives stored
+    [N, tokens, heads, channels], its heads behind the tokens, and BATCH_MATMUL would need a
+    TRANSPOSE per operand. Moving only the heads forward, [N, heads, tokens, channels], serves
+    Q, K and V with one TRANSPOSE, and leaves every piece's matrix axes as [tokens, channels]:
+    Q^T K is then Q K^T with adj_y, and an int8 build's per-head FULLY_CONNECTED takes K as
+    its [n, k] weights without a transpose per head."""
+    source = ctx.value(split.input(0))
+    rank = source.rank
+    axis = split.attr("axis", 0) % max(rank, 1)
+    if source.const is not None or rank < 3 or axis < rank - 2 or _matmul_pieces(ctx, split) < 2:
+        return None
+    batch = tuple(range(rank - 2))
+    if any(tuple(t[: rank - 2]) != batch for t in transposes):
+        return None
+    order = batch + tuple(a for a in source.perm if a >= rank - 2)
+    if order == source.perm:
+        return None
+    piece = _moved_split(ctx, split, order)[split.outputs.index(_split_output(ctx, split, name))]
+    for scale in scales:
+        piece = piece * tf.constant(scale.reshape(()).astype(piece.dtype.as_numpy_dtype))
+    perm = order
+    for t in reversed(transposes):
+        perm = layout.apply_transpose(perm, t)
+    return Value(piece, perm)
+
+
+def _moved_split(ctx: ConversionContext, split: Node, order: tuple[int, ...]) -> list:
+    """The Split's pieces cut from its source stored in `order`, made once for all readers."""
+    key = split.outputs[0] + "\x00moved-split"  # not an ONNX name: this Split's one moved copy
+    if not ctx.has(key + "0"):
+        moved = ctx.tensor(split.input(0), order)
+        axis = split.attr("axis", 0) % len(order)
+        sizes = [ctx.value(o).shape[axis] for o in split.outputs]
+        for i, piece in enumerate(tf.split(moved, sizes, axis=layout.tf_axis(order, axis))):
+            ctx.set(key + str(i), piece, order)
+    return [ctx.value(key + str(i)).tensor for i in range(len(split.outputs))]
+
+
+def _split_output(ctx: ConversionContext, split: Node, name: str) -> str:
+    """The Split output that `name` is computed from (through Transposes and scalar Muls)."""
+    while name not in split.outputs:
+        name = _tensor_operand(ctx, ctx.producer(name))
+    return name
+
+
+def _matmul_pieces(ctx: ConversionContext, split: Node) -> int:
+    """How many of the Split's outputs reach a MatMul operand through Transposes and scalar Muls."""
+    count = 0
+    for out in split.outputs:
+        todo, seen = [out], False
+        while todo and not seen:
+            tensor = todo.pop()
+            for reader in (n for n in ctx.graph.nodes if tensor in n.inputs[:2]):
+                if reader.op_type == "MatMul":
+                    seen = True
+                elif reader.op_type == "Transpose" or _scalar_mul(ctx, reader):
+                    todo.append(reader.outputs[0])
+        count += seen
+    return count
+
+
+def _scalar_mul(ctx: ConversionContext, node: Node) -> bool:
+    # a reader later in the graph may read values not converted yet: those are no constants
+    ready = all(ctx.has(i) for i in node.inputs[:2])
+    return node.op_type == "Mul" and ready and _scalar_operand(ctx, node) is not None
 
 
 def _moved_heads(ctx: ConversionContext, src: str, axis: int) -> list:
@@ -320,6 +409,17 @@ def weights_order(t: Term) -> Term:
         return t
     rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
     return Term(tf.transpose(t.data, rel), t.letters[:-2] + "nk")
+
+
+def rows_order(t: Term) -> Term:
+    """A left operand stored [batch..., k, m] moved to [batch..., m, k], the rows of an int8
+    build's per-head FULLY_CONNECTED: as BATCH_MATMUL's adj_x it would be transposed once per
+    head (YOLO11's V in V @ attn^T); one TRANSPOSE of the whole operand serves them all.
+    A single matrix gains nothing there, and fp32 keeps its adj_x for free."""
+    if t.const or not t.letters.endswith("km") or math.prod(t.dims()[c] for c in t.letters[:-2]) <= 1:
+        return t
+    rel = [*range(len(t.letters) - 2), len(t.letters) - 1, len(t.letters) - 2]
+    return Term(tf.transpose(t.data, rel), t.letters[:-2] + "mk")
 
 
 def _shared_split(ctx: ConversionContext, gather: Node) -> bool:
