@@ -23,7 +23,7 @@ REQUANTIZE_NOTE = (
 
 class Quantize(Stage):
     kind = "quantize"
-    VERSION = 2
+    VERSION = 3  # 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
     TOOLS = ("tensorflow", "numpy")
 
     @property

@@ -178,9 +178,13 @@ def _in_forms(graph_def, options: _Options):
 def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path) -> bytes:
     import tensorflow as tf
 
+    from buildsys.tflow.calibranges import use_true_ranges
+
     module, concrete = _servable(graph_def, signature, float_path)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     _configure(converter, options, _representative(signature, calib) if calib else None)
+    if calib:
+        use_true_ranges(converter)
     return _convert(converter, options, float_path)
 
 
