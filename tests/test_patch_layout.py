@@ -31,7 +31,11 @@ def i64(*values):
 
 def unfold(x: str, b: int, h: int, w: int, ph: int, pw: int) -> tuple[list, dict, str]:
     nh, nw = h // ph, w // pw
-    consts = {"u1": i64(b * DIM * nh, ph, nw, pw), "u2": i64(b, DIM, nh * nw, ph * pw), "u3": i64(b * ph * pw, nh * nw, -1)}
+    consts = {
+        "u1": i64(b * DIM * nh, ph, nw, pw),
+        "u2": i64(b, DIM, nh * nw, ph * pw),
+        "u3": i64(b * ph * pw, nh * nw, -1),
+    }
     nodes = [
         node("Reshape", [x, "u1"], "u_r1"),
         node("Transpose", ["u_r1"], "u_t1", perm=[0, 2, 1, 3]),
@@ -100,9 +104,14 @@ def mobilevit_block(b=1, h=8, w=12, ph=2, pw=2, seed=0):
         "w_head": rng.standard_normal((OUT, 2 * IN_CH, h, w)) * 0.1,
     }
     nodes = [node("Conv", ["x", "w_in"], "mapped", pads=[1, 1, 1, 1])]
-    for part in (unfold("mapped", b, h, w, ph, pw), attention("tokens", b * ph * pw, tokens, rng), fold("attended", b, h, w, ph, pw)):
-        nodes += part[0]
-        consts.update(part[1])
+    parts = (
+        unfold("mapped", b, h, w, ph, pw),
+        attention("tokens", b * ph * pw, tokens, rng),
+        fold("attended", b, h, w, ph, pw),
+    )
+    for more, more_consts, _ in parts:
+        nodes += more
+        consts.update(more_consts)
     nodes += [
         node("Conv", ["folded", "w_proj"], "projected"),
         node("Concat", ["x", "projected"], "fused", axis=1),
@@ -216,3 +225,31 @@ def test_channel_shuffle_then_split_keeps_channels_last():
     }
     m = make_model(nodes, {"x": [1, IN_CH, h, w]}, ["y"], consts, opset=18)
     assert check(m, feeds(m), nhwc_outputs=["y"], **TOL).transposes == 1
+
+
+def test_chain_wider_than_six_atoms_is_converted_node_by_node():
+    # eight 2-sized atoms no two of which stay neighbours: one 8-D TRANSPOSE is more than TFLite
+    # takes, so each node goes as before (none wider than the ONNX tensors), still exact
+    nodes = [
+        node("Reshape", ["x", "s1"], "r1"),
+        node("Transpose", ["r1"], "t1", perm=[0, 2, 1, 4, 3]),
+        node("Reshape", ["t1", "s2"], "r2"),
+        node("Transpose", ["r2"], "y", perm=[4, 1, 2, 0, 3]),
+    ]
+    m = make_model(nodes, {"x": [1, 4, 8, 8]}, ["y"], {"s1": i64(8, 2, 4, 2, 2), "s2": i64(2, 4, 2, 4, 4)}, opset=18)
+    check(m, feeds(m), **TOL)
+
+
+def test_divisor_moved_by_a_chain_is_still_known_nonnegative():
+    # x / Exp(x) moved by Reshape -> Transpose -> Reshape: the chain keeps the sign, so the
+    # int8-safe division takes the y^(-1/4) form, with no ABS of a maybe-negative divisor
+    nodes = [
+        node("Exp", ["x"], "e"),
+        node("Reshape", ["e", "s1"], "r"),
+        node("Transpose", ["r"], "t", perm=[0, 2, 1, 3]),
+        node("Reshape", ["t", "s2"], "den"),
+        node("Div", ["x", "den"], "y"),
+    ]
+    m = make_model(nodes, {"x": [2, 6, 4]}, ["y"], {"s1": i64(2, 3, 2, 4), "s2": i64(2, 6, 4)}, opset=18)
+    conv = check(m, feeds(m), **TOL)
+    assert "ABS" not in conv.ops and "DIV" not in conv.ops, conv.ops
