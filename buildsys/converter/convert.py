@@ -16,6 +16,7 @@ from buildsys.converter.errors import HandlerBug, Rejected, Unsupported, Unsuppo
 from buildsys.converter.fusions import fuse_activations
 from buildsys.converter.ir import Graph, Node, from_model
 from buildsys.converter.registry import Registry, default_registry
+from buildsys.converter.relayout import fuse_relayouts
 from buildsys.errors import BuildsysError
 
 
@@ -41,7 +42,7 @@ class Converter:
         nhwc_outputs: Collection[str] = (),
         label: str = "model",
     ):
-        self.graph: Graph = fuse_activations(from_model(model))
+        self.graph: Graph = fuse_relayouts(fuse_activations(from_model(model)))
         self.registry = registry or default_registry()
         self.label = label
         self.inputs = [self._input_spec(v, v.name in keep_layout) for v in self.graph.inputs]

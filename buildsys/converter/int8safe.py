@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from buildsys.converter.context import ConversionContext
+from buildsys.converter.fusions import FUSED
+from buildsys.converter.relayout import RELAYOUT
 
 # Ops whose output is >= 0 whatever their inputs (Sqrt: NaN below 0 in ONNX).
 _ALWAYS = frozenset(
@@ -63,8 +65,13 @@ def _nonneg(ctx: ConversionContext, name: str, depth: int, seen: dict[str, bool]
         seen[name] = bool(np.all(np.asarray(const) >= 0))
         return seen[name]
     node = ctx.producer(name)
-    if node is None or node.domain or depth <= 0:
+    # a fused Reshape/Transpose chain only moves its first input, as its nodes did
+    moved = node is not None and node.domain == FUSED and node.op_type == RELAYOUT
+    if node is None or (node.domain and not moved) or depth <= 0:
         return False
+    if moved:
+        seen[name] = _nonneg(ctx, node.input(0), depth - 1, seen)
+        return seen[name]
     seen[name] = _node_nonneg(ctx, node, lambda n: _nonneg(ctx, n, depth - 1, seen))
     return seen[name]
 

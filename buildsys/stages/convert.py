@@ -17,7 +17,7 @@ from buildsys.stages.sources import source_files
 
 class Convert(Stage):
     kind = "convert"
-    VERSION = 15  # 15: float_qat moves per-channel -128 weights to -127 (torch QAT exports); 14: pointwise Conv keeps its input's spatial order (YOLO DFL), Split-made Q/K/V moved once heads-first (YOLO11 C2PSA), a right MatMul operand that must move anyway moves to [n, k] (adj_y); 13: QKV split by Split+Squeeze moved once, scalar Muls on Q/K taken along; 12: Softsign without DIV; 5: `quantized` in the signature of QDQ models; 6: GELU/HardSwish/Mish subgraphs fused, QKV split moved once; 7: no DIV by computed tensors (int8-safe forms); 8: depthwise over 25 taps split, softplus without NEG; 9: attention V moved once to [n, k]; 10: depthwise split in row bands; 11: its bias on the first piece
+    VERSION = 16  # 16: private Reshape/Transpose chains (MobileViT unfold/fold) as one transpose of their atoms; 15: float_qat moves per-channel -128 weights to -127 (torch QAT exports); 14: pointwise Conv keeps its input's spatial order (YOLO DFL), Split-made Q/K/V moved once heads-first (YOLO11 C2PSA), a right MatMul operand that must move anyway moves to [n, k] (adj_y); 13: QKV split by Split+Squeeze moved once, scalar Muls on Q/K taken along; 12: Softsign without DIV; 5: `quantized` in the signature of QDQ models; 6: GELU/HardSwish/Mish subgraphs fused, QKV split moved once; 7: no DIV by computed tensors (int8-safe forms); 8: depthwise over 25 taps split, softplus without NEG; 9: attention V moved once to [n, k]; 10: depthwise split in row bands; 11: its bias on the first piece
     TOOLS = ("tensorflow", "numpy", "onnx")
 
     @property

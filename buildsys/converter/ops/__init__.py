@@ -17,6 +17,7 @@ FAMILIES = (
     "quant",
     "recurrent",
     "reduce",
+    "relayout",
     "resize",
     "shape",
     "tensor",
