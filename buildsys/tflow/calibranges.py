@@ -85,6 +85,8 @@ def _ranges(model: bytes, samples: Callable[[], Iterable]) -> dict[int, tuple[fl
     """Tensor index -> (min, max) over the samples, for op outputs of the main graph that carry a
     recorded range."""
     interpreter = _keeping_every_tensor(model)
+    if not interpreter.get_signature_list():  # fed by name below; the converter always writes one
+        return {}
     recorded = {i for i in _op_outputs(interpreter) if _stored_range(bytearray(model), i) is not None}
     runner = interpreter.get_signature_runner()
     low: dict[int, float] = {}
