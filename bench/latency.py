@@ -39,7 +39,6 @@ def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     """(signature, {"fp32": .tflite, "int8": .tflite}) through the build's library functions."""
     from buildsys.converter.prepare import prepare_model
     from buildsys.devices.catalogue import Catalogue
-    from buildsys.stages.quantize import op_forms
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.samples import to_stored
@@ -48,11 +47,11 @@ def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     signature = export_onnx(prepare_model(model), float_path)
     calib = to_stored(archs.sample_inputs(model, CALIBRATION, seed=100), signature["inputs"])
     # the op forms the two CPU profiles ask for (XNNPACK runs int8 FULLY_CONNECTED, not BATCH_MATMUL, ...)
-    forms = {name: {key: True for key in op_forms(Catalogue().get(name))} for name in ("cpu-fp32", "cpu-int8")}
+    forms = {name: Catalogue().get(name).op_forms for name in ("cpu-fp32", "cpu-int8")}
     return signature, {
-        "fp32": to_tflite(float_path, signature, "none", **forms["cpu-fp32"]),
+        "fp32": to_tflite(float_path, signature, "none", forms=forms["cpu-fp32"]),
         "int8": to_tflite(float_path, signature, "int8", calib, per_channel=True, input_type="int8", output_type="int8",
-                          **forms["cpu-int8"]),
+                          forms=forms["cpu-int8"]),
     }
 
 

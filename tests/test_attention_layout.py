@@ -106,7 +106,7 @@ def test_int8_unfolded_attention_transposes_at_most_onnx():
 
     m = timm_attention()
     calib = {"x": np.random.default_rng(100).standard_normal((8, TOKENS, DIM)).astype(F)}
-    data, sig = int8_build(m, calib, unfold_batchmatmul=True)
+    data, sig = int8_build(m, calib, "unfold_batchmatmul")
     ops = op_histogram(data)
     assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
     x = feeds(7)

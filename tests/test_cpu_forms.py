@@ -13,7 +13,7 @@ import archs
 from test_fusions import cosine, int8_build, int8_run
 
 
-def fp32_build(m, **forms) -> tuple[bytes, dict]:
+def fp32_build(m, *forms: str) -> tuple[bytes, dict]:
     from buildsys.converter.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
@@ -21,7 +21,7 @@ def fp32_build(m, **forms) -> tuple[bytes, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
-        return to_tflite(path, sig, "none", **forms), sig
+        return to_tflite(path, sig, "none", forms=forms), sig
 
 
 def ops(data: bytes) -> dict[str, int]:
@@ -58,7 +58,7 @@ def test_grouped_conv_fp32_is_one_op_and_exact(regnet):
     from buildsys.tflow.runtime import run_tflite
     from buildsys.tflow.samples import to_onnx_layout, to_stored
 
-    data, sig = fp32_build(regnet, grouped_conv=True)
+    data, sig = fp32_build(regnet, "grouped_conv")
     have = ops(data)
     assert "SPLIT" not in have and "CONCATENATION" not in have, have
     assert have["CONV_2D"] == onnx_count(regnet, "Conv"), have
@@ -71,7 +71,7 @@ def test_grouped_conv_int8_is_one_op_as_accurate_as_the_split_form(regnet):
     calib, feeds = archs.sample_inputs(regnet, 8, seed=100), archs.sample_inputs(regnet, 4, seed=7)
     want = archs.run_ort(regnet, feeds)["logits"].reshape(-1)
     split, sig = int8_build(regnet, calib)
-    grouped, _ = int8_build(regnet, calib, grouped_conv=True)
+    grouped, _ = int8_build(regnet, calib, "grouped_conv")
     assert "SPLIT" not in ops(grouped) and ops(split).get("SPLIT") == 4
     got = {name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1)) for name, d in
            (("split", split), ("grouped", grouped))}
@@ -84,7 +84,7 @@ def test_hard_activations_int8_without_hard_swish_or_minimum_and_as_accurate(mob
     calib, feeds = archs.sample_inputs(mobilenet, 8, seed=100), archs.sample_inputs(mobilenet, 4, seed=7)
     want = archs.run_ort(mobilenet, feeds)["logits"].reshape(-1)
     fused, sig = int8_build(mobilenet, calib)
-    split, _ = int8_build(mobilenet, calib, split_hard_activations=True)
+    split, _ = int8_build(mobilenet, calib, "split_hard_activations")
     hardswish = onnx_count(mobilenet, "HardSwish")
     assert ops(fused).get("HARD_SWISH") == hardswish and hardswish > 5
     assert ops(fused).get("MINIMUM") == onnx_count(mobilenet, "HardSigmoid") > 0
@@ -100,7 +100,7 @@ def test_hard_activation_forms_are_exact_in_float(mobilenet):
     from buildsys.tflow.runtime import run_tflite
     from buildsys.tflow.samples import to_onnx_layout, to_stored
 
-    data, sig = fp32_build(mobilenet, split_hard_activations=True)
+    data, sig = fp32_build(mobilenet, "split_hard_activations")
     assert "HARD_SWISH" not in ops(data) and "MINIMUM" not in ops(data)
     feeds = archs.sample_inputs(mobilenet, 2, seed=3)
     got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])
@@ -136,18 +136,14 @@ def test_hard_activation_lookalikes_are_left_alone():
 ])
 def test_profiles_ask_for_xnnpack_forms_only_on_the_cpu_interpreter(name, forms):
     from buildsys.devices.catalogue import Catalogue
-    from buildsys.stages.quantize import op_forms
-
-    assert op_forms(Catalogue().get(name)) == forms
+    assert Catalogue().get(name).op_forms == forms
 
 
 def test_a_profile_extending_cpu_int8_for_an_npu_can_turn_the_forms_off(tmp_path):
     from buildsys.devices.catalogue import Catalogue
-    from buildsys.stages.quantize import op_forms
-
     (tmp_path / "npu.yaml").write_text(
         "extends: cpu-int8\nquantization: {split_hard_activations: false, grouped_conv: false, unfuse_lstm: false}\n", "utf-8")
-    assert op_forms(Catalogue(workspace=tmp_path).resolve("npu.yaml", tmp_path)) == ("unfold_batchmatmul",)
+    assert Catalogue(workspace=tmp_path).resolve("npu.yaml", tmp_path).op_forms == ("unfold_batchmatmul",)
 
 
 # -- LSTM ----------------------------------------------------------------------------------------------
@@ -157,7 +153,7 @@ def test_lstm_int8_as_unrolled_cells_for_xnnpack():
     calib, feeds = archs.recurrent_inputs("crnn", 8, seed=100), archs.recurrent_inputs("crnn", 4, seed=7)
     want = archs.run_ort(m, feeds)
     fused, sig = int8_build(m, calib)
-    cells, _ = int8_build(m, calib, unfuse_lstm=True)
+    cells, _ = int8_build(m, calib, "unfuse_lstm")
     assert ops(fused).get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 4
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops(cells) and {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(ops(cells))
     got = {name: min(cosine(want[o].reshape(-1), out.reshape(-1)) for o, out in int8_run(d, sig, feeds).items())

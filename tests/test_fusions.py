@@ -247,9 +247,9 @@ def test_gelu_models_build_and_run_in_int8(which, request):
     assert cosine(want, got) > 0.95
 
 
-def int8_build(m, calib_onnx: dict, **forms) -> tuple[bytes, dict]:
+def int8_build(m, calib_onnx: dict, *forms: str) -> tuple[bytes, dict]:
     """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions; `forms`:
-    to_tflite's op-form switches (unfold_batchmatmul=True, ...)."""
+    to_tflite's op forms ("unfold_batchmatmul", ...)."""
     from buildsys.converter.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
@@ -259,7 +259,7 @@ def int8_build(m, calib_onnx: dict, **forms) -> tuple[bytes, dict]:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
         calib = to_stored(calib_onnx, sig["inputs"])
-        data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8", **forms)
+        data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8", forms=forms)
         return data, sig
 
 
@@ -388,7 +388,7 @@ def test_int8_attention_as_fully_connected(small_vit):
     head (V arrives as FULLY_CONNECTED weights), still at most the ONNX graph's transposes."""
     from buildsys.tflow.inspect import op_histogram
 
-    data, sig = int8_build(small_vit, archs.sample_inputs(small_vit, 8, seed=100), unfold_batchmatmul=True)
+    data, sig = int8_build(small_vit, archs.sample_inputs(small_vit, 8, seed=100), "unfold_batchmatmul")
     ops = op_histogram(data)
     assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(small_vit), ops
     feeds = archs.sample_inputs(small_vit, 4, seed=7)

@@ -29,34 +29,29 @@ def i64(*values):
     return np.array(values, np.int64)
 
 
+def chain(x: str, prefix: str, shapes: list, perms: list, out: str) -> tuple[list, dict, str]:
+    """Reshape to shapes[0], Transpose by perms[0], Reshape to shapes[1], ... ending in a Reshape to `out`."""
+    consts = {f"{prefix}{i + 1}": i64(*shape) for i, shape in enumerate(shapes)}
+    nodes, last = [], x
+    for i, name in enumerate(consts):
+        reshaped = out if i == len(shapes) - 1 else f"{prefix}_r{i + 1}"
+        nodes.append(node("Reshape", [last, name], reshaped))
+        if i < len(perms):
+            last = f"{prefix}_t{i + 1}"
+            nodes.append(node("Transpose", [reshaped], last, perm=perms[i]))
+    return nodes, consts, out
+
+
 def unfold(x: str, b: int, h: int, w: int, ph: int, pw: int) -> tuple[list, dict, str]:
     nh, nw = h // ph, w // pw
-    consts = {
-        "u1": i64(b * DIM * nh, ph, nw, pw),
-        "u2": i64(b, DIM, nh * nw, ph * pw),
-        "u3": i64(b * ph * pw, nh * nw, -1),
-    }
-    nodes = [
-        node("Reshape", [x, "u1"], "u_r1"),
-        node("Transpose", ["u_r1"], "u_t1", perm=[0, 2, 1, 3]),
-        node("Reshape", ["u_t1", "u2"], "u_r2"),
-        node("Transpose", ["u_r2"], "u_t2", perm=[0, 3, 2, 1]),
-        node("Reshape", ["u_t2", "u3"], "tokens"),
-    ]
-    return nodes, consts, "tokens"
+    shapes = [(b * DIM * nh, ph, nw, pw), (b, DIM, nh * nw, ph * pw), (b * ph * pw, nh * nw, -1)]
+    return chain(x, "u", shapes, [[0, 2, 1, 3], [0, 3, 2, 1]], "tokens")
 
 
 def fold(x: str, b: int, h: int, w: int, ph: int, pw: int) -> tuple[list, dict, str]:
     nh, nw = h // ph, w // pw
-    consts = {"f1": i64(b, ph * pw, nh * nw, -1), "f2": i64(b * DIM * nh, nw, ph, pw), "f3": i64(b, DIM, h, w)}
-    nodes = [
-        node("Reshape", [x, "f1"], "f_r1"),
-        node("Transpose", ["f_r1"], "f_t1", perm=[0, 3, 2, 1]),
-        node("Reshape", ["f_t1", "f2"], "f_r2"),
-        node("Transpose", ["f_r2"], "f_t2", perm=[0, 2, 1, 3]),
-        node("Reshape", ["f_t2", "f3"], "folded"),
-    ]
-    return nodes, consts, "folded"
+    shapes = [(b, ph * pw, nh * nw, -1), (b * DIM * nh, nw, ph, pw), (b, DIM, h, w)]
+    return chain(x, "f", shapes, [[0, 3, 2, 1], [0, 2, 1, 3]], "folded")
 
 
 def attention(x: str, batch: int, tokens: int, rng) -> tuple[list, dict, str]:
@@ -187,13 +182,13 @@ def test_chain_read_twice_midway_is_not_fused_and_still_matches():
 
 def test_int8_block_transposes_at_most_onnx():
     """cpu-int8's switches (BATCH_MATMUL unrolled into FULLY_CONNECTED...): same chain costs, close output."""
+    from buildsys.devices.catalogue import Catalogue
     from buildsys.tflow.inspect import op_histogram
     from test_fusions import cosine, int8_build, int8_run
 
     m = mobilevit_block()
     calib = {"x": np.random.default_rng(100).standard_normal((8, IN_CH, 8, 12)).astype(F)}
-    forms = {"unfold_batchmatmul": True, "split_hard_activations": True, "grouped_conv": True, "unfuse_lstm": True}
-    data, sig = int8_build(m, calib, **forms)
+    data, sig = int8_build(m, calib, *Catalogue().get("cpu-int8").op_forms)
     ops = op_histogram(data)
     assert ops.get("TRANSPOSE", 0) <= 5 < onnx_transposes(m), ops
     x = feeds(m, 7)

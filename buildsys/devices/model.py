@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from buildsys.devices.modes import default_io, needs_calibration
+from buildsys.devices.modes import INT8_OP_FORMS, OP_FORMS, default_io, needs_calibration
 from buildsys.hashing import digest_data
 
 
@@ -42,6 +42,12 @@ class Device:
     @property
     def output_type(self) -> str:
         return self.quantization.get("output_type") or default_io(self.mode)
+
+    @property
+    def op_forms(self) -> tuple[str, ...]:
+        """The op forms the profile asks for and its mode can take (modes.OP_FORMS)."""
+        wanted = self.quantization
+        return tuple(f for f in OP_FORMS if wanted.get(f) and (self.mode == "int8" or f not in INT8_OP_FORMS))
 
     @property
     def needs_calibration(self) -> bool:

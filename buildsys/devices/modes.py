@@ -20,6 +20,11 @@ IO_TYPES_BY_MODE = MappingProxyType(
 )
 MODES = tuple(IO_TYPES_BY_MODE)
 CALIBRATED = ("int8", "int16x8")
+# Op forms a profile can ask for with `quantization: {<form>: true}`, in the order tflow applies them:
+# what XNNPACK (the CPU interpreter's delegate) runs fast and NPUs often lack. The int8 ones mean
+# nothing to other modes. tflow/quantize.py says what each does.
+OP_FORMS = ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm", "grouped_conv")
+INT8_OP_FORMS = frozenset({"unfold_batchmatmul", "split_hard_activations", "unfuse_lstm"})
 # `activations:` in a recipe target picks the integer mode
 ACTIVATION_MODES = MappingProxyType({"int8": "int8", "int16": "int16x8"})
 

@@ -58,18 +58,14 @@ class Quantize(Stage):
             "input_type": d.input_type,
             "output_type": d.output_type,
             **({"from_model": True} if self.from_model else {}),
-            **{key: True for key in self.forms},
+            **{form: True for form in self.device.op_forms},
         }
 
     @property
     def unfold_batchmatmul(self) -> bool:
         """The profile's `quantization: {unfold_batchmatmul: true}` (cpu-int8: XNNPACK has int8
         FULLY_CONNECTED but no int8 BATCH_MATMUL; NPUs such as Ethos-U take BATCH_MATMUL)."""
-        return "unfold_batchmatmul" in op_forms(self.device)
-
-    @property
-    def forms(self) -> tuple[str, ...]:
-        return op_forms(self.device)
+        return "unfold_batchmatmul" in self.device.op_forms
 
     def outputs(self) -> dict[str, Path]:
         return {"model": self.paths.target_dir(self.target) / self.device.artifact_name}
@@ -105,7 +101,7 @@ class Quantize(Stage):
             per_channel=self.device.per_channel,
             input_type=self.device.input_type,
             output_type=self.device.output_type,
-            **{key: True for key in self.forms},
+            forms=self.device.op_forms,
         )
         ctx.out["model"].write_bytes(model)
 
@@ -170,9 +166,3 @@ class Quantize(Stage):
 
 def _io(inputs: list[str], outputs: list[str]) -> str:
     return f"{'/'.join(inputs)} in, {'/'.join(outputs)} out"
-
-
-def op_forms(device) -> tuple[str, ...]:
-    """The op forms the profile asks for (CPU profiles: what XNNPACK runs fast; see tflow.quantize.to_tflite)."""
-    int8 = ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm") if device.mode == "int8" else ()
-    return tuple(k for k in (*int8, "grouped_conv") if device.quantization.get(k))

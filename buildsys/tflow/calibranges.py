@@ -70,24 +70,21 @@ def _quantized(converter, calibrated: bytes, input_type, output_type, variables:
 
 def measured(calibrated: bytes, samples: Callable[[], Iterable]) -> bytes:
     """`calibrated` with each op output's recorded min/max set to what the samples give it."""
-    ranges = _ranges(calibrated, samples)
-    if not ranges:
-        return calibrated
     out = bytearray(calibrated)
-    for index, (low, high) in ranges.items():
-        stored = _stored_range(out, index)
-        if stored is not None:
-            stored[0][0], stored[1][0] = low, high
+    stored = _stored_ranges(out)
+    for index, (low, high) in _ranges(calibrated, samples, set(stored)).items():
+        stored[index][0][0], stored[index][1][0] = low, high
     return bytes(out)
 
 
-def _ranges(model: bytes, samples: Callable[[], Iterable]) -> dict[int, tuple[float, float]]:
-    """Tensor index -> (min, max) over the samples, for op outputs of the main graph that carry a
-    recorded range."""
+def _ranges(model: bytes, samples: Callable[[], Iterable], stored: set[int]) -> dict[int, tuple[float, float]]:
+    """Tensor index -> (min, max) over the samples, for the op outputs among `stored` (main graph)."""
+    if not stored:
+        return {}
     interpreter = _keeping_every_tensor(model)
     if not interpreter.get_signature_list():  # fed by name below; the converter always writes one
         return {}
-    recorded = {i for i in _op_outputs(interpreter) if _stored_range(bytearray(model), i) is not None}
+    recorded = _op_outputs(interpreter) & stored
     runner = interpreter.get_signature_runner()
     low: dict[int, float] = {}
     high: dict[int, float] = {}
@@ -121,12 +118,14 @@ def _op_outputs(interpreter) -> set[int]:
     return {int(t) for op in interpreter._get_ops_details() for t in op["outputs"] if t >= 0}
 
 
-def _stored_range(data: bytearray, index: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Writable views of tensor `index`'s one-element min and max in subgraph 0, if it has them."""
+def _stored_ranges(data: bytearray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Tensor index -> writable views of its one-element min and max, for subgraph 0's tensors that have them."""
     from buildsys.tflow.tflschema import schema
 
-    tensor = schema().Model.GetRootAsModel(data, 0).Subgraphs(0).Tensors(index)
-    quant = tensor.Quantization() if tensor is not None else None
-    if quant is None or quant.MinLength() != 1 or quant.MaxLength() != 1:
-        return None
-    return quant.MinAsNumpy(), quant.MaxAsNumpy()
+    graph = schema().Model.GetRootAsModel(data, 0).Subgraphs(0)
+    out = {}
+    for index in range(graph.TensorsLength()):
+        quant = graph.Tensors(index).Quantization()
+        if quant is not None and quant.MinLength() == 1 and quant.MaxLength() == 1:
+            out[index] = (quant.MinAsNumpy(), quant.MaxAsNumpy())
+    return out

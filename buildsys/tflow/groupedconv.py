@@ -100,8 +100,9 @@ def _same_conv(a: Any, b: Any) -> bool:
 
 
 def _const_input(nodes: dict, node: Any) -> bool:
-    return len(node.input) == 2 and nodes.get(node_name(node.input[1]), None) is not None and \
-        nodes[node_name(node.input[1])].op == "Const"
+    """True when `node`'s second (weight or bias) input is a Const."""
+    other = nodes.get(node_name(node.input[1])) if len(node.input) == 2 else None
+    return other is not None and other.op == "Const"
 
 
 def _is_channel_axis(node: Any) -> bool:

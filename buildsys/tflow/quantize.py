@@ -11,14 +11,14 @@ reads `MODES`, `IO_TYPES_BY_MODE` and `needs_calibration` without converting.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
-from buildsys.devices.modes import IO_TYPES_BY_MODE, MODES
+from buildsys.devices.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
 from buildsys.devices.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
@@ -72,10 +72,7 @@ class _Options:
     per_channel: bool
     input_type: str
     output_type: str
-    unfold_batchmatmul: bool = False
-    split_hard_activations: bool = False
-    grouped_conv: bool = False
-    unfuse_lstm: bool = False
+    forms: frozenset[str] = frozenset()
 
 
 def to_tflite(
@@ -86,28 +83,21 @@ def to_tflite(
     per_channel: bool = True,
     input_type: str | None = None,
     output_type: str | None = None,
-    unfold_batchmatmul: bool = False,
-    split_hard_activations: bool = False,
-    grouped_conv: bool = False,
-    unfuse_lstm: bool = False,
+    forms: Collection[str] = (),
 ) -> bytes:
     """Convert the float model at `float_path`; returns deterministic .tflite bytes.
 
     `input_type` / `output_type` (None: the mode's default, IO_TYPES_BY_MODE[mode][0])
     apply to float inputs and outputs; integer ones keep their type. Invalid mode/type combinations are
-    programming errors (ValueError): callers validate user input first. `unfold_batchmatmul`:
-    each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure). `split_hard_activations`:
-    HardSwish and HardSigmoid in ops XNNPACK runs at int8 (see tflow/hardact.py). `grouped_conv`:
-    a convolution split per group becomes one grouped CONV_2D (see tflow/groupedconv.py). `unfuse_lstm`:
-    LSTMs run as unrolled cells instead of UNIDIRECTIONAL_SEQUENCE_LSTM (see tflow/unfuse.py).
+    programming errors (ValueError): callers validate user input first. `forms` (devices.modes.OP_FORMS):
+    `unfold_batchmatmul`: each BATCH_MATMUL becomes one FULLY_CONNECTED per matrix (see _configure);
+    `split_hard_activations`: HardSwish and HardSigmoid in ops XNNPACK runs at int8 (tflow/hardact.py);
+    `unfuse_lstm`: LSTMs run as unrolled cells, not UNIDIRECTIONAL_SEQUENCE_LSTM (tflow/unfuse.py);
+    `grouped_conv`: a convolution split per group becomes one grouped CONV_2D (tflow/groupedconv.py).
     """
-    options = replace(
-        _options(mode, per_channel, input_type, output_type),
-        unfold_batchmatmul=unfold_batchmatmul,
-        split_hard_activations=split_hard_activations,
-        grouped_conv=grouped_conv,
-        unfuse_lstm=unfuse_lstm,
-    )
+    if unknown := set(forms) - set(OP_FORMS):
+        raise ValueError(f"unknown op forms {sorted(unknown)}; expected some of {OP_FORMS}")
+    options = replace(_options(mode, per_channel, input_type, output_type), forms=frozenset(forms))
     from buildsys.tflow.frozen import read_float  # imports TensorFlow
 
     float_path = Path(float_path)
@@ -163,15 +153,16 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -
 
 
 def _in_forms(graph_def, options: _Options):
-    """The float graph in the op forms the target's profile asks for (each module says why)."""
+    """The float graph in the op forms the target's profile asks for (each module says why);
+    unfold_batchmatmul is a converter switch instead (_configure)."""
     from buildsys.tflow.groupedconv import merge_grouped_convs
     from buildsys.tflow.hardact import split_hard_activations
 
-    rewrites = ((options.split_hard_activations, split_hard_activations), (options.grouped_conv, merge_grouped_convs),
-                (options.unfuse_lstm, unfused))
-    for wanted, rewrite in rewrites:
-        if wanted:
-            graph_def = rewrite(graph_def) or graph_def
+    rewrites = {"split_hard_activations": split_hard_activations, "unfuse_lstm": unfused,
+                "grouped_conv": merge_grouped_convs}
+    for form in OP_FORMS:
+        if form in options.forms and form in rewrites:
+            graph_def = rewrites[form](graph_def) or graph_def
     return graph_def
 
 
@@ -253,7 +244,7 @@ def _configure(converter, options: _Options, representative) -> None:
     # XNNPACK runs no int8 BATCH_MATMUL: TFLite's own kernel took 13x the fp32 time for
     # attention's matmuls (1.5 ms vs 0.11 at 3x197x197x64), and int8 FULLY_CONNECTED with the
     # other operand as weights, one per head, runs in XNNPACK (0.05 ms a head)
-    converter.unfold_batchmatmul = options.unfold_batchmatmul
+    converter.unfold_batchmatmul = "unfold_batchmatmul" in options.forms
 
 
 def _calibration_arrays(signature: dict, calib: dict[str, np.ndarray] | None, mode: str, where: str) -> dict:
