@@ -15,6 +15,7 @@ stage runs and the build says so once.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
@@ -31,6 +32,22 @@ class Cache:
 
     def _manifest(self, key: str) -> Path:
         return self.root / "keys" / f"{key}.json"
+
+    object_path = _object
+    manifest_path = _manifest
+
+    def has_object(self, sha: str) -> bool:
+        return self._object(sha).is_file()
+
+    def adopt(self, sha: str, verified: Path) -> None:
+        """Move a file already checked to hash to `sha` (a download) in as that object."""
+        obj = self._object(sha)
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(verified, obj)
+
+    def commit_manifest(self, key: str, manifest: dict[str, dict]) -> None:
+        """Write a manifest whose objects are all in place (objects first, manifest last)."""
+        atomic_write_text(self._manifest(key), json.dumps(manifest, sort_keys=True, indent=1))
 
     def lookup(self, key: str) -> dict[str, dict] | None:
         path = self._manifest(key)
@@ -66,7 +83,7 @@ class Cache:
             if not obj.is_file():
                 atomic_copy(path, obj)
             manifest[role] = {"sha256": sha, "size": path.stat().st_size}
-        atomic_write_text(self._manifest(key), json.dumps(manifest, sort_keys=True, indent=1))
+        self.commit_manifest(key, manifest)
         return manifest
 
     def restore(self, key: str, manifest: dict[str, dict], dests: dict[str, Path]) -> bool:

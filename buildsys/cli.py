@@ -41,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--locked", action="store_true", help="fail if the build would change a lockfile")
     b.add_argument("--json", action="store_true", help="print one JSON document of stage outcomes")
     b.add_argument("--summary", metavar="FILE", help="append a Markdown table of the targets to FILE (CI job summaries)")
+    b.add_argument(
+        "--remote", metavar="URL",
+        help="use this shared cache (s3://bucket/prefix, a directory, any fsspec URL) over buildsys.yaml and BUILDSYS_REMOTE",
+    )
 
     s = sub.add_parser("status", help="show every stage as up-to-date or stale, with the reason")
     _paths(s)

@@ -24,13 +24,17 @@ def run(args: Any, ui: Ui) -> int:
 
         check_summary_path(Path(args.summary))
     plan = make_plan(args)
+    use_remote(plan, args)
     for rp in plan.recipes:  # a directory where a lock goes fails before the build, not after
         lockfile.check_writable(lockfile.lock_path(rp.recipe))
     if args.locked:
         precheck_locks(plan)
     with exclusive(plan.env.ws):
         claim_outputs(plan)
-        outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+        try:
+            outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+        finally:
+            forget_remote_state(plan)
         ui.stop_progress()
         code = _failure_code(outcomes)
         lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
@@ -51,6 +55,25 @@ def run(args: Any, ui: Ui) -> int:
         if o.outcome == "failed" and o.error and o.error.get("type") != "skipped":
             ui.failure(_name(o), o.error)
     return code or lock_code
+
+
+def use_remote(plan: Plan, args: Any) -> None:
+    """Point the build at the shared cache, if the workspace, environment or --remote names one."""
+    import uuid
+
+    from buildsys.remote.config import remote_config
+
+    plan.env.remote = remote_config(plan.env.ws.root, getattr(args, "remote", None))
+    plan.env.build_id = uuid.uuid4().hex
+
+
+def forget_remote_state(plan: Plan) -> None:
+    if plan.env.remote is None:
+        return
+    from buildsys.fsutil import remove
+    from buildsys.remote.link import down_marker
+
+    remove(down_marker(plan.env.ws, plan.env.build_id))
 
 
 def claim_outputs(plan: Plan) -> None:
@@ -95,7 +118,7 @@ def _failure_code(outcomes: list[Outcome]) -> int:
 
 def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
     words = [_word(o) for o in outcomes]
-    counts = {k: words.count(k) for k in ("ran", "restored", "up-to-date", "failed", "skipped")}
+    counts = {k: words.count(k) for k in ("ran", "restored", "restored (remote)", "up-to-date", "failed", "skipped")}
     parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     ui.line(f"{len(outcomes)} stages: {parts or 'nothing to do'} in {seconds:.2f}s", style="bold")
 

@@ -11,6 +11,7 @@ from buildsys.devices import Device
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
+from buildsys.remote.config import RemoteConfig
 from buildsys.workspace import Workspace, relpath
 
 # what a verdict raises reading a damaged, partial or foreign output file
@@ -58,6 +59,8 @@ class StageEnv:
 
     ws: Workspace
     tools: dict[str, str]
+    remote: RemoteConfig | None = None  # the shared cache, if this build uses one
+    build_id: str = ""  # tells this build's stages apart from another's (the remote-down marker)
     _stat_cache: FileHasher | None = field(default=None, init=False, repr=False, compare=False)
 
     def stat_cache(self) -> FileHasher:

@@ -123,20 +123,33 @@ def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], li
     key = stage_key(key_doc(stage, hasher, env.tools))
     cache = Cache(env.ws.cache_dir)
     outputs = stage.outputs()
-    manifest = cache.lookup(key)
+    link = _link(stage, env)
+    outcome, manifest = "restored", cache.lookup(key)
+    if manifest is None and link is not None:
+        with _writing(env, env.ws.cache_dir):
+            outcome, manifest = "restored (remote)", link.pull(key, cache, sorted(outputs))
     with _writing(env, Path(os.path.commonpath(list(outputs.values())))):
         restored = manifest is not None and cache.restore(key, manifest, outputs)
-    if restored:
-        outcome = "restored"
-    else:
-        manifest = _run(stage, env, cache, key, outputs, hasher)
-        outcome = "ran"
+    if not restored:
+        started = time.perf_counter()
+        manifest, outcome = _run(stage, env, cache, key, outputs, hasher), "ran"
+        if link is not None:
+            link.push(key, cache, manifest, time.perf_counter() - started)
     with _writing(env, env.ws.hash_db):
         hasher.save()
     warnings = [
         f"dropped the damaged cache entry {env.ws.show(path)} ({why}) and ran the stage" for path, why in cache.dropped
     ]
-    return key, outcome, {role: manifest[role] for role in outputs}, warnings
+    return key, outcome, {role: manifest[role] for role in outputs}, warnings + (link.warnings if link else [])
+
+
+def _link(stage: Stage, env: StageEnv) -> Any:
+    """The stage's way to the remote cache; the remote package loads only when one is set."""
+    if env.remote is None:
+        return None
+    from buildsys.remote.link import RemoteLink
+
+    return RemoteLink(env.remote, env.ws, env.build_id, stage.task_name)
 
 
 def _run(

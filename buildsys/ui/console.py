@@ -11,7 +11,7 @@ from rich.text import Text
 
 from buildsys.errors import BuildsysError, RecipeError
 
-STYLES = {"ran": "green", "restored": "cyan", "up-to-date": "dim", "failed": "bold red", "stale": "yellow", "skipped": "dim red"}
+STYLES = {"ran": "green", "restored": "cyan", "restored (remote)": "cyan", "up-to-date": "dim", "failed": "bold red", "stale": "yellow", "skipped": "dim red"}
 
 
 class Ui:

@@ -1,0 +1,141 @@
+"""One stage's use of the remote cache: pull a missing entry, push a fresh one.
+
+Nothing the remote does can fail the build. A failure of the remote itself is said
+once per build (a marker under .buildsys/ tells the other stages, which may run in
+other processes, to leave the remote alone); an entry that fails its signature or
+an object that fails its sha256 is refused with a warning and the stage runs. When
+the cache is writable, the fresh result replaces what was refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from buildsys.cache import Cache, manifest_problem
+from buildsys.fsutil import atomic_write_text, remove
+from buildsys.hashing import digest_file
+from buildsys.remote.config import RemoteConfig
+from buildsys.remote.sign import signature_problem, signed
+from buildsys.remote.store import FORMAT, RemoteStore, RemoteUnavailable
+from buildsys.workspace import Workspace
+
+
+def down_marker(ws: Workspace, build_id: str) -> Path:
+    return ws.state / "remote-down" / build_id
+
+
+@dataclass
+class RemoteLink:
+    config: RemoteConfig
+    ws: Workspace
+    build_id: str
+    task: str  # the stage's name, for warnings
+    warnings: list[str] = field(default_factory=list)
+    moved: int = 0  # bytes downloaded or uploaded
+    _refused: set[str] = field(default_factory=set)  # objects (sha) or "manifest" to replace on push
+    _store: RemoteStore | None = None
+
+    @property
+    def store(self) -> RemoteStore:
+        if self._store is None:
+            self._store = RemoteStore(self.config)
+        return self._store
+
+    def is_down(self) -> bool:
+        return down_marker(self.ws, self.build_id).exists()
+
+    def pull(self, key: str, cache: Cache, roles: list[str]) -> dict[str, dict] | None:
+        """The entry for `key`, its objects verified and committed to the local cache; or None."""
+        if self.is_down():
+            return None
+        try:
+            return self._pull(key, cache, roles)
+        except RemoteUnavailable as exc:
+            self._went_down(exc)
+            return None
+
+    def _pull(self, key: str, cache: Cache, roles: list[str]) -> dict[str, dict] | None:
+        try:
+            doc = self.store.read_json(self.store.manifest_path(key))
+        except ValueError as exc:
+            return self._refuse("manifest", f"its manifest is not JSON ({exc})")
+        if doc is None:
+            return None
+        why = _doc_problem(doc, key) or signature_problem(self.config.secret, doc)
+        if why:
+            return self._refuse("manifest", why)
+        outputs: dict[str, dict] = doc["outputs"]
+        if not set(roles) <= outputs.keys():
+            return self._refuse("manifest", f"it lacks {', '.join(sorted(set(roles) - outputs.keys()))}")
+        for role in roles:
+            if not self._fetch(cache, role, outputs[role]):
+                return None
+        cache.commit_manifest(key, {role: outputs[role] for role in roles})
+        return {role: outputs[role] for role in roles}
+
+    def _fetch(self, cache: Cache, role: str, entry: dict[str, Any]) -> bool:
+        sha = entry["sha256"]
+        if cache.has_object(sha) and digest_file(cache.object_path(sha)) == sha:
+            return True
+        self.ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="pull-", dir=self.ws.tmp_dir)
+        tmp = Path(name)
+        os.close(fd)
+        try:
+            if not self.store.download(self.store.object_path(sha), tmp):
+                return bool(self._refuse(sha, f"its {role} object {sha[:12]}... is missing from the remote"))
+            self.moved += tmp.stat().st_size
+            if tmp.stat().st_size != entry["size"] or digest_file(tmp) != sha:
+                return bool(self._refuse(sha, f"its {role} object {sha[:12]}... does not match its sha256"))
+            cache.adopt(sha, tmp)
+            return True
+        finally:
+            remove(tmp)
+
+    def push(self, key: str, cache: Cache, manifest: dict[str, dict], seconds: float) -> None:
+        """Upload a fresh result: objects first, the signed manifest last."""
+        if not self.config.writable or self.is_down():
+            return
+        try:
+            for entry in manifest.values():
+                self._push_object(cache, entry["sha256"])
+            doc = {"format": FORMAT, "key": key, "outputs": manifest, "seconds": round(seconds, 3)}
+            self.store.write_json(self.store.manifest_path(key), signed(self.config.secret, doc))
+        except RemoteUnavailable as exc:
+            self._went_down(exc)
+
+    def _push_object(self, cache: Cache, sha: str) -> None:
+        path = self.store.object_path(sha)
+        if sha not in self._refused and self.store.has(path):
+            return
+        self.store.upload(cache.object_path(sha), path)
+        self.moved += cache.object_path(sha).stat().st_size
+
+    def _refuse(self, what: str, why: str) -> None:
+        self._refused.add(what)
+        self.warnings.append(f"refused the remote cache entry for {self.task}: {why}; ran the stage")
+        return None
+
+    def _went_down(self, exc: RemoteUnavailable) -> None:
+        marker = down_marker(self.ws, self.build_id)
+        if marker.exists():
+            return  # another stage said it already
+        try:
+            atomic_write_text(marker, f"{time.time():.0f} {exc.message}\n")
+        except OSError:
+            pass  # then the next stage tries the remote again, and says so again
+        self.warnings.append(f"{exc.message}; building locally for the rest of this build")
+
+
+def _doc_problem(doc: Any, key: str) -> str | None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return "its manifest is not a buildsys cache manifest (format 1)"
+    if doc.get("key") != key:
+        return "its manifest names another stage key"
+    problem = manifest_problem(doc.get("outputs"))
+    return f"its manifest is malformed ({problem})" if problem else None
