@@ -98,6 +98,10 @@ class Cache:
                 self._drop(self._manifest(key), f"{role}: its object is missing or damaged")
                 return False
             atomic_copy(obj, dest)
+        try:
+            os.utime(self._manifest(key))  # last use, for `buildsys cache gc --older-than`
+        except OSError:
+            pass
         return True
 
 

@@ -42,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON document of stage outcomes")
     b.add_argument("--summary", metavar="FILE", help="append a Markdown table of the targets to FILE (CI job summaries)")
     b.add_argument(
+        "--shard", metavar="I/N",
+        help="build a stable I-th of N shares of the targets (CI matrices); a final build without it writes the locks",
+    )
+    b.add_argument(
         "--remote", metavar="URL",
         help="use this shared cache (s3://bucket/prefix, a directory, any fsspec URL) over buildsys.yaml and BUILDSYS_REMOTE",
     )
@@ -72,14 +76,23 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="show where each target's report.html is, with its status, and the index")
     _paths(r)
     r.add_argument("--open", action="store_true", help="open build/index.html in the web browser")
-    for command in (b, s, g, c, cl, d, i, r):
+    k = sub.add_parser("cache", help="the local and remote cache: status, push, pull, gc")
+    k.add_argument("action", choices=("status", "push", "pull", "gc"),
+                   help="status: sizes; push: upload local entries; pull: fetch the entries the lockfiles name; "
+                        "gc: drop unused entries")
+    _paths(k)
+    k.add_argument("--remote", metavar="URL", help="the remote cache, over buildsys.yaml and BUILDSYS_REMOTE")
+    k.add_argument("--older-than", metavar="AGE", help="gc: also drop entries unused for AGE (30d, 12h, 2w)")
+    k.add_argument("--remote-store", action="store_true", help="gc: collect the remote store instead of the local one")
+    k.add_argument("--json", action="store_true", help="status: print JSON")
+    for command in (b, s, g, c, cl, d, i, r, k):
         _common(command, argparse.SUPPRESS)  # SUPPRESS: an absent flag keeps the global value
     return top
 
 
 def commands() -> dict[str, Callable[[Any, Any], int]]:
     # imported lazily: `buildsys devices` should not pay for doit
-    from buildsys.commands import build, check, clean, devices, graph, inspect, report, status
+    from buildsys.commands import build, cache, check, clean, devices, graph, inspect, report, status
 
     return {
         "build": build.run,
@@ -90,6 +103,7 @@ def commands() -> dict[str, Callable[[Any, Any], int]]:
         "devices": devices.run,
         "inspect": inspect.run,
         "report": report.run,
+        "cache": cache.run,
     }
 
 

@@ -13,6 +13,7 @@ from buildsys.hashing import FileHasher
 from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome, run_plan
 from buildsys.schemafiles import load_schema
+from buildsys.shard import Shard, parse_shard, shard_plan
 from buildsys.ui import Ui
 from buildsys.wslock import exclusive
 
@@ -23,8 +24,11 @@ def run(args: Any, ui: Ui) -> int:
         from buildsys.commands.summary import check_summary_path
 
         check_summary_path(Path(args.summary))
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
     plan = make_plan(args)
     use_remote(plan, args)
+    if shard is not None:
+        plan = shard_plan(plan, shard, _times(plan, ui))
     for rp in plan.recipes:  # a directory where a lock goes fails before the build, not after
         lockfile.check_writable(lockfile.lock_path(rp.recipe))
     if args.locked:
@@ -37,10 +41,15 @@ def run(args: Any, ui: Ui) -> int:
             forget_remote_state(plan)
         ui.stop_progress()
         code = _failure_code(outcomes)
-        lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
-        from buildsys.commands.index import write_index
+        _keep_times(plan, shard, outcomes, ui)
+        if shard is None:
+            lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
+            from buildsys.commands.index import write_index
 
-        write_index(plan, outcomes)
+            write_index(plan, outcomes)
+        else:  # a shard builds part of a recipe: its lock and the index come from the final build
+            lock_code = 0
+            ui.line(f"shard {shard}: {_share(plan)}; lockfiles and the index are left to a build without --shard", style="dim")
     if args.json:
         ui.data([o.as_json() for o in outcomes])
     if args.summary:
@@ -74,6 +83,35 @@ def forget_remote_state(plan: Plan) -> None:
     from buildsys.remote.link import down_marker
 
     remove(down_marker(plan.env.ws, plan.env.build_id))
+
+
+def _times(plan: Plan, ui: Ui) -> dict[str, float]:
+    if plan.env.remote is None:
+        return {}
+    from buildsys.remote.times import read_times
+
+    times, warning = read_times(plan.env.remote)
+    if warning:
+        ui.warning(warning)
+    return times
+
+
+def _keep_times(plan: Plan, shard: Shard | None, outcomes: list[Outcome], ui: Ui) -> None:
+    """Stage times for the next build's --shard balance, kept on a writable remote."""
+    if plan.env.remote is None or not plan.env.remote.writable:
+        return
+    from buildsys.remote.times import ALL, keep_times
+
+    ran = {f"{o.recipe}/{'/'.join(p for p in (o.target, o.stage) if p)}": o.seconds for o in outcomes if o.outcome == "ran"}
+    slot = f"shard-{shard.index}-of-{shard.count}" if shard else ALL
+    if warning := keep_times(plan.env.remote, slot, ran):
+        ui.warning(warning)
+
+
+def _share(plan: Plan) -> str:
+    targets = sorted({f"{s.recipe.name}/{s.target.name}" for s in plan.stages() if s.target is not None})
+    shown = ", ".join(targets[:4]) + (f" and {len(targets) - 4} more" if len(targets) > 4 else "")
+    return f"{len(targets)} target{'s' if len(targets) != 1 else ''} ({shown or 'none'})"
 
 
 def claim_outputs(plan: Plan) -> None:

@@ -97,14 +97,16 @@ class RemoteLink:
         finally:
             remove(tmp)
 
-    def push(self, key: str, cache: Cache, manifest: dict[str, dict], seconds: float) -> None:
+    def push(self, key: str, cache: Cache, manifest: dict[str, dict], seconds: float | None) -> None:
         """Upload a fresh result: objects first, the signed manifest last."""
         if not self.config.writable or self.is_down():
             return
         try:
             for entry in manifest.values():
                 self._push_object(cache, entry["sha256"])
-            doc = {"format": FORMAT, "key": key, "outputs": manifest, "seconds": round(seconds, 3)}
+            doc: dict[str, Any] = {"format": FORMAT, "key": key, "outputs": manifest}
+            if seconds is not None:
+                doc["seconds"] = round(seconds, 3)
             self.store.write_json(self.store.manifest_path(key), signed(self.config.secret, doc))
         except RemoteUnavailable as exc:
             self._went_down(exc)
