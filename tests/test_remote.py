@@ -185,3 +185,66 @@ def test_noop_with_a_remote_imports_no_remote_package(workspace: Path, tmp_path:
     )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=workspace, capture_output=True, text=True)
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
+
+
+def test_shards_split_the_targets_and_a_final_build_restores_all(tmp_path: Path, s3: S3Server) -> None:
+    ran: dict[str, int] = {}
+    for i in (1, 2):
+        outcomes = build_json(make_workspace(tmp_path / f"shard{i}"), "--shard", f"{i}/2")
+        for stage, outcome in outcomes.items():
+            ran[stage] = ran.get(stage, 0) + (outcome == "ran")
+    target_stages = {s: n for s, n in ran.items() if "/" in s}
+    assert set(target_stages.values()) == {1}, ran  # every target stage built once in all
+    assert {s.split("/")[0] for s in target_stages} == {"cpu-int8", "fp32"}
+    assert not (tmp_path / "shard1" / "recipes" / "shapes.lock").exists()  # locks come from the final build
+    final = make_workspace(tmp_path / "final")
+    assert set(build_json(final).values()) == {"restored (remote)"}
+    assert (final / "recipes" / "shapes.lock").is_file() and (final / "build" / "index.html").is_file()
+    assert set(build_json(final, "--locked").values()) == {"up-to-date"}
+
+
+def test_shard_assignment_is_stable_and_balanced_by_times() -> None:
+    from buildsys.shard import Unit, assign, parse_shard
+
+    units = [Unit(f"r{i}", f"r{i}", None, 1.0) for i in range(5)]
+    split = [[u.name for u in s] for s in assign(units, 2)]
+    assert split == [["r0", "r2", "r4"], ["r1", "r3"]]
+    assert [[u.name for u in s] for s in assign(list(reversed(units)), 2)] == split  # order-free
+    weighted = [Unit("big", "big", None, 10.0)] + [Unit(f"s{i}", f"s{i}", None, 1.0) for i in range(4)]
+    assert [[u.name for u in s] for s in assign(weighted, 2)] == [["big"], ["s0", "s1", "s2", "s3"]]
+    assert parse_shard("2/4").index == 2
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        with pytest.raises(Exception, match="is not i/n"):
+            parse_shard(bad)
+
+
+def test_cache_commands_against_s3(tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = make_workspace(tmp_path / "a")
+    (first / "buildsys.yaml").write_text("version: 1\nremote:\n  url: s3://team/cache\n  mode: off\n")
+    build_json(first)  # mode off in the file: nothing uploaded...
+    (first / "buildsys.yaml").unlink()
+    monkeypatch.delenv("BUILDSYS_REMOTE")
+    assert not [f for f in s3_files(s3) if "/keys/" in f]
+    status = json.loads(run_cli(first, "cache", "status", "--json", "--remote", "s3://team/cache").stdout)
+    assert status["local"]["entries"] == 11 and status["remote"]["entries"] == 0 and status["remote"]["signed"]
+    proc = run_cli(first, "cache", "push", "--remote", "s3://team/cache")  # ...until pushed
+    assert "pushed 11 entries" in proc.stdout
+    assert "pushed 0 entries" in run_cli(first, "cache", "push", "--remote", "s3://team/cache").stdout
+    second = make_workspace(tmp_path / "b")
+    (second / "recipes" / "shapes.lock").write_bytes((first / "recipes" / "shapes.lock").read_bytes())
+    proc = run_cli(second, "cache", "pull", "--remote", "s3://team/cache")
+    assert "pulled 9 entries" in proc.stdout and "0 not on the remote" in proc.stdout, proc.stdout
+    assert "2 stages read this machine's measurements" in proc.stdout
+    outcomes = build_json(second, "--remote", "s3://team/cache")
+    assert {s: o for s, o in outcomes.items() if o != "restored"} == {
+        "cpu-int8/report": "restored (remote)", "fp32/report": "restored (remote)"}
+    assert digests(second) == digests(first)
+    proc = run_cli(second, "cache", "gc", "--remote-store", "--older-than", "1h", "--remote", "s3://team/cache")
+    assert "removed 0 entries and 0 objects" in proc.stdout
+    proc = run_cli(second, "cache", "gc", "--remote-store", "--older-than", "0s", "--remote", "s3://team/cache")
+    assert "removed 11 entries" in proc.stdout
+    assert s3_files(s3) == []
+    proc = run_cli(second, "cache", "gc", "--older-than", "0s")  # the last build's entries stay
+    assert "removed 0 entries" in proc.stdout
+    run_cli(second, "cache", "push", check=2)  # no remote named
+    run_cli(second, "cache", "gc", "--older-than", "3 fortnights", check=2)

@@ -97,18 +97,23 @@ def _pull(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
     from buildsys.remote.admin import pull_keys
 
     from buildsys.plan import make_plan
+    from buildsys.stages.engine import VOLATILE
 
     link = _link(ws, remote, "pull")
-    wanted = []
+    wanted, measured = [], 0
     for rp in make_plan(load_recipes(args, ws), ws).recipes:
         locked = (lockfile.read(lockfile.lock_path(rp.recipe)) or {}).get("stages") or {}
         for stage in rp.stages:
-            key = (locked.get(stage.local_id) or {}).get("key")
-            if key:
-                wanted.append((key, sorted(stage.outputs())))
+            entry = locked.get(stage.local_id) or {}
+            if VOLATILE in (entry.get("inputs") or {}).values():
+                measured += 1  # the lock's key names a measurement by name only: not a cache key
+            elif entry.get("key"):
+                wanted.append((entry["key"], sorted(stage.outputs())))
     with exclusive(ws, "cache pull"):
         pulled, local, missing = pull_keys(link, Cache(ws.cache_dir), wanted)
     ui.line(f"pulled {pulled} entries ({_size(link.moved)}); {local} were local; {missing} not on the remote")
+    if measured:
+        ui.line(f"{measured} stages read this machine's measurements (reports): a build with the remote restores them", style="dim")
     return _finish(ui, ws, link)
 
 

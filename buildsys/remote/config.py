@@ -78,7 +78,7 @@ def _from_file(root: Path) -> RemoteConfig | None:
         return None
     return RemoteConfig(
         url=remote["url"],
-        mode=remote.get("mode", "read-write"),
+        mode=remote.get("mode", "read-write") or "off",  # YAML reads an unquoted `off` as false
         timeout=float(remote.get("timeout", DEFAULT_TIMEOUT)),
         options=dict(remote.get("options", {})),
     )
@@ -100,5 +100,7 @@ def load_settings(path: Path) -> dict[str, Any]:
         validator = jsonschema.Draft202012Validator(load_schema("workspace.schema.json"))
         problems = schema_problems(validator, parsed)
     if problems:
-        raise RecipeError(problems)
+        error = RecipeError(problems)
+        error.hint = f"fix the keys listed above; {SETTINGS_FILE} is described in README.md (Shared cache)"
+        raise error
     return parsed.data
