@@ -44,7 +44,7 @@ def _read(store: RemoteStore, path: str) -> dict[str, Any] | None:
 
 def keep_times(config: RemoteConfig, slot: str, ran: dict[str, float]) -> str | None:
     """Record this build's stage times in its slot; a warning if the remote refused."""
-    if not config.writable:
+    if not config.writable or not ran:  # a no-op build asks the remote nothing
         return None
     seconds = ran
     if slot == ALL:
@@ -52,8 +52,6 @@ def keep_times(config: RemoteConfig, slot: str, ran: dict[str, float]) -> str | 
         if warning:
             return warning
         seconds = {**earlier, **ran}
-    if not seconds:
-        return None
     store = RemoteStore(config)
     try:
         store.write_json(store.path("times", f"{slot}.json"), {"written": round(time.time(), 3), "stages": seconds})
