@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shapes"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# a developer's shared-cache settings must not reach the tests' builds; the remote tests set their own
+for _name in ("BUILDSYS_REMOTE", "BUILDSYS_REMOTE_MODE", "BUILDSYS_CACHE_KEY"):
+    os.environ.pop(_name, None)
 
 RECIPE = """\
 # test recipe: int8 + fp32 from the shapes example

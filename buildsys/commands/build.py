@@ -37,11 +37,11 @@ def run(args: Any, ui: Ui) -> int:
         claim_outputs(plan)
         try:
             outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+            _keep_times(plan, shard, outcomes, ui)
         finally:
             forget_remote_state(plan)
         ui.stop_progress()
         code = _failure_code(outcomes)
-        _keep_times(plan, shard, outcomes, ui)
         if shard is None:
             lock_code = settle_locks(plan, outcomes, ui, locked=args.locked)
             from buildsys.commands.index import write_index
@@ -92,7 +92,11 @@ def _times(plan: Plan, ui: Ui) -> dict[str, float]:
 
     times, warning = read_times(plan.env.remote)
     if warning:
+        from buildsys.fsutil import atomic_write_text
+        from buildsys.remote.link import down_marker
+
         ui.warning(warning)
+        atomic_write_text(down_marker(plan.env.ws, plan.env.build_id), warning + "\n")  # the stages stay quiet
     return times
 
 
@@ -100,7 +104,11 @@ def _keep_times(plan: Plan, shard: Shard | None, outcomes: list[Outcome], ui: Ui
     """Stage times for the next build's --shard balance, kept on a writable remote."""
     if plan.env.remote is None or not plan.env.remote.writable:
         return
+    from buildsys.remote.link import down_marker
     from buildsys.remote.times import ALL, keep_times
+
+    if down_marker(plan.env.ws, plan.env.build_id).exists():
+        return  # said once already
 
     ran = {f"{o.recipe}/{'/'.join(p for p in (o.target, o.stage) if p)}": o.seconds for o in outcomes if o.outcome == "ran"}
     slot = f"shard-{shard.index}-of-{shard.count}" if shard else ALL
