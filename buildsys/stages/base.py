@@ -62,6 +62,7 @@ class StageEnv:
     remote: RemoteConfig | None = None  # the shared cache, if this build uses one
     build_id: str = ""  # tells this build's stages apart from another's (the remote-down marker)
     _stat_cache: FileHasher | None = field(default=None, init=False, repr=False, compare=False)
+    _remote_store: tuple[int, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def stat_cache(self) -> FileHasher:
         """One stat cache for the scheduler's up-to-date checks, loaded on first use:
@@ -70,9 +71,19 @@ class StageEnv:
             self._stat_cache = FileHasher(self.ws.hash_db)
         return self._stat_cache
 
+    def remote_store(self) -> Any:
+        """One connection to the remote per process: opening one (an S3 session, its
+        credentials, its event loop) costs more than restoring a small stage. Keyed by
+        process, since a forked worker must not use its parent's event loop."""
+        from buildsys.remote.store import RemoteStore
+
+        if self._remote_store is None or self._remote_store[0] != os.getpid():
+            self._remote_store = (os.getpid(), RemoteStore(self.remote))
+        return self._remote_store[1]
+
     def __getstate__(self) -> dict[str, Any]:
         # workers hash with their own FileHasher; the scheduler's entries stay home
-        return {**self.__dict__, "_stat_cache": None}
+        return {**self.__dict__, "_stat_cache": None, "_remote_store": None}
 
 
 class Stage:

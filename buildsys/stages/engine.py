@@ -149,7 +149,7 @@ def _link(stage: Stage, env: StageEnv) -> Any:
         return None
     from buildsys.remote.link import RemoteLink
 
-    return RemoteLink(env.remote, env.ws, env.build_id, stage.task_name)
+    return RemoteLink(env.remote, env.ws, env.build_id, stage.task_name, _store=env.remote_store())
 
 
 def _run(
