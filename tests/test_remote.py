@@ -168,8 +168,9 @@ def test_bad_remote_settings_are_usage_errors(workspace: Path, monkeypatch: pyte
     assert "BUILDSYS_REMOTE_MODE" in proc.stderr and "read-only" in proc.stderr
     monkeypatch.delenv("BUILDSYS_REMOTE_MODE")
     (workspace / "buildsys.yaml").write_text("version: 1\nremote:\n  url: s3://x/y\n  mdoe: read-only\n")
-    proc = run_cli(workspace, "build", check=2)
-    assert "buildsys.yaml:4" in proc.stderr and "mdoe" in proc.stderr
+    for command in ("build", "check"):
+        proc = run_cli(workspace, command, check=2)
+        assert "buildsys.yaml:4" in proc.stderr and "mdoe" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
