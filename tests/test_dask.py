@@ -1,0 +1,109 @@
+"""`buildsys build --scheduler`: the stages on a real Dask cluster (LocalCluster, worker
+processes on loopback), outputs through a directory remote, compared with local builds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_workspace, run_cli
+from motoserver import free_port
+from test_remote import digests
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as local:
+        yield local
+
+
+@pytest.fixture(autouse=True)
+def no_remote_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BUILDSYS_REMOTE", "BUILDSYS_REMOTE_MODE", "BUILDSYS_CACHE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def cluster_build(ws: Path, cluster, remote: Path, *args: str, check: int = 0) -> list[dict]:
+    proc = run_cli(
+        ws, "build", "--json", "--scheduler", cluster.scheduler_address, "--remote", str(remote), *args, check=check
+    )
+    return json.loads(proc.stdout)
+
+
+def name(row: dict) -> str:
+    return "/".join(p for p in (row["recipe"], row["target"], row["stage"]) if p)
+
+
+def test_build_on_the_cluster_matches_a_local_build(tmp_path: Path, cluster) -> None:
+    local = make_workspace(tmp_path / "local")
+    run_cli(local, "build")
+    ws = make_workspace(tmp_path / "ws")
+    remote = tmp_path / "shared"
+    rows = cluster_build(ws, cluster, remote)
+    assert len(rows) == 11
+    # every stage ran on a worker (none here): the client only restored what they pushed
+    assert all(r["outcome"] == "ran" and r["worker"].startswith("tcp://127.0.0.1:") for r in rows), rows
+    assert digests(ws) == digests(local)
+    assert len(list((remote / "keys").glob("*.json"))) == 11
+    model = __import__("hashlib").sha256((ws / "recipes" / "model" / "model.keras").read_bytes()).hexdigest()
+    assert (remote / "objects" / model[:2] / model).is_file(), "the source model was not uploaded"
+    # nothing stale: the next cluster build is a no-op here, and the lock holds
+    again = cluster_build(ws, cluster, remote, "--locked")
+    assert {r["outcome"] for r in again} == {"up-to-date"}
+
+
+def test_failed_stage_on_the_cluster_skips_its_downstream(tmp_path: Path, cluster) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    recipe = ws / "recipes" / "shapes.yaml"
+    source = "  keras: model/model.keras\n"
+    recipe.write_text(recipe.read_text().replace(source, f"{source}  sha256: {'ab' * 32}\n"))
+    proc = run_cli(
+        ws, "build", "--scheduler", cluster.scheduler_address, "--remote", str(tmp_path / "shared"), check=2
+    )
+    assert "sha256 mismatch" in proc.stderr and "Traceback" not in proc.stderr
+    # calibration reads no output of fetch: it runs, like in a local build; the rest waits on fetch
+    assert "1 ran, 1 failed, 9 skipped" in proc.stdout, proc.stdout
+    assert "shapes/calibration" in next(line for line in proc.stdout.splitlines() if " on tcp://" in line)
+    assert not (ws / "recipes" / "shapes.lock").exists()
+
+
+def test_bundled_examples_on_the_cluster_reproduce_the_committed_locks(tmp_path: Path, cluster) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(ROOT / "recipes", ws / "recipes")
+    shutil.copytree(ROOT / "examples", ws / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    locks = sorted((ROOT / "recipes").glob("*.lock"))
+    assert locks
+    for lock in locks:
+        (ws / "recipes" / lock.name).unlink()
+    rows = cluster_build(ws, cluster, tmp_path / "shared")
+    assert all(r["outcome"] == "ran" and r.get("worker") for r in rows), rows
+    for lock in locks:
+        assert (ws / "recipes" / lock.name).read_bytes() == lock.read_bytes(), lock.name
+    # the artifacts are what the locks pin: a plain local --locked build finds nothing to do
+    rows = json.loads(run_cli(ws, "build", "--json", "--locked").stdout)
+    assert {r["outcome"] for r in rows} == {"up-to-date"}
+
+
+def test_scheduler_needs_a_writable_remote(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = run_cli(workspace, "build", "--scheduler", "tcp://127.0.0.1:1", check=2)
+    assert "needs a remote cache" in proc.stderr and "--remote" in proc.stderr and "BUILDSYS_REMOTE" in proc.stderr
+    monkeypatch.setenv("BUILDSYS_REMOTE_MODE", "read-only")
+    proc = run_cli(workspace, "build", "--scheduler", "tcp://127.0.0.1:1", "--remote", "../shared", check=2)
+    assert "read-write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_scheduler_is_a_quick_usage_error(workspace: Path, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    proc = run_cli(workspace, "build", "--scheduler", address, "--remote", str(tmp_path / "shared"), check=2)
+    assert time.monotonic() - started < 60
+    assert f"cannot reach the Dask scheduler at {address}" in proc.stderr
+    assert "Traceback" not in proc.stderr
