@@ -4,7 +4,11 @@ processes on loopback), outputs through a directory remote, compared with local 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,11 +21,22 @@ from test_remote import digests
 distributed = pytest.importorskip("distributed")
 
 
+def local_cluster():
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as local:
+    with local_cluster() as local:
+        yield local
+
+
+@pytest.fixture
+def cold_cluster():
+    """Workers that have not loaded TensorFlow yet: a stage's run() then lasts seconds."""
+    with local_cluster() as local:
         yield local
 
 
@@ -107,3 +122,54 @@ def test_unreachable_scheduler_is_a_quick_usage_error(workspace: Path, tmp_path:
     assert time.monotonic() - started < 60
     assert f"cannot reach the Dask scheduler at {address}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_lost_mid_stage_is_rescheduled(tmp_path: Path, cold_cluster) -> None:
+    cluster = cold_cluster
+    local = make_workspace(tmp_path / "local")
+    run_cli(local, "build")
+    ws = make_workspace(tmp_path / "ws")
+    command = [sys.executable, "-m", "buildsys", "build", "--json", "--scheduler", cluster.scheduler_address]
+    proc = subprocess.Popen(
+        [*command, "--remote", str(tmp_path / "shared")], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        worker = busy_with(client, "shapes/calibration", proc)
+        running = lambda: client.run(stage_dirs, "calibration-", workers=[worker])[worker]  # noqa: E731
+        wait_for(running, proc)  # mid-stage: engine.execute made its temp dir, the stage is in run()
+        pid = client.run(os.getpid, workers=[worker])[worker]
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    rows = json.loads(out)
+    assert all(r["outcome"] == "ran" and r["worker"] for r in rows), rows
+    assert next(r["worker"] for r in rows if name(r) == "shapes/calibration") != worker
+    assert digests(ws) == digests(local)
+    assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".tmp")]
+
+
+def busy_with(client, stage: str, proc: subprocess.Popen) -> str:
+    """The address of the worker running `stage`'s task, once it runs."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for address, keys in client.processing().items():
+            if any(str(key).endswith(f"-{stage}") for key in keys):
+                return address
+        time.sleep(0.02)
+    raise AssertionError(f"{stage} never ran on the cluster")
+
+
+def stage_dirs(prefix: str, dask_worker=None) -> list[str]:
+    """On a worker (client.run passes it): the temp dirs of stages running in its scratch
+    workspaces. Imports inside: the function travels by value."""
+    import glob
+    import os
+
+    return glob.glob(os.path.join(dask_worker.local_directory, "buildsys", "*", ".buildsys", "tmp", prefix + "*"))
+
+
+def wait_for(condition, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline and proc.poll() is None, "the stage never ran"
+        time.sleep(0.02)
