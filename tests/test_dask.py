@@ -131,7 +131,8 @@ def test_worker_lost_mid_stage_is_rescheduled(tmp_path: Path, cold_cluster) -> N
     ws = make_workspace(tmp_path / "ws")
     command = [sys.executable, "-m", "buildsys", "build", "--json", "--scheduler", cluster.scheduler_address]
     proc = subprocess.Popen(
-        [*command, "--remote", str(tmp_path / "shared")], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--remote", str(tmp_path / "shared")], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         worker = busy_with(client, "shapes/calibration", proc)
@@ -173,3 +174,15 @@ def wait_for(condition, proc: subprocess.Popen) -> None:
     while not condition():
         assert time.monotonic() < deadline and proc.poll() is None, "the stage never ran"
         time.sleep(0.02)
+
+
+def test_without_distributed_installed_says_what_to_install(workspace: Path, tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "sys.modules['distributed'] = None  # as if not installed: importing it raises ImportError\n"
+        "from buildsys.cli import main\n"
+        f"raise SystemExit(main(['build', '--scheduler', 'tcp://127.0.0.1:1', '--remote', {str(tmp_path / 's')!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=workspace, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "pip install 'buildsys[dask]'" in proc.stderr and "Traceback" not in proc.stderr

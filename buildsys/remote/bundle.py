@@ -145,7 +145,7 @@ def _download(store: RemoteStore, sha: str, dest: Path) -> None:
         if not store.download(store.object_path(sha), tmp):
             raise StageError(f"the source file {dest.name} ({sha[:12]}...) is missing from the remote cache")
         if digest_file(tmp) != sha:
-            raise StageError(f"the source file {dest.name} ({sha[:12]}...) on the remote cache does not match its sha256")
+            raise StageError(f"the source file {dest.name} ({sha[:12]}...) on the remote does not match its sha256")
         os.replace(tmp, dest)
     finally:
         remove(tmp)

@@ -108,7 +108,8 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
             future.cancel()
             raise UsageError(
                 f"no worker of the Dask cluster at {address} offers {tool} within {TOOL_TIMEOUT:.0f}s",
-                hint=f'start one where {tool} is installed: dask worker {address} --resources "{TOOL_RESOURCES[tool]}=1"',
+                hint=f"start one where {tool} is installed: "
+                f'dask worker {address} --resources "{TOOL_RESOURCES[tool]}=1"',
             ) from None
         for stage in plan.stages():
             if _tool(stage) == tool:
@@ -208,7 +209,8 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
 
     seconds, error = r["seconds"], r.get("error")
     if r["outcome"] == "skipped":
-        seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1, "hint": None}
+        seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1}
+        error["hint"] = None
     elif r["outcome"] != "failed" and not isinstance(done := execute(stage, plan.env), dict):
         error = decode_failure(getattr(done, "message", str(done)))
     base = Outcome(stage.recipe.name, stage.target.name if stage.target else None, stage.kind, "failed", seconds, error)

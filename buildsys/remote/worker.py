@@ -90,7 +90,8 @@ def _same_stages(plan: Plan, bundle: Bundle) -> None:
     ours = {s.task_name: digest_data(s.static_doc(plan.env.tools)) for s in plan.stages()}
     if ours == bundle.statics:
         return
-    differ = [f"{k} {bundle.tools.get(k)} here {v}" for k, v in sorted(plan.env.tools.items()) if bundle.tools.get(k) != v]
+    tools = sorted(plan.env.tools.items())
+    differ = [f"{k} {bundle.tools.get(k)}, here {v}" for k, v in tools if bundle.tools.get(k) != v]
     raise StageError(
         "this worker plans the build differently from the client"
         + (f": tools differ (client {'; '.join(differ)})" if differ else ""),
