@@ -186,3 +186,38 @@ def test_without_distributed_installed_says_what_to_install(workspace: Path, tmp
     proc = subprocess.run([sys.executable, "-c", probe], cwd=workspace, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'buildsys[dask]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def edgetpu_cluster(tmp_path: Path):
+    """Workers offering the edgetpu_compiler resource, with a stand-in compiler on their PATH
+    only: the client has none, so the version in the keys must come from a worker."""
+    from test_compilers import CONSOLE, FAKE_COMPILER, OPLOG
+
+    script = tmp_path / "bin" / "edgetpu_compiler"
+    script.parent.mkdir()
+    script.write_text(FAKE_COMPILER.format(python=sys.executable, texts=json.dumps([CONSOLE, OPLOG])))
+    script.chmod(0o755)
+    with pytest.MonkeyPatch.context() as patch:  # the worker processes take the environment at start
+        patch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+        local = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None,
+            resources={"edgetpu_compiler": 1},
+        )  # fmt: skip
+    with local:
+        yield local
+
+
+def test_edgetpu_compile_runs_where_the_tool_is(tmp_path: Path, edgetpu_cluster) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    recipe = ws / "recipes" / "shapes.yaml"
+    recipe.write_text(recipe.read_text().replace("  - device: cpu-int8\n", "  - device: coral-edgetpu\n"))
+    rows = cluster_build(ws, edgetpu_cluster, tmp_path / "shared")
+    compiled = next(r for r in rows if name(r) == "shapes/coral-edgetpu/compile")
+    assert compiled["outcome"] == "ran" and compiled["worker"], compiled
+    target = ws / "build" / "shapes" / "coral-edgetpu"
+    summary = json.loads((target / "compile.json").read_text())
+    assert summary["status"] == "compiled" and summary["version"] == "16.0.384591198"
+    assert (target / "model_edgetpu.tflite").is_file()
+    marker = json.loads((ws / "build" / "shapes" / ".buildsys-output.json").read_text())
+    assert "coral-edgetpu/model_edgetpu.tflite" in marker["files"]

@@ -100,7 +100,8 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
     the tool, since this machine may not (the keys of client and workers must agree)."""
     from buildsys.remote.worker import tool_version
 
-    for tool in sorted({s.tool for s in plan.stages() if _tool(s) in TOOL_RESOURCES}):
+    tools = sorted({s.tool for s in plan.stages() if _tool(s) in TOOL_RESOURCES})
+    for tool in tools:
         future = client.submit(tool_version, tool, resources={TOOL_RESOURCES[tool]: 1}, pure=False)
         try:
             version = future.result(timeout=TOOL_TIMEOUT)
@@ -114,6 +115,10 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
         for stage in plan.stages():
             if _tool(stage) == tool:
                 stage.version = version
+    if tools:  # a compiled stage writes more files: the build folders must list them for `clean`
+        from buildsys.commands.build import claim_outputs
+
+        claim_outputs(plan)
 
 
 def _tool(stage: Stage) -> str | None:
