@@ -19,6 +19,8 @@ from motoserver import free_port
 from test_remote import digests
 
 distributed = pytest.importorskip("distributed")
+# a second cluster's scheduler serves HTTP on another port than the first's: said, harmless
+pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 
 
 def local_cluster():
@@ -57,9 +59,12 @@ def name(row: dict) -> str:
     return "/".join(p for p in (row["recipe"], row["target"], row["stage"]) if p)
 
 
-def test_build_on_the_cluster_matches_a_local_build(tmp_path: Path, cluster) -> None:
+def test_build_on_the_cluster_matches_a_local_build(tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     local = make_workspace(tmp_path / "local")
     run_cli(local, "build")
+    # the workers were started without it: they sign with the key the bundle carries, or
+    # the client refuses their entries and builds here
+    monkeypatch.setenv("BUILDSYS_CACHE_KEY", "a-team-secret")
     ws = make_workspace(tmp_path / "ws")
     remote = tmp_path / "shared"
     rows = cluster_build(ws, cluster, remote)
@@ -67,7 +72,8 @@ def test_build_on_the_cluster_matches_a_local_build(tmp_path: Path, cluster) -> 
     # every stage ran on a worker (none here): the client only restored what they pushed
     assert all(r["outcome"] == "ran" and r["worker"].startswith("tcp://127.0.0.1:") for r in rows), rows
     assert digests(ws) == digests(local)
-    assert len(list((remote / "keys").glob("*.json"))) == 11
+    manifests = sorted((remote / "keys").glob("*.json"))
+    assert len(manifests) == 11 and all("sig" in json.loads(m.read_text()) for m in manifests)
     model = __import__("hashlib").sha256((ws / "recipes" / "model" / "model.keras").read_bytes()).hexdigest()
     assert (remote / "objects" / model[:2] / model).is_file(), "the source model was not uploaded"
     # nothing stale: the next cluster build is a no-op here, and the lock holds
