@@ -209,18 +209,21 @@ def _shown(results: dict[str, dict], ui: Any, notify: Callable) -> Callable:
 
 
 def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) -> Outcome:
-    """A stage of a recipe that failed on the cluster: its result there (what succeeded is restored)."""
+    """A stage of a recipe that failed on the cluster: its result there; what succeeded is
+    restored here (no doit run: the failed stages must not be built again on this machine)."""
     from buildsys.stages.engine import decode_failure, execute
 
-    seconds, error = r["seconds"], r.get("error")
+    outcome, seconds, error = "failed", r["seconds"], r.get("error")
     if r["outcome"] == "skipped":
         seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1}
         error["hint"] = None
-    elif r["outcome"] != "failed" and not isinstance(done := execute(stage, plan.env), dict):
-        error = decode_failure(getattr(done, "message", str(done)))
-    base = Outcome(stage.recipe.name, stage.target.name if stage.target else None, stage.kind, "failed", seconds, error)
-    if error is None:
-        base.outcome = "restored (remote)"
-        base = _where(base, {stage.task_name: r})
-    shown("finished", base)
-    return base
+    elif r["outcome"] != "failed":
+        done = execute(stage, plan.env)
+        if isinstance(done, dict):
+            outcome = done["outcome"]
+        else:
+            error = decode_failure(getattr(done, "message", str(done)))
+    target = stage.target.name if stage.target else None
+    result = _where(Outcome(stage.recipe.name, target, stage.kind, outcome, seconds, error), {stage.task_name: r})
+    shown("finished", result)
+    return result
