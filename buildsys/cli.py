@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
         "--remote", metavar="URL",
         help="use this shared cache (s3://bucket/prefix, a directory, any fsspec URL) over buildsys.yaml and BUILDSYS_REMOTE",
     )
+    b.add_argument(
+        "--scheduler", metavar="URL",
+        help="run the stages on this Dask cluster (tcp://host:8786); needs a read-write remote cache",
+    )
 
     s = sub.add_parser("status", help="show every stage as up-to-date or stale, with the reason")
     _paths(s)

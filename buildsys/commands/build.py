@@ -36,7 +36,12 @@ def run(args: Any, ui: Ui) -> int:
     with exclusive(plan.env.ws):
         claim_outputs(plan)
         try:
-            outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
+            if getattr(args, "scheduler", None):  # stages as Dask tasks, outputs through the remote
+                from buildsys.remote.cluster import run_on_cluster
+
+                outcomes = run_on_cluster(plan, args.scheduler, ui, jobs=args.jobs, on_event=_events(ui))
+            else:
+                outcomes = run_plan(plan, jobs=args.jobs, on_event=_events(ui))
             _keep_times(plan, shard, outcomes, ui)
         finally:
             forget_remote_state(plan)

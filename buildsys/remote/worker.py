@@ -1,0 +1,141 @@
+"""The Dask task that builds one stage on a worker, and what it needs there.
+
+A task plans the client's recipes in a scratch workspace (one per worker and
+bundle), brings the stage's ancestors in (restored from the remote cache, or
+already in the scratch workspace's local cache), then executes the stage: it
+runs and pushes to the remote, or restores when someone already built it. A
+worker lost mid-stage costs nothing half-written: `execute` runs in a temp dir
+and pushes objects before the manifest, and Dask runs the task again.
+
+The task returns a small dict; a stage's own failure is a result, not an
+exception, so Dask does not retry what would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from buildsys.errors import BuildsysError, StageError
+from buildsys.hashing import digest_data
+from buildsys.plan import Plan, edges
+from buildsys.remote.bundle import Bundle, materialise
+from buildsys.stages.base import Stage
+
+SKIPPED = ("failed", "skipped")
+
+
+def run_stage(bundle: Bundle, name: str, build_id: str, *upstream: dict[str, Any]) -> dict[str, Any]:
+    """Build stage `name`; `upstream` are the results of the stages it reads from."""
+    from distributed import get_worker
+
+    address = get_worker().address
+    if any(u["outcome"] in SKIPPED for u in upstream):
+        return {"outcome": "skipped", "seconds": 0.0, "worker": address, "warnings": []}
+    started = time.perf_counter()
+    try:
+        result = _build(bundle, name, build_id, Path(get_worker().local_directory))
+    except BuildsysError as exc:
+        from buildsys.stages.engine import failure_payload
+
+        result = {"outcome": "failed", "error": failure_payload(exc), "warnings": []}
+    result.setdefault("seconds", round(time.perf_counter() - started, 3))
+    return {**result, "worker": address}
+
+
+def tool_version(tool: str) -> str | None:
+    """The version of an external compiler on the worker this runs on."""
+    from buildsys.compilers import COMPILERS
+
+    return COMPILERS[tool].version()
+
+
+def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str, Any]:
+    from buildsys.stages.engine import execute
+
+    plan = worker_plan(bundle, build_id, scratch / "buildsys" / bundle.digest[:16])
+    stages = {s.task_name: s for s in plan.stages()}
+    for stage in ancestors(plan, stages[name]):
+        done = execute(stage, plan.env)
+        if not isinstance(done, dict):
+            return _failed(done, f"(bringing in its input stage {stage.task_name})")
+    done = execute(stages[name], plan.env)
+    if not isinstance(done, dict):
+        return _failed(done)
+    if done["outcome"] == "restored":  # from this worker's own cache: the client needs it on the remote
+        _ensure_pushed(stages[name], plan, done["key"])
+    return {"outcome": done["outcome"], "seconds": done["seconds"], "warnings": done.get("warnings", [])}
+
+
+def worker_plan(bundle: Bundle, build_id: str, root: Path) -> Plan:
+    """The client's plan, made again in the scratch workspace `root`."""
+    from buildsys.plan import make_plan
+    from buildsys.recipe import RecipeLoader
+    from buildsys.workspace import Workspace
+
+    materialise(bundle, root)
+    ws = Workspace.at(root)
+    plan = make_plan(RecipeLoader().load_all([root / r for r in bundle.recipes], root), ws)
+    plan.env.remote, plan.env.build_id = bundle.remote, build_id
+    for stage in plan.stages():
+        if stage.task_name in bundle.compilers:  # the compiler version the client's keys use
+            stage.version = bundle.compilers[stage.task_name]
+    _same_stages(plan, bundle)
+    return plan
+
+
+def _same_stages(plan: Plan, bundle: Bundle) -> None:
+    """A worker with other tool versions would make entries under keys the client never asks for."""
+    ours = {s.task_name: digest_data(s.static_doc(plan.env.tools)) for s in plan.stages()}
+    if ours == bundle.statics:
+        return
+    tools = sorted(plan.env.tools.items())
+    differ = [f"{k} {bundle.tools.get(k)}, here {v}" for k, v in tools if bundle.tools.get(k) != v]
+    raise StageError(
+        "this worker plans the build differently from the client"
+        + (f": tools differ (client {'; '.join(differ)})" if differ else ""),
+        hint="install the same buildsys and tool versions on the workers as on the client "
+        "(`pip install -c constraints.txt -e .` in a buildsys checkout)",
+    )
+
+
+def ancestors(plan: Plan, stage: Stage) -> list[Stage]:
+    """Every stage `stage` depends on, directly or not, in plan (dependency) order."""
+    ups: dict[str, set[str]] = {}
+    for up, down in edges(plan):
+        ups.setdefault(down.task_name, set()).add(up.task_name)
+    needed: set[str] = set()
+    todo = list(ups.get(stage.task_name, ()))
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo += ups.get(name, ())
+    return [s for s in plan.stages() if s.task_name in needed]
+
+
+def _failed(fail: Any, where: str = "") -> dict[str, Any]:
+    from buildsys.stages.engine import decode_failure
+
+    error = decode_failure(getattr(fail, "message", str(fail)))
+    if where:
+        error["message"] = f"{error.get('message', '')} {where}".strip()
+    return {"outcome": "failed", "error": error, "warnings": []}
+
+
+def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:
+    from buildsys.cache import Cache
+    from buildsys.remote.link import RemoteLink
+
+    from buildsys.remote.store import RemoteUnavailable
+
+    link = RemoteLink(plan.env.remote, plan.env.ws, plan.env.build_id, stage.task_name)
+    cache = Cache(plan.env.ws.cache_dir)
+    manifest = cache.lookup(key)
+    try:
+        if manifest is None or link.is_down() or link.store.has(link.store.manifest_path(key)):
+            return
+    except RemoteUnavailable:
+        return  # then the client does not find it either, and builds the stage itself
+    link.push(key, cache, manifest, 0.0)
