@@ -35,14 +35,14 @@ calibration:
   seed: 0
   inputs:
     image:
-      images: {images}/calib/*.png
+      images: data/calib/*.png
       resize: [32, 32]
       scale: 0.00392156862745098
 validate:
   samples: 4
   inputs:
     image:
-      images: {images}/val/*.png
+      images: data/val/*.png
       resize: [32, 32]
       scale: 0.00392156862745098
 targets:
@@ -84,10 +84,11 @@ def make_model(path: Path, seed: int) -> None:
 
 def make_workspace(ws: Path, count: int) -> None:
     (ws / "recipes" / "models").mkdir(parents=True)
-    images = ROOT / "examples" / "shapes"
+    for part in ("calib", "val"):  # inside the workspace: Dask workers are given only what is in it
+        shutil.copytree(ROOT / "examples" / "shapes" / part, ws / "recipes" / "data" / part)
     for i in range(count):
         make_model(ws / "recipes" / "models" / f"net-{i:03d}.onnx", 1000 + i)
-        (ws / "recipes" / f"net-{i:03d}.yaml").write_text(RECIPE.format(i=i, images=images))
+        (ws / "recipes" / f"net-{i:03d}.yaml").write_text(RECIPE.format(i=i))
 
 
 def build(ws: Path, env: dict[str, str], *extra: str) -> tuple[float, list[dict]]:
@@ -159,6 +160,7 @@ def cluster(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     make_workspace(local_ws, args.recipes)
     shutil.copytree(local_ws / "recipes", dask_ws / "recipes")
     plain = {k: v for k, v in env.items() if k != "BUILDSYS_REMOTE"}
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the workers import TensorFlow: keep its banner out
     local, _ = build(local_ws, plain, "-j", "2", "--remote", str(tmp / "shared-local"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as lc:
         dask, outcomes = build(dask_ws, plain, "--scheduler", lc.scheduler_address, "--remote", str(tmp / "shared-dask"))
