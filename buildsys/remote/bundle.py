@@ -32,7 +32,7 @@ COMPLETE = ".buildsys-bundle-complete"
 class Bundle:
     files: dict[str, str]  # workspace-relative path -> sha256 of a source input (bytes on the remote)
     texts: dict[str, bytes]  # workspace-relative path -> bytes of a file planning reads
-    recipes: tuple[str, ...]  # the recipe files, in the client's order
+    recipes: dict[str, str]  # recipe name -> its file: a task plans only its own recipe
     remote: RemoteConfig  # with the HMAC secret: workers sign what they push
     tools: dict[str, str]  # the client's tool versions, to tell a mismatched worker
     compilers: dict[str, Any]  # compile stage -> compiler version the build uses
@@ -42,7 +42,7 @@ class Bundle:
     def digest(self) -> str:
         """Names the scratch workspace: the same sources and recipes reuse one per worker."""
         texts = {path: digest_data(data.hex()) for path, data in self.texts.items()}
-        return digest_data([self.files, texts, list(self.recipes), self.remote.url, self.tools, self.compilers])
+        return digest_data([self.files, texts, sorted(self.recipes.items()), self.remote.url, self.tools, self.compilers])
 
 
 def make_bundle(plan: Plan) -> Bundle:
@@ -61,7 +61,7 @@ def make_bundle(plan: Plan) -> Bundle:
     return Bundle(
         files=files,
         texts=texts,
-        recipes=tuple(_inside(root, rp.recipe.path) for rp in plan.recipes),
+        recipes={rp.recipe.name: _inside(root, rp.recipe.path) for rp in plan.recipes},
         remote=plan.env.remote,
         tools=dict(plan.env.tools),
         compilers={s.task_name: s.version for s in plan.stages() if isinstance(s, Compile)},

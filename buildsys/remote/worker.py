@@ -54,7 +54,8 @@ def tool_version(tool: str) -> str | None:
 def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str, Any]:
     from buildsys.stages.engine import execute
 
-    plan = worker_plan(bundle, build_id, scratch / "buildsys" / bundle.digest[:16])
+    recipe = name.split("/", 1)[0]  # stages read only their own recipe's stages
+    plan = worker_plan(bundle, build_id, scratch / "buildsys" / bundle.digest[:16], recipe)
     stages = {s.task_name: s for s in plan.stages()}
     for stage in ancestors(plan, stages[name]):
         done = execute(stage, plan.env)
@@ -68,15 +69,16 @@ def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str,
     return {"outcome": done["outcome"], "seconds": done["seconds"], "warnings": done.get("warnings", [])}
 
 
-def worker_plan(bundle: Bundle, build_id: str, root: Path) -> Plan:
-    """The client's plan, made again in the scratch workspace `root`."""
+def worker_plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
+    """The client's plan of `recipe`, made again in the scratch workspace `root` (planning
+    all of a monorepo's recipes for each of its stages would cost more than most stages)."""
     from buildsys.plan import make_plan
     from buildsys.recipe import RecipeLoader
     from buildsys.workspace import Workspace
 
     materialise(bundle, root)
     ws = Workspace.at(root)
-    plan = make_plan(RecipeLoader().load_all([root / r for r in bundle.recipes], root), ws)
+    plan = make_plan(RecipeLoader().load_all([root / bundle.recipes[recipe]], root), ws)
     plan.env.remote, plan.env.build_id = bundle.remote, build_id
     for stage in plan.stages():
         if stage.task_name in bundle.compilers:  # the compiler version the client's keys use
@@ -88,7 +90,7 @@ def worker_plan(bundle: Bundle, build_id: str, root: Path) -> Plan:
 def _same_stages(plan: Plan, bundle: Bundle) -> None:
     """A worker with other tool versions would make entries under keys the client never asks for."""
     ours = {s.task_name: digest_data(s.static_doc(plan.env.tools)) for s in plan.stages()}
-    if ours == bundle.statics:
+    if ours == {name: bundle.statics.get(name) for name in ours}:
         return
     tools = sorted(plan.env.tools.items())
     differ = [f"{k} {bundle.tools.get(k)}, here {v}" for k, v in tools if bundle.tools.get(k) != v]
