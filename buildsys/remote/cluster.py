@@ -53,6 +53,9 @@ def run_on_cluster(plan: Plan, address: str, ui: Any, jobs: int = 1, on_event: C
     require_remote(plan)
     client = connect(address)
     try:
+        from buildsys.remote.worker import PLANS, PlanCache
+
+        client.register_plugin(PlanCache(), name=PLANS)
         pin_compilers(client, plan, address)
         results = build_on(client, plan, make_bundle(plan), notify)
     finally:

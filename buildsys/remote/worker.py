@@ -13,9 +13,12 @@ exception, so Dask does not retry what would fail the same way again.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
@@ -24,6 +27,16 @@ from buildsys.remote.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
 
 SKIPPED = ("failed", "skipped")
+PLANS = "buildsys-plans"
+
+
+class PlanCache(WorkerPlugin):
+    """The plans a worker made this build, by (bundle, recipe, thread): planning a recipe
+    (its YAML, schema, device catalogue, tool versions) costs more than most stages, and
+    a recipe has a dozen of them. The client registers a fresh one per build."""
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[str, str, int], Plan] = {}
 
 
 def run_stage(bundle: Bundle, name: str, build_id: str, *upstream: dict[str, Any]) -> dict[str, Any]:
@@ -52,12 +65,14 @@ def tool_version(tool: str) -> str | None:
 
 
 def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str, Any]:
-    from buildsys.stages.engine import execute
+    from buildsys.stages.engine import execute, outputs_intact
 
     recipe = name.split("/", 1)[0]  # stages read only their own recipe's stages
-    plan = worker_plan(bundle, build_id, scratch / "buildsys" / bundle.digest[:16], recipe)
+    plan = _plan(bundle, build_id, scratch / "buildsys" / bundle.digest[:16], recipe)
     stages = {s.task_name: s for s in plan.stages()}
     for stage in ancestors(plan, stages[name]):
+        if outputs_intact(stage, plan.env):  # an earlier task here brought it in; same bundle, same key
+            continue
         done = execute(stage, plan.env)
         if not isinstance(done, dict):
             return _failed(done, f"(bringing in its input stage {stage.task_name})")
@@ -67,6 +82,20 @@ def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str,
     if done["outcome"] == "restored":  # from this worker's own cache: the client needs it on the remote
         _ensure_pushed(stages[name], plan, done["key"])
     return {"outcome": done["outcome"], "seconds": done["seconds"], "warnings": done.get("warnings", [])}
+
+
+def _plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
+    from distributed import get_worker
+
+    cache = get_worker().plugins.get(PLANS)
+    key = (bundle.digest, recipe, threading.get_ident())  # a plan's env is no thread's to share
+    plan = cache.plans.get(key) if isinstance(cache, PlanCache) else None
+    if plan is None:
+        plan = worker_plan(bundle, build_id, root, recipe)
+        if isinstance(cache, PlanCache):
+            cache.plans[key] = plan
+    plan.env.build_id = build_id
+    return plan
 
 
 def worker_plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
