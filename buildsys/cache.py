@@ -39,12 +39,6 @@ class Cache:
     def has_object(self, sha: str) -> bool:
         return self._object(sha).is_file()
 
-    def adopt(self, sha: str, verified: Path) -> None:
-        """Move a file already checked to hash to `sha` (a download) in as that object."""
-        obj = self._object(sha)
-        obj.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(verified, obj)
-
     def commit_manifest(self, key: str, manifest: dict[str, dict]) -> None:
         """Write a manifest whose objects are all in place (objects first, manifest last)."""
         atomic_write_text(self._manifest(key), json.dumps(manifest, sort_keys=True, indent=1))

@@ -168,3 +168,11 @@ def edges(plan: Plan) -> list[tuple[Stage, Stage]]:
         ups = {producers[str(f)].task_name: producers[str(f)] for f in stage.input_files() if str(f) in producers}
         pairs += [(up, stage) for _, up in sorted(ups.items())]
     return pairs
+
+
+def upstreams(plan: Plan) -> dict[str, list[str]]:
+    """{stage: the stages it reads from}, by task name."""
+    ups: dict[str, list[str]] = {s.task_name: [] for s in plan.stages()}
+    for up, down in edges(plan):
+        ups[down.task_name].append(up.task_name)
+    return ups

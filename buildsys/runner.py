@@ -33,6 +33,11 @@ class Outcome:
     error: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def task_name(self) -> str:
+        """recipe/target/stage, as the stage's task is named."""
+        return "/".join(p for p in (self.recipe, self.target, self.stage) if p)
+
     def as_json(self) -> dict[str, Any]:
         out = {
             "recipe": self.recipe,

@@ -74,6 +74,18 @@ def run_cli(ws: Path, *args: str, check: int | None = 0) -> subprocess.Completed
     return proc
 
 
+def noop_build_imports(ws: Path, packages: set[str]) -> subprocess.CompletedProcess:
+    """Prints '<exit code> [which of `packages` a `buildsys build` in a fresh interpreter imported]'."""
+    probe = (
+        "import sys\n"
+        "from buildsys.cli import main\n"
+        "rc = main(['-q', 'build'])\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(packages)!r}))\n"
+        "print(rc, heavy)\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], cwd=ws, capture_output=True, text=True)
+
+
 def build_json(ws: Path, *args: str, check: int | None = 0) -> dict[str, str]:
     """`build --json` as {stage path: outcome}."""
     proc = run_cli(ws, "build", "--json", *args, check=check)

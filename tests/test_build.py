@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import yaml
 
-from conftest import ROOT, build_json, run_cli
+from conftest import ROOT, build_json, noop_build_imports, run_cli
 
 INT8 = {"calibration", "cpu-int8/quantize", "cpu-int8/validate", "cpu-int8/check", "cpu-int8/report"}
 ALL = {"fetch", "calibration", "convert"} | INT8 | {"fp32/quantize", "fp32/validate", "fp32/check", "fp32/report"}
@@ -71,16 +70,7 @@ def test_incremental_build_cycle(workspace: Path) -> None:
 
 def test_noop_build_imports_no_ml_framework(workspace: Path) -> None:
     build_json(workspace)
-    probe = (
-        "import sys\n"
-        "from buildsys.cli import main\n"
-        "rc = main(['-q', 'build'])\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'onnx', 'onnxruntime'})\n"
-        "print(rc, heavy)\n"
-    )
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=workspace, capture_output=True, text=True)
+    proc = noop_build_imports(workspace, {"tensorflow", "keras", "onnx", "onnxruntime"})
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_json, make_workspace, run_cli
+from conftest import build_json, make_workspace, noop_build_imports, run_cli
 from motoserver import S3Server, s3_server
 
 KEY = "a-team-secret"
@@ -177,14 +177,7 @@ def test_bad_remote_settings_are_usage_errors(workspace: Path, monkeypatch: pyte
 def test_noop_with_a_remote_imports_no_remote_package(workspace: Path, tmp_path: Path) -> None:
     (workspace / "buildsys.yaml").write_text(f"version: 1\nremote:\n  url: {tmp_path / 'shared'}\n")
     build_json(workspace)
-    probe = (
-        "import sys\n"
-        "from buildsys.cli import main\n"
-        "rc = main(['-q', 'build'])\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fsspec', 's3fs', 'distributed', 'tensorflow'})\n"
-        "print(rc, heavy)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=workspace, capture_output=True, text=True)
+    proc = noop_build_imports(workspace, {"fsspec", "s3fs", "distributed", "tensorflow"})
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
 
 

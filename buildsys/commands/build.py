@@ -64,10 +64,10 @@ def run(args: Any, ui: Ui) -> int:
     _summary(ui, outcomes, time.perf_counter() - started)
     for o in outcomes:
         for note in o.notes:
-            ui.warning(f"{_name(o)}: {note}")
+            ui.warning(f"{o.task_name}: {note}")
     for o in outcomes:
         if o.outcome == "failed" and o.error and o.error.get("type") != "skipped":
-            ui.failure(_name(o), o.error)
+            ui.failure(o.task_name, o.error)
     return code or lock_code
 
 
@@ -97,11 +97,10 @@ def _times(plan: Plan, ui: Ui) -> dict[str, float]:
 
     times, warning = read_times(plan.env.remote)
     if warning:
-        from buildsys.fsutil import atomic_write_text
-        from buildsys.remote.link import down_marker
+        from buildsys.remote.link import mark_down
 
         ui.warning(warning)
-        atomic_write_text(down_marker(plan.env.ws, plan.env.build_id), warning + "\n")  # the stages stay quiet
+        mark_down(plan.env.ws, plan.env.build_id, warning)  # the stages stay quiet
     return times
 
 
@@ -115,7 +114,7 @@ def _keep_times(plan: Plan, shard: Shard | None, outcomes: list[Outcome], ui: Ui
     if down_marker(plan.env.ws, plan.env.build_id).exists():
         return  # said once already
 
-    ran = {f"{o.recipe}/{'/'.join(p for p in (o.target, o.stage) if p)}": o.seconds for o in outcomes if o.outcome == "ran"}
+    ran = {o.task_name: o.seconds for o in outcomes if o.outcome == "ran"}
     slot = f"shard-{shard.index}-of-{shard.count}" if shard else ALL
     if warning := keep_times(plan.env.remote, slot, ran):
         ui.warning(warning)
@@ -143,9 +142,9 @@ def _events(ui: Ui):
         elif kind == "finished":
             o: Outcome = data
             if _word(o) == "skipped":
-                ui.outcome_line("skipped", _name(o), extra="an input stage failed")
+                ui.outcome_line("skipped", o.task_name, extra="an input stage failed")
             elif o.outcome != "up-to-date" or ui.verbose:
-                ui.outcome_line(o.outcome, _name(o), o.seconds if o.outcome != "up-to-date" else None)
+                ui.outcome_line(o.outcome, o.task_name, o.seconds if o.outcome != "up-to-date" else None)
         elif kind == "error":
             ui.err.print(f"error: {data}")
         elif kind == "warning":
@@ -156,10 +155,6 @@ def _events(ui: Ui):
 
 def _word(o: Outcome) -> str:
     return "skipped" if o.error and o.error.get("type") == "skipped" else o.outcome
-
-
-def _name(o: Outcome) -> str:
-    return "/".join(p for p in (o.recipe, o.target, o.stage) if p)
 
 
 def _failure_code(outcomes: list[Outcome]) -> int:

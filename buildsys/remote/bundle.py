@@ -12,13 +12,12 @@ verifying every object, and plans the same recipes there.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from buildsys.errors import StageError, UsageError
-from buildsys.fsutil import atomic_write_bytes, remove
+from buildsys.fsutil import atomic_write_bytes
 from buildsys.hashing import digest_data, digest_file
 from buildsys.plan import Plan
 from buildsys.remote.config import SETTINGS_FILE, RemoteConfig
@@ -137,15 +136,6 @@ def materialise(bundle: Bundle, root: Path) -> None:
 
 
 def _download(store: RemoteStore, sha: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".pull-", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        if not store.download(store.object_path(sha), tmp):
-            raise StageError(f"the source file {dest.name} ({sha[:12]}...) is missing from the remote cache")
-        if digest_file(tmp) != sha:
-            raise StageError(f"the source file {dest.name} ({sha[:12]}...) on the remote does not match its sha256")
-        os.replace(tmp, dest)
-    finally:
-        remove(tmp)
+    _, why = store.fetch_object(sha, dest)
+    if why:
+        raise StageError(f"the source file {dest.name} ({sha[:12]}...) on the remote cache {why}")

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, Callable
 
 from buildsys.errors import UsageError
-from buildsys.plan import Plan, edges
+from buildsys.plan import Plan, upstreams
 from buildsys.runner import Outcome, run_plan
 from buildsys.stages.base import Stage
 
@@ -130,13 +130,6 @@ def _tool(stage: Stage) -> str | None:
     return stage.tool if isinstance(stage, Compile) else None
 
 
-def upstreams(plan: Plan) -> dict[str, list[str]]:
-    ups: dict[str, list[str]] = {s.task_name: [] for s in plan.stages()}
-    for up, down in edges(plan):
-        ups[down.task_name].append(up.task_name)
-    return ups
-
-
 def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str, dict[str, Any]]:
     """Submit one task per stage (in dependency order), wait for all; {stage: result}."""
     from buildsys.remote.worker import run_stage
@@ -183,16 +176,12 @@ def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Cal
         if rp.recipe.name in failed:
             outcomes += [_from_cluster(s, plan, results[s.task_name], shown) for s in rp.stages]
     order = [s.task_name for s in plan.stages()]
-    return sorted(outcomes, key=lambda o: order.index(_name(o)))
-
-
-def _name(o: Outcome) -> str:
-    return "/".join(p for p in (o.recipe, o.target, o.stage) if p)
+    return sorted(outcomes, key=lambda o: order.index(o.task_name))
 
 
 def _where(o: Outcome, results: dict[str, dict]) -> Outcome:
     """Restored here from what a worker ran: say it ran, and where."""
-    r = results.get(_name(o), {})
+    r = results.get(o.task_name, {})
     if r.get("outcome") != "ran" or o.outcome != "restored (remote)":
         return o
     fields = {**asdict(o), "outcome": "ran", "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
@@ -204,7 +193,7 @@ def _shown(results: dict[str, dict], ui: Any, notify: Callable) -> Callable:
         if kind == "finished":
             data = _where(data, results)
         if isinstance(data, ClusterOutcome):
-            ui.outcome_line("ran", _name(data), data.seconds, extra=f"on {data.worker}")
+            ui.outcome_line("ran", data.task_name, data.seconds, extra=f"on {data.worker}")
         else:
             notify(kind, data)
 

@@ -9,16 +9,13 @@ the cache is writable, the fresh result replaces what was refused.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from buildsys.cache import Cache, manifest_problem
-from buildsys.fsutil import atomic_write_text, remove
-from buildsys.hashing import digest_file
+from buildsys.fsutil import atomic_write_text
 from buildsys.remote.config import RemoteConfig
 from buildsys.remote.sign import signature_problem, signed
 from buildsys.remote.store import FORMAT, RemoteStore, RemoteUnavailable
@@ -80,22 +77,11 @@ class RemoteLink:
 
     def _fetch(self, cache: Cache, role: str, entry: dict[str, Any]) -> bool:
         sha = entry["sha256"]
-        if cache.has_object(sha) and digest_file(cache.object_path(sha)) == sha:
+        if cache.has_object(sha):  # restore re-hashes it, and drops the entry if it is damaged
             return True
-        self.ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="pull-", dir=self.ws.tmp_dir)
-        tmp = Path(name)
-        os.close(fd)
-        try:
-            if not self.store.download(self.store.object_path(sha), tmp):
-                return bool(self._refuse(sha, f"its {role} object {sha[:12]}... is missing from the remote"))
-            self.moved += tmp.stat().st_size
-            if tmp.stat().st_size != entry["size"] or digest_file(tmp) != sha:
-                return bool(self._refuse(sha, f"its {role} object {sha[:12]}... does not match its sha256"))
-            cache.adopt(sha, tmp)
-            return True
-        finally:
-            remove(tmp)
+        moved, why = self.store.fetch_object(sha, cache.object_path(sha), entry["size"])
+        self.moved += moved
+        return why is None or bool(self._refuse(sha, f"its {role} object {sha[:12]}... {why}"))
 
     def push(self, key: str, cache: Cache, manifest: dict[str, dict], seconds: float | None) -> None:
         """Upload a fresh result: objects first, the signed manifest last."""
@@ -124,14 +110,21 @@ class RemoteLink:
         return None
 
     def _went_down(self, exc: RemoteUnavailable) -> None:
-        marker = down_marker(self.ws, self.build_id)
-        if marker.exists():
-            return  # another stage said it already
-        try:
-            atomic_write_text(marker, f"{time.time():.0f} {exc.message}\n")
-        except OSError:
-            pass  # then the next stage tries the remote again, and says so again
-        self.warnings.append(f"{exc.message}; building locally for the rest of this build")
+        if mark_down(self.ws, self.build_id, exc.message):
+            self.warnings.append(f"{exc.message}; building locally for the rest of this build")
+
+
+def mark_down(ws: Workspace, build_id: str, why: str) -> bool:
+    """Tell this build's other stages (other processes too) to leave the remote alone;
+    False if one already did, and said so."""
+    marker = down_marker(ws, build_id)
+    if marker.exists():
+        return False
+    try:
+        atomic_write_text(marker, f"{time.time():.0f} {why}\n")
+    except OSError:
+        pass  # then the next stage tries the remote again, and says so again
+    return True
 
 
 def _doc_problem(doc: Any, key: str) -> str | None:

@@ -13,11 +13,16 @@ reader never sees half an object or a manifest before its objects.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from buildsys.errors import BuildsysError
+from buildsys.fsutil import remove
+from buildsys.hashing import digest_file
 from buildsys.remote.config import RemoteConfig
 
 FORMAT = 1
@@ -73,6 +78,23 @@ class RemoteStore:
                 return False
         return True
 
+    def fetch_object(self, sha: str, dest: Path, size: int | None = None) -> tuple[int, str | None]:
+        """Object `sha` into `dest`, only once it hashes right: (bytes moved, why it was not)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".pull-", dir=dest.parent)  # beside: the rename is atomic
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            if not self.download(self.object_path(sha), tmp):
+                return 0, "is missing from the remote"
+            moved = tmp.stat().st_size
+            if (size is not None and moved != size) or digest_file(tmp) != sha:
+                return moved, "does not match its sha256"
+            os.replace(tmp, dest)
+            return moved, None
+        finally:
+            remove(tmp)
+
     def listing(self, folder: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(path, info) of every file under `folder` of the store."""
         with _asking(self):
@@ -117,19 +139,15 @@ class RemoteStore:
         return "file" in (protocol if isinstance(protocol, (tuple, list)) else (protocol,))
 
 
-class _asking:
+@contextmanager
+def _asking(store: RemoteStore) -> Iterator[None]:
     """Any failure of the remote itself becomes RemoteUnavailable, naming the store."""
-
-    def __init__(self, store: RemoteStore):
-        self.store = store
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, (FileNotFoundError, RemoteUnavailable)) or not isinstance(exc, Exception):
-            return False
-        raise RemoteUnavailable(f"the remote cache {self.store.config.shown()} failed: {_reason(exc)}") from exc
+    try:
+        yield
+    except (FileNotFoundError, RemoteUnavailable):
+        raise
+    except Exception as exc:
+        raise RemoteUnavailable(f"the remote cache {store.config.shown()} failed: {_reason(exc)}") from exc
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
-from buildsys.plan import Plan, edges
+from buildsys.plan import Plan, upstreams
 from buildsys.remote.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
 
@@ -133,9 +133,7 @@ def _same_stages(plan: Plan, bundle: Bundle) -> None:
 
 def ancestors(plan: Plan, stage: Stage) -> list[Stage]:
     """Every stage `stage` depends on, directly or not, in plan (dependency) order."""
-    ups: dict[str, set[str]] = {}
-    for up, down in edges(plan):
-        ups.setdefault(down.task_name, set()).add(up.task_name)
+    ups = upstreams(plan)
     needed: set[str] = set()
     todo = list(ups.get(stage.task_name, ()))
     while todo:
