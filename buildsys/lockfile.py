@@ -63,7 +63,9 @@ def stage_entry(
             outputs[rel] = {"volatile": True}
         else:
             outputs[rel] = {"sha256": hasher.digest(path), "size": path.stat().st_size}
+    facts = stage.lock_facts(stage.outputs())
     return {
+        **({"facts": facts} if facts else {}),
         "key": stage_key(doc),
         "version": stage.VERSION,
         "params_digest": digest_data(doc["params"]),

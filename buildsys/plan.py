@@ -15,12 +15,13 @@ from buildsys.stages.calibration import Calibration
 from buildsys.stages.check import Check
 from buildsys.stages.compile import Compile
 from buildsys.stages.convert import Convert
+from buildsys.stages.export import Export
 from buildsys.stages.fetch import Fetch
 from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
 from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
-from buildsys.tools import tool_versions
+from buildsys.tools import LOCKED_TOOLS, STAGE_TOOLS, tool_versions
 from buildsys.workspace import Workspace
 
 
@@ -56,7 +57,7 @@ def _lines(error: BuildsysError) -> list[str]:
 
 def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None = None) -> Plan:
     catalogue = catalogue or Catalogue(workspace=ws.root)
-    env = StageEnv(ws=ws, tools=tool_versions())
+    env = StageEnv(ws=ws, tools=tool_versions(LOCKED_TOOLS + STAGE_TOOLS))
     plans, errors = [], []
     for recipe in recipes:
         try:
@@ -77,7 +78,9 @@ def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePl
     if problems:
         raise located(recipe, env.ws.root, problems)
     stages: list[Stage] = [Fetch(recipe)]
-    if recipe.source.format == "onnx":
+    if recipe.source.exported:
+        stages.append(Export(recipe))
+    if recipe.source.onnx_graph:
         stages.append(Prepare(recipe))
     calib = Calibration(recipe)
     if calib.sets:
@@ -138,7 +141,7 @@ def _device_fit(recipe: Recipe, index: int, device: Device) -> list[Found]:
     if device.quantization.get("from_model") and recipe.source.format != "onnx":
         message = f"quantization.from_model reads QDQ scales from an ONNX model, and this recipe's source is {recipe.source.format}"
         return [(("targets", index, "quantization"), message, "remove from_model, or build from the QDQ ONNX export")]
-    if device.format == "onnx" and recipe.source.format != "onnx":
+    if device.format == "onnx" and not recipe.source.onnx_graph:
         message = f"{device.name} takes the prepared ONNX model, and this recipe's source is {recipe.source.format}"
         return [(key, message, "build from the model's ONNX export, or pick a device that takes TFLite")]
     return []

@@ -23,9 +23,13 @@ DISTRIBUTIONS = {
     "litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
     "matplotlib": ("matplotlib",),
     "numpy": ("numpy",),
+    "torch": ("torch",),
+    "onnxscript": ("onnxscript",),
 }
 
 LOCKED_TOOLS = ("buildsys", "tensorflow", "onnx", "onnxruntime", "litert", "matplotlib", "numpy", "python")
+# tools only some stages use: in their stage keys, not in every lock's tools
+STAGE_TOOLS = ("torch", "onnxscript")
 
 
 def _normalise(name: str) -> str:

@@ -28,6 +28,7 @@ from buildsys.tflow.inspect import (  # noqa: E402
     weight_dtypes,
     weight_scales,
 )
+from buildsys.recipe.model import Source  # noqa: E402
 from buildsys.tflow.models import export_float, run_source  # noqa: E402
 from buildsys.tflow.quantize import IO_TYPES_BY_MODE, MODES, needs_calibration, to_tflite  # noqa: E402
 from buildsys.tflow.runtime import run_tflite  # noqa: E402
@@ -85,10 +86,10 @@ def exported(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("quant_modes")
     keras.utils.set_random_seed(0)
     source = _save(_model(), d / "model.keras")
-    sig = export_float("keras", source, None, 1, d / "float.pb")
+    sig = export_float(model_source("keras", source), None, 1, d / "float.pb")
     calib = {"image": np.random.default_rng(0).random((8, 16, 16, 3), dtype=np.float32)}
     evaluation = {"image": np.random.default_rng(1).random((8, 16, 16, 3), dtype=np.float32)}
-    ref = run_source("keras", source, evaluation)["scores"]
+    ref = run_source(model_source("keras", source), evaluation)["scores"]
     return {"path": d / "float.pb", "sig": sig, "calib": calib, "eval": evaluation, "ref": ref}
 
 
@@ -278,12 +279,12 @@ def test_integer_inputs_keep_their_type(tmp_path):
     tokens = keras.layers.Flatten()(keras.layers.Embedding(10, 8)(ids))
     joined = keras.layers.Concatenate()([keras.layers.Dense(8)(x), tokens])
     source = _save(keras.Model([x, ids], keras.layers.Dense(3, name="y")(joined)), tmp_path / "ids.keras")
-    sig = export_float("keras", source, None, 1, tmp_path / "ids.pb")
+    sig = export_float(model_source("keras", source), None, 1, tmp_path / "ids.pb")
     rng = np.random.default_rng(0)
     calib = {"x": rng.random((8, 8), dtype=np.float32), "ids": rng.integers(0, 10, (8, 4)).astype(np.int32)}
     model = to_tflite(tmp_path / "ids.pb", sig, "int8", calib)
     assert io_dtypes(model) == {"inputs": {"x": "int8", "ids": "int32"}, "outputs": {"y": "int8"}}
-    ref = run_source("keras", source, calib)["y"]
+    ref = run_source(model_source("keras", source), calib)["y"]
     assert _cosine(run_tflite(model, calib)["y"], ref) > MIN_COSINE["int8"]
 
 
@@ -298,7 +299,7 @@ def test_int16x8_calibration_of_a_while_loop_is_contained(tmp_path):
     """While loops are calibrated in a child process (tensorflow#75140) in int16x8 too."""
     keras.utils.set_random_seed(0)
     source = _save(_lstm(), tmp_path / "lstm.keras")
-    sig = export_float("keras", source, None, 1, tmp_path / "lstm.pb")
+    sig = export_float(model_source("keras", source), None, 1, tmp_path / "lstm.pb")
     x = np.random.default_rng(0).random((8, 5, 4), dtype=np.float32)
     try:
         model = to_tflite(tmp_path / "lstm.pb", sig, "int16x8", {"seq": x})
@@ -306,7 +307,7 @@ def test_int16x8_calibration_of_a_while_loop_is_contained(tmp_path):
         assert "int16x8 calibration" in err.message and "crashed inside TensorFlow" in err.message
         assert "unroll=True" in err.hint
     else:
-        ref = run_source("keras", source, {"seq": x})["out"]
+        ref = run_source(model_source("keras", source), {"seq": x})["out"]
         assert _cosine(run_tflite(model, {"seq": x})["out"], ref) > 0.9
 
 
@@ -317,9 +318,13 @@ def test_keras_silu_exports_the_same_bytes_twice_and_quantizes_in_process(tmp_pa
     inp = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(inp)
     source = _save(keras.Model(inp, keras.layers.Dense(2, name="scores")(keras.layers.Flatten()(x))), tmp_path / "s.keras")
-    first = export_float("keras", source, None, 1, tmp_path / "a.pb")
-    export_float("keras", source, None, 1, tmp_path / "b.pb")
+    first = export_float(model_source("keras", source), None, 1, tmp_path / "a.pb")
+    export_float(model_source("keras", source), None, 1, tmp_path / "b.pb")
     assert (tmp_path / "a.pb").read_bytes() == (tmp_path / "b.pb").read_bytes()
     calib = {"image": np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)}
     model = to_tflite(tmp_path / "b.pb", first, "int8", calib)
     assert "LOGISTIC" in op_histogram(model)
+
+
+def model_source(fmt: str, path) -> Source:
+    return Source(fmt, Path(path), str(path))

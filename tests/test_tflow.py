@@ -24,6 +24,7 @@ keras = pytest.importorskip("keras")
 from buildsys.errors import InputError, StageError  # noqa: E402
 from buildsys.tflow.images import load_images  # noqa: E402
 from buildsys.tflow.inspect import op_histogram, tensor_dtypes  # noqa: E402
+from buildsys.recipe.model import Source  # noqa: E402
 from buildsys.tflow.models import export_float, run_source  # noqa: E402
 from buildsys.tflow.quantize import to_tflite  # noqa: E402
 from buildsys.tflow.runtime import run_tflite, tflite_inputs_outputs  # noqa: E402
@@ -92,17 +93,17 @@ def samples() -> np.ndarray:
 @pytest.fixture(scope="module")
 def conv_float(models, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("float") / "conv.pb"
-    return out, export_float("keras", models["keras"], None, 1, out)
+    return out, export_float(model_source("keras", models["keras"]), None, 1, out)
 
 
 @pytest.fixture(scope="module")
 def flat_int8(models, tmp_path_factory) -> dict:
     """The Flatten model exported, with seeded calibration and evaluation data."""
     out = tmp_path_factory.mktemp("flat") / "flat.pb"
-    sig = export_float("keras", models["flat"], None, 1, out)
+    sig = export_float(model_source("keras", models["flat"]), None, 1, out)
     calib = np.random.default_rng(0).random((32, 8, 8, 3), dtype=np.float32)
     evaluation = np.random.default_rng(7).random((16, 8, 8, 3), dtype=np.float32)
-    ref = run_source("keras", models["flat"], {"image": evaluation})["scores"]
+    ref = run_source(model_source("keras", models["flat"]), {"image": evaluation})["scores"]
     return {"path": out, "sig": sig, "calib": {"image": calib}, "eval": {"image": evaluation}, "ref": ref}
 
 
@@ -114,7 +115,7 @@ def flat_int8(models, tmp_path_factory) -> dict:
     [("keras", "keras", "scores"), ("keras", "h5", "scores"), ("saved_model", "saved_model", "output_0")],
 )
 def test_export_signature_for_each_format(models, tmp_path, fmt, key, out_name):
-    sig = export_float(fmt, models[key], None, 1, tmp_path / "f.pb")
+    sig = export_float(model_source(fmt, models[key]), None, 1, tmp_path / "f.pb")
     assert sig == {
         "inputs": [{"name": "image", "shape": [1, 16, 16, 3], "dtype": "float32"}],
         "outputs": [{"name": out_name, "shape": [1, 3], "dtype": "float32"}],
@@ -124,42 +125,42 @@ def test_export_signature_for_each_format(models, tmp_path, fmt, key, out_name):
 
 
 def test_keras_and_h5_give_identical_float_model(models, tmp_path):
-    export_float("keras", models["keras"], None, 1, tmp_path / "a.pb")
-    export_float("keras", models["h5"], None, 1, tmp_path / "b.pb")
+    export_float(model_source("keras", models["keras"]), None, 1, tmp_path / "a.pb")
+    export_float(model_source("keras", models["h5"]), None, 1, tmp_path / "b.pb")
     assert (tmp_path / "a.pb").read_bytes() == (tmp_path / "b.pb").read_bytes()
 
 
 def test_batch_and_shapes_overrides(models, tmp_path):
-    sig = export_float("keras", models["keras"], None, 4, tmp_path / "a.pb")
+    sig = export_float(model_source("keras", models["keras"]), None, 4, tmp_path / "a.pb")
     assert sig["inputs"][0]["shape"] == [4, 16, 16, 3]
     assert sig["outputs"][0]["shape"] == [4, 3]
-    sig = export_float("keras", models["dynamic"], {"image": [1, 12, 10, 3]}, None, tmp_path / "b.pb")
+    sig = export_float(model_source("keras", models["dynamic"]), {"image": [1, 12, 10, 3]}, None, tmp_path / "b.pb")
     assert sig["inputs"][0]["shape"] == [1, 12, 10, 3]
     # batch fills the leading dim the shapes entry leaves open (-1)
-    sig = export_float("keras", models["dynamic"], {"image": [-1, 12, 10, 3]}, 2, tmp_path / "c.pb")
+    sig = export_float(model_source("keras", models["dynamic"]), {"image": [-1, 12, 10, 3]}, 2, tmp_path / "c.pb")
     assert sig["inputs"][0]["shape"] == [2, 12, 10, 3]
 
 
 def test_dynamic_dim_left_is_an_input_error(models, tmp_path):
     with pytest.raises(InputError) as err:
-        export_float("keras", models["keras"], None, None, tmp_path / "a.pb")
+        export_float(model_source("keras", models["keras"]), None, None, tmp_path / "a.pb")
     assert "'image'" in err.value.message and "shapes:" in err.value.hint and "batch:" in err.value.hint
     with pytest.raises(InputError, match="dynamic shape"):
-        export_float("keras", models["dynamic"], None, 1, tmp_path / "b.pb")  # H, W still open
+        export_float(model_source("keras", models["dynamic"]), None, 1, tmp_path / "b.pb")  # H, W still open
 
 
 def test_wrong_rank_or_conflicting_dim_names_both_shapes(models, tmp_path):
     with pytest.raises(InputError) as err:
-        export_float("keras", models["keras"], {"image": [1, 16, 16]}, None, tmp_path / "a.pb")
+        export_float(model_source("keras", models["keras"]), {"image": [1, 16, 16]}, None, tmp_path / "a.pb")
     message = err.value.message
     assert "'image'" in message and "[1, 16, 16]" in message and "[None, 16, 16, 3]" in message
     with pytest.raises(InputError, match=r"\[1, 8, 8, 3\].*\[None, 16, 16, 3\]"):
-        export_float("keras", models["keras"], {"image": [1, 8, 8, 3]}, None, tmp_path / "b.pb")
+        export_float(model_source("keras", models["keras"]), {"image": [1, 8, 8, 3]}, None, tmp_path / "b.pb")
 
 
 def test_unknown_input_name_lists_model_inputs(models, tmp_path):
     with pytest.raises(InputError) as err:
-        export_float("keras", models["keras"], {"images": [1, 16, 16, 3]}, None, tmp_path / "a.pb")
+        export_float(model_source("keras", models["keras"]), {"images": [1, 16, 16, 3]}, None, tmp_path / "a.pb")
     assert "'images'" in err.value.message and "'image'" in err.value.hint
 
 
@@ -170,7 +171,7 @@ def test_corrupt_keras_file_is_an_input_error(tmp_path, name, content):
     bad = tmp_path / name
     bad.write_bytes(content)
     with pytest.raises(InputError) as err:
-        export_float("keras", bad, None, 1, tmp_path / "a.pb")
+        export_float(model_source("keras", bad), None, 1, tmp_path / "a.pb")
     assert f"cannot load {bad} as a Keras model" in err.value.message
     assert "re-export it or check the sha256" in err.value.message
     assert "\n" not in err.value.message and len(err.value.message) < 500
@@ -181,27 +182,27 @@ def test_truncated_keras_and_saved_model_are_input_errors(models, tmp_path):
     data = models["keras"].read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="as a Keras model"):
-        export_float("keras", cut, None, 1, tmp_path / "a.pb")
+        export_float(model_source("keras", cut), None, 1, tmp_path / "a.pb")
     sm = tmp_path / "sm"
     sm.mkdir()
     (sm / "saved_model.pb").write_bytes(b"\x08\x01garbage")
     with pytest.raises(InputError, match="as a SavedModel"):
-        export_float("saved_model", sm, None, 1, tmp_path / "b.pb")
+        export_float(model_source("saved_model", sm), None, 1, tmp_path / "b.pb")
     with pytest.raises(InputError, match="does not exist"):
-        export_float("keras", tmp_path / "missing.keras", None, 1, tmp_path / "c.pb")
+        export_float(model_source("keras", tmp_path / "missing.keras"), None, 1, tmp_path / "c.pb")
 
 
 def test_run_source_agrees_across_formats(models, samples):
-    ref = run_source("keras", models["keras"], {"image": samples})
+    ref = run_source(model_source("keras", models["keras"]), {"image": samples})
     assert ref["scores"].shape == (8, 3)
-    h5 = run_source("keras", models["h5"], {"image": samples})["scores"]
-    sm = run_source("saved_model", models["saved_model"], {"image": samples})["output_0"]
+    h5 = run_source(model_source("keras", models["h5"]), {"image": samples})["scores"]
+    sm = run_source(model_source("saved_model", models["saved_model"]), {"image": samples})["output_0"]
     assert np.max(np.abs(h5 - ref["scores"])) < 1e-6
     assert np.max(np.abs(sm - ref["scores"])) < 1e-5
     with pytest.raises(InputError, match="missing 'image'"):
-        run_source("keras", models["keras"], {"img": samples})
+        run_source(model_source("keras", models["keras"]), {"img": samples})
     with pytest.raises(InputError, match=r"\[N, 8, 8, 3\].*\[batch, 16, 16, 3\]"):
-        run_source("keras", models["keras"], {"image": samples[:, :8, :8]})
+        run_source(model_source("keras", models["keras"]), {"image": samples[:, :8, :8]})
 
 
 # ---------------------------------------------------------------- determinism
@@ -211,12 +212,13 @@ _SUBPROCESS = textwrap.dedent(
     import hashlib, json, sys
     from pathlib import Path
     import numpy as np
+    from buildsys.recipe.model import Source
     from buildsys.tflow.models import export_float
     from buildsys.tflow.quantize import to_tflite
     out = {}
     for key, src in json.loads(sys.argv[1]).items():
         dst = Path(sys.argv[2]) / (key + ".pb")
-        sig = export_float("keras", Path(src), None, 1, dst)
+        sig = export_float(Source("keras", Path(src), src), None, 1, dst)
         out[key] = hashlib.sha256(dst.read_bytes()).hexdigest()
     calib = {"image": np.random.default_rng(0).random((32, 8, 8, 3), dtype=np.float32)}
     flat = Path(sys.argv[2]) / "flat.pb"
@@ -234,11 +236,11 @@ def _export_twice_in_process(models, tmp_path) -> dict[str, str]:
     hashes = {}
     for key in ("keras", "lstm", "flat"):
         first, second = tmp_path / f"{key}1.pb", tmp_path / f"{key}2.pb"
-        export_float("keras", models[key], None, 1, first)
+        export_float(model_source("keras", models[key]), None, 1, first)
         # Bump Keras' and TF's global name counters between the two exports.
         _conv_gap()
         _lstm()
-        sig = export_float("keras", models[key], None, 1, second)
+        sig = export_float(model_source("keras", models[key]), None, 1, second)
         assert first.read_bytes() == second.read_bytes(), key
         hashes[key] = _sha(first.read_bytes())
     calib = {"image": np.random.default_rng(0).random((32, 8, 8, 3), dtype=np.float32)}
@@ -280,7 +282,7 @@ def test_float_and_tflite_bytes_are_deterministic(models, tmp_path):
 def test_fp32_matches_source(models, conv_float, samples):
     path, sig = conv_float
     model = to_tflite(path, sig, "none")
-    ref = run_source("keras", models["keras"], {"image": samples})["scores"]
+    ref = run_source(model_source("keras", models["keras"]), {"image": samples})["scores"]
     got = run_tflite(model, {"image": samples})["scores"]
     assert got.dtype == np.float32 and got.shape == (8, 3)
     assert np.max(np.abs(got - ref)) < 1e-5
@@ -291,17 +293,17 @@ def test_fp32_matches_source(models, conv_float, samples):
 
 
 def test_saved_model_fp32_keeps_signature_names(models, tmp_path, samples):
-    sig = export_float("saved_model", models["saved_model"], None, 1, tmp_path / "sm.pb")
+    sig = export_float(model_source("saved_model", models["saved_model"]), None, 1, tmp_path / "sm.pb")
     model = to_tflite(tmp_path / "sm.pb", sig, "none")
     got = run_tflite(model, {"image": samples})["output_0"]
-    ref = run_source("saved_model", models["saved_model"], {"image": samples})["output_0"]
+    ref = run_source(model_source("saved_model", models["saved_model"]), {"image": samples})["output_0"]
     assert np.max(np.abs(got - ref)) < 1e-5
 
 
 def test_fp16_close_to_source(models, conv_float, samples):
     path, sig = conv_float
     model = to_tflite(path, sig, "fp16")
-    ref = run_source("keras", models["keras"], {"image": samples})["scores"]
+    ref = run_source(model_source("keras", models["keras"]), {"image": samples})["scores"]
     got = run_tflite(model, {"image": samples})["scores"]
     assert np.max(np.abs(got - ref)) < 1e-2
     assert model == to_tflite(path, sig, "fp16")  # deterministic bytes
@@ -377,14 +379,14 @@ def test_int8_calibrator_crash_is_contained(models, tmp_path):
     Such graphs are calibrated in a child process: the build gets a StageError
     (or, once TF is fixed, a working model), never a dead interpreter.
     """
-    sig = export_float("keras", models["lstm"], None, 1, tmp_path / "lstm.pb")
+    sig = export_float(model_source("keras", models["lstm"]), None, 1, tmp_path / "lstm.pb")
     x = np.random.default_rng(0).random((8, 5, 4), dtype=np.float32)
     try:
         model = to_tflite(tmp_path / "lstm.pb", sig, "int8", {"seq": x})
     except StageError as err:
         assert "crashed inside TensorFlow" in err.message and "unroll=True" in err.hint
     else:
-        ref = run_source("keras", models["lstm"], {"seq": x})["out"]
+        ref = run_source(model_source("keras", models["lstm"]), {"seq": x})["out"]
         assert _cosine(run_tflite(model, {"seq": x})["out"], ref) > 0.9
 
 
@@ -396,7 +398,7 @@ def test_conversion_failure_is_a_short_stage_error(tmp_path):
 
     module = Det()
     tf.saved_model.save(module, str(tmp_path / "det"), signatures={"serving_default": module.serve})
-    sig = export_float("saved_model", tmp_path / "det", None, 1, tmp_path / "det.pb")
+    sig = export_float(model_source("saved_model", tmp_path / "det"), None, 1, tmp_path / "det.pb")
     with pytest.raises(StageError) as err:
         to_tflite(tmp_path / "det.pb", sig, "none")
     message = err.value.message
@@ -427,7 +429,7 @@ def test_op_histogram_and_corrupt_tflite(conv_float, tmp_path):
     file.write_bytes(model)
     assert op_histogram(file) == hist
     x1 = np.ones((1, 16, 16, 3), np.float32)
-    as_source = run_source("tflite", file, {"image": x1})["scores"]
+    as_source = run_source(model_source("tflite", file), {"image": x1})["scores"]
     assert np.array_equal(as_source, run_tflite(model, {"image": x1})["scores"])
     assert tensor_dtypes(file)["inputs"] == {"image": "FLOAT32"}
     x = np.zeros((2, 16, 16, 3), np.float32)
@@ -442,10 +444,10 @@ def test_op_histogram_and_corrupt_tflite(conv_float, tmp_path):
 
 
 def test_run_tflite_resizes_batch_of_fixed_model(models, tmp_path, samples):
-    sig = export_float("keras", models["keras"], None, 4, tmp_path / "b4.pb")
+    sig = export_float(model_source("keras", models["keras"]), None, 4, tmp_path / "b4.pb")
     model = to_tflite(tmp_path / "b4.pb", sig, "none")
     got = run_tflite(model, {"image": samples})["scores"]  # fed one sample at a time
-    ref = run_source("keras", models["keras"], {"image": samples})["scores"]
+    ref = run_source(model_source("keras", models["keras"]), {"image": samples})["scores"]
     assert np.max(np.abs(got - ref)) < 1e-5
 
 
@@ -500,3 +502,7 @@ def test_load_images_errors(tmp_path, pngs):
     broken.write_bytes(pngs[0].read_bytes()[:30])
     with pytest.raises(InputError, match="broken.png"):
         load_images([pngs[0], broken], None, "rgb", 1.0, (0.0,), (1.0,))
+
+
+def model_source(fmt: str, path) -> Source:
+    return Source(fmt, Path(path), str(path))

@@ -19,15 +19,14 @@ from buildsys.recipe.model import (
     InputSource,
     Recipe,
     Replacement,
-    Source,
     Target,
     Validate,
     default_target_name,
 )
+from buildsys.recipe.sources import parse_source
 from buildsys.recipe.yamlmarks import Parsed, clip, parse_yaml
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
-SOURCE_FORMATS = ("onnx", "saved_model", "keras", "tflite")
 INPUT_KINDS = ("images", "npy", "npz", "zeros")
 
 
@@ -267,7 +266,7 @@ def build_recipe(data: dict[str, Any], path: Path, workspace: Path, parsed: Pars
     return Recipe(
         path=path,
         name=name,
-        source=_source(data["source"], base),
+        source=parse_source(data["source"], base),
         targets=tuple(_target(t) for t in data["targets"]),
         validate=_validate(data.get("validate", {}), base),
         output=Path(output),
@@ -299,12 +298,6 @@ def _replacement(index: int, data: dict[str, Any], parsed: Parsed | None) -> Rep
 def _resolve(base: Path, written: str) -> str:
     # normpath, not resolve(): symlinks are the user's business, and globs must stay globs.
     return os.path.normpath(os.path.join(base, written))
-
-
-def _source(data: dict[str, Any], base: Path) -> Source:
-    fmt = next(f for f in SOURCE_FORMATS if f in data)
-    written = data[fmt]
-    return Source(format=fmt, path=Path(_resolve(base, written)), written=written, sha256=data.get("sha256"))
 
 
 def _calibration(data: dict[str, Any], base: Path) -> Calibration:

@@ -7,12 +7,56 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 
+# How each source format reaches the float model: "onnx" (prepared, then converted by our
+# converter), "tf" (traced by TensorFlow), "tflite" (shipped as it is). A PyTorch model is
+# exported to ONNX first.
+PIPELINES = {
+    "onnx": "onnx",
+    "pytorch": "onnx",
+    "saved_model": "tf",
+    "keras": "tf",
+    "tf1": "tf",
+    "darknet": "tf",
+    "tflite": "tflite",
+}
+
+
+def not_onnx_graph(source: Any) -> str | None:
+    """The format of a raw `source:` mapping whose pipeline has no ONNX graph to edit or cut, else None."""
+    formats = [k for k, pipeline in PIPELINES.items() if pipeline != "onnx"]
+    return next((k for k in formats if isinstance(source, dict) and k in source), None)
+
+
 @dataclass(frozen=True)
 class Source:
-    format: str  # "onnx" | "saved_model" | "keras" | "tflite"
-    path: Path  # absolute; a file, or a directory for saved_model
+    format: str  # a key of PIPELINES
+    path: Path  # absolute; the model file, a SavedModel directory, a darknet cfg, a TF1 graph or checkpoint prefix
     written: str  # the path exactly as the recipe wrote it
     sha256: str | None = None
+    # further named files of the source (darknet weights), and the format's own settings
+    # (TF1 tensor names, a PyTorch factory): both enter the fetch key
+    parts: tuple[tuple[str, Path], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def onnx_graph(self) -> bool:
+        """The pipeline works on an ONNX graph: the source, or the model exported from it."""
+        return PIPELINES[self.format] == "onnx"
+
+    @property
+    def exported(self) -> bool:
+        """An `export` stage writes the ONNX model the pipeline starts from."""
+        return self.format == "pytorch"
+
+    @property
+    def traced(self) -> bool:
+        return PIPELINES[self.format] == "tf"
+
+    def part(self, name: str) -> Path | None:
+        return dict(self.parts).get(name)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from jsonschema.protocols import Validator
 
 from buildsys.errors import Problem
 from buildsys.recipe import closematch
-from buildsys.recipe.model import default_target_name
+from buildsys.recipe.model import default_target_name, not_onnx_graph
 from buildsys.recipe.yamlmarks import KeyPath, Parsed, clip
 
 SHOW_MAX = 40
@@ -180,7 +180,7 @@ def semantic_problems(parsed: Parsed, stem: str, name_pattern: str) -> list[Prob
 def _cut_source(parsed: Parsed, data: dict) -> list[Problem]:
     """`outputs:` cuts ONNX graphs; on any other source it would silently do nothing."""
     source = data.get("source")
-    fmt = next((k for k in ("saved_model", "keras", "tflite") if isinstance(source, dict) and k in source), None)
+    fmt = not_onnx_graph(source)
     if "outputs" not in data or fmt is None:
         return []
     message = f"`outputs:` cuts ONNX models, and this recipe's source is {fmt}"
@@ -191,7 +191,10 @@ def _file_names(data: dict) -> Iterator[tuple[KeyPath, str]]:
     """Every value that becomes a path: files read, the build folder, names of folders made."""
     found: list[tuple[KeyPath, Any]] = [(("name",), data.get("name")), (("output",), data.get("output"))]
     if isinstance(data.get("source"), dict):
-        found += [(("source", k), v) for k, v in data["source"].items() if k != "sha256"]
+        for k, v in data["source"].items():
+            nested = v.items() if isinstance(v, dict) else ()
+            found += [(("source", k, n), w) for n, w in nested if n not in ("inputs", "outputs", "kwargs")]
+            found += [] if k == "sha256" or nested else [(("source", k), v)]
     for section in ("calibration", "validate"):
         part = data.get(section) if isinstance(data.get(section), dict) else {}
         inputs = part.get("inputs") if isinstance(part.get("inputs"), dict) else {}

@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 from buildsys.errors import Problem
+from buildsys.recipe.model import not_onnx_graph
 from buildsys.recipe.yamlmarks import Parsed
 
 # which actions each selector takes
@@ -31,7 +32,7 @@ def replacement_problems(parsed: Parsed, entries: list[Any], source: Any) -> lis
 
 def _source(parsed: Parsed, entries: list[Any], source: Any) -> list[Problem]:
     """Replacements edit ONNX graphs; on any other source they would silently do nothing."""
-    fmt = next((k for k in ("saved_model", "keras", "tflite") if isinstance(source, dict) and k in source), None)
+    fmt = not_onnx_graph(source)
     if not entries or fmt is None:
         return []
     message = f"replacements edit ONNX models, and this recipe's source is {fmt}"

@@ -9,6 +9,7 @@ from buildsys.stages.calibration import Calibration
 from buildsys.stages.check import Check
 from buildsys.stages.compile import Compile
 from buildsys.stages.convert import Convert
+from buildsys.stages.export import Export
 from buildsys.stages.fetch import Fetch
 from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
@@ -16,7 +17,7 @@ from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
 
 KINDS = MappingProxyType(
-    {cls.kind: cls for cls in (Fetch, Prepare, Calibration, Convert, Quantize, Validate, Check, Compile, Report)}
+    {cls.kind: cls for cls in (Fetch, Export, Prepare, Calibration, Convert, Quantize, Validate, Check, Compile, Report)}
 )
 
 __all__ = ["KINDS", "Input", "RecipePaths", "RunContext", "Stage", "StageEnv"]

@@ -160,6 +160,14 @@ class Stage:
         """Warnings read from committed outputs, shown after every build, fresh or cached."""
         return []
 
+    def tools_used(self) -> tuple[str, ...]:
+        """The tools whose version enters the key: TOOLS, and more where the recipe calls for them."""
+        return self.TOOLS
+
+    def lock_facts(self, outputs: dict[str, Path]) -> dict[str, Any]:
+        """Facts of the committed outputs the lockfile records beside their digests."""
+        return {}
+
     # -- derived ------------------------------------------------------------------
     def input_files(self) -> list[Path]:
         return [f for inp in self.inputs() for f in inp.files]
@@ -170,7 +178,7 @@ class Stage:
             "kind": self.kind,
             "version": self.VERSION,
             "params": self.params(),
-            "tools": {name: tools[name] for name in self.TOOLS},
+            "tools": {name: tools[name] for name in self.tools_used()},
         }
 
 

@@ -80,7 +80,7 @@ class Calibration(Stage):
 
     def image_layout(self, src: InputSource) -> str:
         # ONNX models come from PyTorch and take channels first; TF models channels last
-        return src.layout or ("nchw" if self.recipe.source.format == "onnx" else "nhwc")
+        return src.layout or ("nchw" if self.recipe.source.onnx_graph else "nhwc")
 
     def _source_params(self, src: InputSource) -> dict[str, Any]:
         params = src.params()
@@ -211,7 +211,7 @@ def _gives(src: InputSource, drawn: tuple, recipe_file: Path, key: tuple[str, ..
 def _layout(recipe: Recipe, entries: list[dict], name: str) -> str:
     # the model runs channels-last inside, but data is given as the ONNX model takes it
     perm = next((e.get("perm") for e in entries if e["name"] == name), None)
-    if recipe.source.format == "onnx" and perm and perm != sorted(perm):
+    if recipe.source.onnx_graph and perm and perm != sorted(perm):
         return ", channels first as the ONNX model takes it (NCHW)"
     return ""
 

@@ -33,7 +33,7 @@ class Check(Stage):
     @property
     def _unrolls_lstm(self) -> bool:
         """int16x8 quantizes a fused LSTM as its cells (TF has no 16x8 kernel for it)."""
-        return self.device.format == "tflite" and self.device.mode == "int16x8" and self.recipe.source.format == "onnx"
+        return self.device.format == "tflite" and self.device.mode == "int16x8" and self.recipe.source.onnx_graph
 
     def params(self) -> dict[str, Any]:
         rules = {k: self.device.data.get(k) for k in RULE_KEYS}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.stages.base import Input, RunContext, Stage
-from buildsys.stages.sources import source_files
+from buildsys.stages.sources import source_files, source_input
 
 
 class Convert(Stage):
@@ -26,12 +26,12 @@ class Convert(Stage):
 
     @property
     def from_onnx(self) -> bool:
-        return self.recipe.source.format == "onnx"
+        return self.recipe.source.onnx_graph
 
     @property
     def keeps_quantization(self) -> bool:
         """Some target builds an ONNX source with the model's own QDQ scales."""
-        return self.from_onnx and any(from_model(t.overrides) for t in self.recipe.targets)
+        return self.recipe.source.format == "onnx" and any(from_model(t.overrides) for t in self.recipe.targets)
 
     @property
     def layouts(self) -> dict[str, list[str]]:
@@ -50,11 +50,7 @@ class Convert(Stage):
             prepared = Input("prepared", (self.paths.common / "prepared.onnx",))
             # prepare folds weight DequantizeLinear nodes: their scales are read from the source
             return [prepared, Input("source", source_files(src))] if self.keeps_quantization else [prepared]
-        base = src.path if src.path.is_dir() else None
-        return [
-            Input("fetch", (self.paths.common / "source.json",)),
-            Input("source", source_files(src), base),
-        ]
+        return [Input("fetch", (self.paths.common / "source.json",)), source_input(src)]
 
     def params(self) -> dict[str, Any]:
         if self.from_onnx:  # shapes and graph edits were applied by prepare
@@ -86,7 +82,7 @@ class Convert(Stage):
             from buildsys.tflow.models import export_float
 
             shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
-            signature = export_float(src.format, src.path, shapes, self.recipe.batch, ctx.out["float"])
+            signature = export_float(src, shapes, self.recipe.batch, ctx.out["float"])
         text = json.dumps(signature, sort_keys=True, indent=2) + "\n"
         ctx.out["signature"].write_text(text, "utf-8")
 

@@ -9,7 +9,7 @@ from typing import Any
 from buildsys.errors import InputError
 from buildsys.hashing import digest_tree
 from buildsys.stages.base import Input, RunContext, Stage
-from buildsys.stages.sources import check_exists, check_format, source_files
+from buildsys.stages.sources import check_exists, check_format, model_files, source_input
 
 
 class Fetch(Stage):
@@ -17,23 +17,28 @@ class Fetch(Stage):
     VERSION = 1
 
     def inputs(self) -> list[Input]:
-        src = self.recipe.source
-        base = src.path if src.path.is_dir() else None
-        return [Input("source", source_files(src), base)]
+        return [source_input(self.recipe.source)]
 
     def check(self) -> None:
         check_exists(self.recipe.source, self.recipe.path)
 
     def params(self) -> dict[str, Any]:
-        return {"format": self.recipe.source.format, "sha256": self.recipe.source.sha256}
+        src = self.recipe.source
+        params = {"format": src.format, "sha256": src.sha256}
+        # only where set: the keys of the first formats stay as they were
+        # the code folder is a path of this machine: its files enter the key by content instead
+        options = {k: v for k, v in src.options if k != "code"}
+        return {**params, "options": options} if options else params
 
     def outputs(self) -> dict[str, Path]:
         return {"source": self.paths.common / "source.json"}
 
     def run(self, ctx: RunContext) -> None:
         src = self.recipe.source
-        files = {name or src.path.name: ctx.hasher.digest(f) for name, f in self.inputs()[0].named()}
-        sha = next(iter(files.values())) if not src.path.is_dir() else digest_tree(files)
+        model = set(model_files(src))  # the pin covers the model, not a factory's code
+        named = [(name or src.path.name, f) for name, f in self.inputs()[0].named()]
+        files = {name: ctx.hasher.digest(f) for name, f in named if f in model}
+        sha = digest_tree(files) if src.path.is_dir() or len(files) > 1 else next(iter(files.values()))
         if src.sha256 and src.sha256 != sha:
             raise InputError(
                 f"sha256 mismatch for {ctx.env.ws.show(src.path)}\n  recipe pins: {src.sha256}\n  file has:    {sha}",

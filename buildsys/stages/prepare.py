@@ -17,6 +17,8 @@ class Prepare(Stage):
     TOOLS = ("onnx", "numpy")
 
     def inputs(self) -> list[Input]:
+        if self.recipe.source.exported:  # what the export stage wrote, in its place
+            return [Input("source", (self.paths.common / "exported.onnx",))]
         return [
             Input("fetch", (self.paths.common / "source.json",)),
             Input("source", source_files(self.recipe.source)),
@@ -39,7 +41,7 @@ class Prepare(Stage):
 
         src = self.recipe.source.path
         label = ctx.env.ws.show(src)
-        model = load_onnx(src)
+        model = load_onnx(ctx.input("source"))
         shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
         prepared = prepare_model(
             model,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 from buildsys.errors import InputError
 from buildsys.limits import MAX_MODEL_BYTES, MAX_MODEL_FILES, file_problem, size_text
 from buildsys.recipe.model import Source
+from buildsys.stages.base import Input
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -16,10 +18,59 @@ ONNX_FIRST_BYTE = b"\x08"
 
 
 def source_files(source: Source) -> tuple[Path, ...]:
-    """Every file the source consists of (a SavedModel is a directory)."""
+    """Every file the source consists of (a SavedModel is a directory, a darknet model a cfg
+    and its weights, a checkpoint its .meta, .index and data shards, a PyTorch factory its code)."""
     if source.path.is_dir():
         return tuple(sorted(p for p in _tree(source.path) if p.is_file()))
-    return (source.path,)
+    if source.format == "tf1" and source.option("form") == "checkpoint":
+        return checkpoint_files(source.path)
+    main = (source.path,) + tuple(path for _, path in source.parts)
+    if source.option("code"):
+        return main + python_files(source)
+    return main
+
+
+def model_files(source: Source) -> tuple[Path, ...]:
+    """The source's files without a PyTorch model's code: what `sha256:` pins."""
+    code = set(python_files(source)) if source.option("code") else set()
+    return tuple(f for f in source_files(source) if f not in code)
+
+
+def source_input(source: Source) -> Input:
+    """The source's files as a stage input: one file enters the key by content alone, several
+    by their names relative to the folder they share."""
+    files = source_files(source)
+    if source.path.is_dir():
+        return Input("source", files, source.path)
+    if len(files) == 1:
+        return Input("source", files)
+    return Input("source", files, Path(os.path.commonpath([f.parent for f in files])))
+
+
+def checkpoint_files(prefix: Path) -> tuple[Path, ...]:
+    """A TF1 checkpoint: PREFIX.meta, PREFIX.index and its PREFIX.data-NNNNN-of-MMMMM shards,
+    the missing ones named too (fetch says which is absent)."""
+    shards = sorted(prefix.parent.glob(glob_escape(prefix.name) + ".data-?????-of-?????"))
+    count = int(shards[0].name[-5:]) if shards else 1
+    expected = [prefix.parent / f"{prefix.name}.data-{i:05d}-of-{count:05d}" for i in range(count)]
+    return (prefix.with_name(prefix.name + ".meta"), prefix.with_name(prefix.name + ".index"), *expected)
+
+
+def python_files(source: Source) -> tuple[Path, ...]:
+    """The code a PyTorch factory or pickled module is built from: the .py files of the factory's
+    top-level package (or every package under `code` for a pickled module), so editing it rebuilds."""
+    code = Path(source.option("code"))
+    factory = source.option("factory")
+    top = code / factory.split(":")[0].split(".")[0] if factory else code
+    if top.with_suffix(".py").is_file():
+        return (top.with_suffix(".py"),)
+    if not top.is_dir():
+        return ()
+    return tuple(sorted(p for p in _tree(top) if p.suffix == ".py" and p.is_file() and "__pycache__" not in p.parts))
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _tree(folder: Path) -> list[Path]:
@@ -29,18 +80,20 @@ def _tree(folder: Path) -> list[Path]:
         found.append(path)
         if len(found) > MAX_MODEL_FILES:
             raise InputError(
-                f"{folder} holds more than {MAX_MODEL_FILES:,} files and folders: not a SavedModel directory",
-                hint="name the folder that holds saved_model.pb and variables/",
+                f"{folder} holds more than {MAX_MODEL_FILES:,} files and folders: not a model's folder",
+                hint="name the folder that holds saved_model.pb and variables/, or a PyTorch model's code",
             )
     return found
 
 
 def check_exists(source: Source, recipe_file: Path) -> None:
-    if not source.path.exists():
-        raise InputError(
-            f"{recipe_file}: source model not found: {source.path}",
-            hint=f"source.{source.format} is '{source.written}', relative to the recipe file",
-        )
+    key = source_key(source)
+    for path in source_files(source) if source.format != "saved_model" else (source.path,):
+        if not path.exists():
+            raise InputError(
+                f"{recipe_at(recipe_file, key)}: source model not found: {path}",
+                hint=f"source.{dotted_key(key)} is '{source.written}', relative to the recipe file",
+            )
     if source.format == "saved_model" and not source.path.is_dir():
         raise InputError(
             f"{recipe_file}: source.saved_model must be a SavedModel directory: {source.path}",
@@ -48,16 +101,30 @@ def check_exists(source: Source, recipe_file: Path) -> None:
         )
     if source.format != "saved_model" and source.path.is_dir():
         raise InputError(
-            f"{recipe_file}: source.{source.format} is a directory: {source.path}",
+            f"{recipe_file}: source.{dotted_key(key)} is a directory: {source.path}",
             hint="if it is a TF SavedModel, write it as source.saved_model",
         )
     check_size(source, recipe_file)
 
 
+def source_key(source: Source) -> tuple[str, ...]:
+    """Where the recipe names the source's main file: ("source", "onnx"), ("source", "darknet", "cfg")."""
+    form = source.option("form")
+    if source.format == "darknet":
+        return ("source", "darknet", "cfg")
+    if source.format == "pytorch" and source.option("factory"):
+        return ("source", "pytorch", "weights")
+    return ("source", source.format, form) if form else ("source", source.format)
+
+
+def dotted_key(key: tuple[str, ...]) -> str:
+    return ".".join(key[1:])
+
+
 def check_size(source: Source, recipe_file: Path) -> None:
     """Refuse devices, FIFOs and sockets (reading them never ends or blocks) and files past
     MAX_MODEL_BYTES, before anything hashes or loads them."""
-    key = ("source", source.format)
+    key = source_key(source)
     if source.path.is_dir():
         try:
             size = sum(f.stat().st_size for f in source_files(source))
@@ -66,7 +133,7 @@ def check_size(source: Source, recipe_file: Path) -> None:
         problem = f"holds {size_text(size)}, over the {size_text(MAX_MODEL_BYTES)} limit for models"
         problem = problem if size > MAX_MODEL_BYTES else None
     else:
-        problem = file_problem(source.path, MAX_MODEL_BYTES, "models")
+        problem = next(filter(None, (file_problem(f, MAX_MODEL_BYTES, "models") for f in source_files(source))), None)
     if problem:
         raise InputError(
             f"{recipe_at(recipe_file, key)}: '{source.written}' {problem} ({source.path})",
@@ -87,39 +154,89 @@ def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
 
 def check_format(source: Source) -> None:
     """Reject files that cannot be the declared format before any heavy loading."""
-    path = source.path
-    if source.format == "saved_model":
-        if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
-            raise _corrupt(path, "no saved_model.pb in the directory")
-        return
+    FORMAT_CHECKS[source.format](source)
+
+
+def _saved_model(source: Source) -> None:
+    if not ((source.path / "saved_model.pb").is_file() or (source.path / "saved_model.pbtxt").is_file()):
+        raise _corrupt(source.path, "no saved_model.pb in the directory")
+
+
+def _head(path: Path) -> bytes:
     with open(path, "rb") as fh:
-        head = fh.read(8)  # not read_bytes(): a model may be gigabytes
-    if source.format == "onnx" and head[:1] != ONNX_FIRST_BYTE:
-        raise _corrupt(path, "not an ONNX model (it does not start with the ir_version field)")
-    if source.format == "tflite" and head[4:8] != b"TFL3":
-        raise _corrupt(path, "not a TFLite flatbuffer (no TFL3 identifier)")
-    if source.format == "keras":
-        expected = HDF5_MAGIC if path.suffix.lower() in (".h5", ".hdf5") else ZIP_MAGIC
-        if not head.startswith(expected):
-            kind = "an HDF5 (.h5)" if expected == HDF5_MAGIC else "a Keras v3 (.keras zip)"
-            raise _corrupt(path, f"not {kind} file")
-        why = _hdf5_damage(path) if expected == HDF5_MAGIC else _zip_damage(path)
-        if why:
-            raise _corrupt(path, why)
+        return fh.read(8)  # not read_bytes(): a model may be gigabytes
+
+
+def _onnx(source: Source) -> None:
+    if _head(source.path)[:1] != ONNX_FIRST_BYTE:
+        raise _corrupt(source.path, "not an ONNX model (it does not start with the ir_version field)")
+
+
+def _tflite(source: Source) -> None:
+    if _head(source.path)[4:8] != b"TFL3":
+        raise _corrupt(source.path, "not a TFLite flatbuffer (no TFL3 identifier)")
+
+
+def _keras(source: Source) -> None:
+    path = source.path
+    expected = HDF5_MAGIC if path.suffix.lower() in (".h5", ".hdf5") else ZIP_MAGIC
+    if not _head(path).startswith(expected):
+        kind = "an HDF5 (.h5)" if expected == HDF5_MAGIC else "a Keras v3 (.keras zip)"
+        raise _corrupt(path, f"not {kind} file")
+    why = _hdf5_damage(path) if expected == HDF5_MAGIC else _zip_damage(path)
+    if why:
+        raise _corrupt(path, why)
+
+
+def _pytorch(source: Source) -> None:
+    from buildsys.torchsrc.files import check_file
+
+    check_file(source.path, source.option("form"))
+
+
+def _tf1(source: Source) -> None:
+    from buildsys.tflow import tf1
+
+    if source.option("form") == "graph":
+        tf1.check_graph_file(source.path)
+    else:
+        tf1.check_checkpoint(source.path)
+
+
+def _darknet(source: Source) -> None:
+    from buildsys.darknet.weights import check_files
+
+    check_files(source.path, source.part("weights"))
+
+
+FORMAT_CHECKS = {
+    "onnx": _onnx,
+    "pytorch": _pytorch,
+    "saved_model": _saved_model,
+    "keras": _keras,
+    "tf1": _tf1,
+    "darknet": _darknet,
+    "tflite": _tflite,
+}
 
 
 def _zip_damage(path: Path) -> str | None:
+    if why := zip_damage(path):
+        return why
+    with zipfile.ZipFile(path) as zf:
+        if "config.json" not in zf.namelist():
+            return "no config.json in the archive: not a Keras v3 model"
+    return None
+
+
+def zip_damage(path: Path) -> str | None:
+    """Why a zip archive is unreadable (bad directory, a member failing its CRC), else None."""
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-            names = set(zf.namelist())
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         return f"damaged zip archive ({exc}); the file may be truncated"
-    if bad:
-        return f"damaged zip member {bad}"
-    if "config.json" not in names:
-        return "no config.json in the archive: not a Keras v3 model"
-    return None
+    return f"damaged zip member {bad}" if bad else None
 
 
 def _hdf5_damage(path: Path) -> str | None:

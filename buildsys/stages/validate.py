@@ -15,7 +15,7 @@ from buildsys.errors import InputError, StageError
 from buildsys.limits import MAX_DATA_BYTES, file_problem
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.metrics import compare, judge
-from buildsys.stages.sources import source_files
+from buildsys.stages.sources import source_input
 
 RANDOM_SEED = 0
 LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
@@ -63,18 +63,27 @@ class Validate(Stage):
             out.append(Input("float", (common / "float.pb",)))
         return out
 
+    def tools_used(self) -> tuple[str, ...]:
+        return self.TOOLS + ("torch",) if self.against_torch else self.TOOLS
+
+    @property
+    def against_torch(self) -> bool:
+        """A PyTorch source is its own reference, so an export bug shows in the error too;
+        not where `outputs:` cut the graph (those tensors are not the model's outputs)."""
+        return self.recipe.source.exported and not self.recipe.outputs
+
     def _reference(self) -> Input:
         """The model validated against: the prepared ONNX model for ONNX sources (static
         shapes, what was converted), else the source itself."""
         src = self.recipe.source
-        if src.format == "onnx":
+        if src.onnx_graph and not self.against_torch:
             return Input("source", (self.paths.common / "prepared.onnx",))
-        return Input("source", source_files(src), src.path if src.path.is_dir() else None)
+        return source_input(src)
 
     def params(self) -> dict[str, Any]:
         v = self.recipe.validate
         return {
-            "format": self.recipe.source.format,
+            "format": self.recipe.source.format if not self.recipe.source.exported or self.against_torch else "onnx",
             "thresholds": self.thresholds,
             "samples": None if self.has_data else v.samples,
             "task": v.task,
@@ -148,13 +157,17 @@ class Validate(Stage):
 
     def _run_reference(self, ctx: RunContext, samples: dict[str, Any]) -> dict[str, Any]:
         src = self.recipe.source
-        if src.format == "onnx":
+        if self.against_torch:
+            from buildsys.torchsrc.run import run_torch
+
+            return run_torch(src, samples, ctx.env.ws.show(src.path))
+        if src.onnx_graph:
             from buildsys.tflow.onnxsource import run_onnx
 
             return run_onnx(ctx.input("source"), samples)
         from buildsys.tflow.models import run_source
 
-        return run_source(src.format, src.path, samples)
+        return run_source(src, samples)
 
     def _run_artifact(self, ctx: RunContext, signature: dict, stored: dict[str, Any]) -> dict[str, Any]:
         """The artifact's outputs; a kernel refusing the data at run time is our defect, said so."""

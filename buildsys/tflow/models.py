@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from buildsys.errors import BuildsysError, InputError, StageError
+from buildsys.recipe.model import Source as ModelSource
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.runtime import run_tflite
@@ -25,12 +26,13 @@ from buildsys.tflow.sources import Source, load_source
 _NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
-def export_float(fmt: str, src: Path, shapes: dict[str, list[int]] | None, batch: int | None, out: Path) -> dict:
-    """Write the float model for `src` to `out`; return its signature (JSON-able).
+def export_float(model: ModelSource, shapes: dict[str, list[int]] | None, batch: int | None, out: Path) -> dict:
+    """Write the float model for the recipe's source to `out`; return its signature (JSON-able).
 
     The bytes of `out` depend only on the model, the shapes and the TF version.
     """
-    source = load_source(fmt, Path(src))
+    src = model.path
+    source = load_source(model)
     _check_input_names(source, str(src))
     static = resolve_shapes(source.inputs, shapes, batch, str(src))
     _check_memory(source, static, str(src))
@@ -91,11 +93,12 @@ def _signature(source: Source, static: list[list[int]], outputs: list[tf.Tensor]
     return {"inputs": inputs, "outputs": outs}
 
 
-def run_source(fmt: str, src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_source(model: ModelSource, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the original model in float on samples (N, ...); outputs by name."""
-    if fmt == "tflite":  # a pass-through source is its own reference
-        return run_tflite(Path(src), inputs)
-    source = load_source(fmt, Path(src))
+    src = model.path
+    if model.format == "tflite":  # a pass-through source is its own reference
+        return run_tflite(src, inputs)
+    source = load_source(model)
     arrays, count = check_samples([t.name for t in source.inputs], inputs, str(src))
     for info in source.inputs:
         check_sample_shape(info.name, arrays[info.name], info.shape, str(src))

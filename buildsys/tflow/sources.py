@@ -1,6 +1,6 @@
-"""Load a source model (Keras file or SavedModel directory) behind one interface.
+"""Load a source model TensorFlow traces (Keras, SavedModel, TF1 graph, Darknet) behind one interface.
 
-Both formats end up as a `Source`: the model's own input/output names and a
+Every format ends up as a `Source`: the model's own input/output names and a
 `call` that maps input tensors (model order) to output tensors (model order),
 usable eagerly and inside a tf.function.
 """
@@ -17,10 +17,10 @@ import keras
 import tensorflow as tf
 
 from buildsys.errors import InputError
+from buildsys.recipe.model import Source as ModelSource
 from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.shapes import TensorInfo
 
-FORMATS = ("keras", "saved_model")
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,29 @@ class Source:
     owner: object
 
 
-def load_source(fmt: str, src: Path) -> Source:
-    src = Path(src)
-    if fmt == "keras":
-        return _load_keras(src)
-    if fmt == "saved_model":
-        return _load_saved_model(src)
-    raise ValueError(f"unsupported source format {fmt!r}; expected one of {FORMATS}")
+def load_source(model: ModelSource) -> Source:
+    """The recipe's source, loaded by its format's loader."""
+    loaders = {"keras": _load_keras, "saved_model": _load_saved_model, "tf1": _load_tf1, "darknet": _load_darknet}
+    return loaders[model.format](model)
 
 
-def _load_keras(src: Path) -> Source:
+def _load_tf1(model: ModelSource) -> Source:
+    from buildsys.tflow import tf1
+
+    inputs, outputs = model.option("inputs"), model.option("outputs")
+    if model.option("form") == "graph":
+        return tf1.load_graph_source(model.path, inputs, outputs)
+    return tf1.load_checkpoint_source(model.path, inputs, outputs)
+
+
+def _load_darknet(model: ModelSource) -> Source:
+    from buildsys.darknet.tfmodel import load_source as load_darknet
+
+    return load_darknet(model.path, model.part("weights"))
+
+
+def _load_keras(model: ModelSource) -> Source:
+    src = model.path
     if not src.is_file():
         raise InputError(f"Keras model {src} does not exist or is not a file", path=str(src))
     if src.suffix == ".keras" and not zipfile.is_zipfile(src):
@@ -119,7 +132,8 @@ def _unique(names: list[str]) -> list[str]:
     return result
 
 
-def _load_saved_model(src: Path) -> Source:
+def _load_saved_model(model: ModelSource) -> Source:
+    src = model.path
     if not src.is_dir():
         raise InputError(f"SavedModel {src} does not exist or is not a directory", path=str(src))
     try:
