@@ -104,3 +104,78 @@ def test_validation_runs_the_pytorch_model_not_the_export(built: Path) -> None:
     assert {"cnn.pth", "nets.py"} <= set(validate["inputs"]), validate["inputs"]
     assert "prepared.onnx" not in str(validate["inputs"])
     assert lock["stages"]["export"]["facts"]["exporter"] in ("dynamo", "torchscript")
+
+
+def small_workspace(tmp_path: Path, source: str, shapes: bool = True) -> Path:
+    ws = torch_workspace(tmp_path / "ws", nets=("cnn",), forms=())
+    recipe = RECIPE.format(recipe="net", source=source, shape=SHAPE)
+    (ws / "recipes/net.yaml").write_text(recipe if shapes else recipe.replace(f"shapes: {{image: {SHAPE}}}\n", ""))
+    return ws
+
+
+def nothing_cached(ws: Path) -> bool:
+    """No stage that read the model left a result (calibration reads only the data and may run)."""
+    made = [ws / "build/net/_common" / f for f in ("source.json", "exported.onnx", "prepared.onnx")]
+    records = [ws / ".buildsys/records/net" / f for f in ("fetch.json", "export.json", "prepare.json")]
+    return not any(p.exists() for p in made + records)
+
+
+@pytest.mark.parametrize("file", ["cnn.pt2", "cnn.ts.pt", "cnn.pth"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_pytorch_files_are_refused_by_fetch(tmp_path: Path, file: str, damage: str) -> None:
+    source = f"pytorch: {file}" if file != "cnn.pth" else 'pytorch: {factory: "nets:build", kwargs: {name: cnn}, weights: cnn.pth}'
+    ws = small_workspace(tmp_path, source)
+    path = ws / "recipes" / file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3] if damage == "truncated" else b"\x00garbage" + data[8:])
+    proc = run_cli(ws, "build", check=2)
+    assert file in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "corrupt or wrong model file" in proc.stderr
+    assert nothing_cached(ws)
+
+
+def test_a_state_dict_named_as_a_file_says_to_name_the_factory(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, "pytorch: cnn.pth")
+    proc = run_cli(ws, "build", check=2)
+    assert "cnn.pth" in proc.stderr and "factory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_weights_of_another_network_are_named_key_by_key(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, 'pytorch: {factory: "nets:build", kwargs: {name: cnn, classes: 7}, weights: cnn.pth}')
+    proc = run_cli(ws, "build", check=2)
+    assert "does not fit the network" in proc.stderr and "head.weight" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_torchscript_without_shapes_names_the_inputs_to_shape(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, "pytorch: cnn.ts.pt", shapes=False)
+    proc = run_cli(ws, "build", check=2)
+    assert "no shape for image" in proc.stderr and "shapes: {image: [1, 3, 224, 224]}" in proc.stderr, proc.stderr
+
+
+def test_weights_are_never_unpickled_beyond_tensors(tmp_path: Path) -> None:
+    """A `weights:` file is read with weights_only=True: a pickle that would run code is refused, unrun."""
+    ws = small_workspace(tmp_path, 'pytorch: {factory: "nets:build", kwargs: {name: cnn}, weights: evil.pth}')
+    marker = tmp_path / "ran"
+    torch.save({"x": Payload(marker)}, ws / "recipes/evil.pth")
+    proc = run_cli(ws, "build", check=2)
+    assert "evil.pth" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not marker.exists()
+
+
+class Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_without_torch_the_error_says_to_install_it(tmp_path: Path) -> None:
+    import subprocess
+
+    ws = small_workspace(tmp_path, "pytorch: cnn.pt2")
+    probe = "import sys\nsys.modules['torch'] = None\nfrom buildsys.cli import main\nsys.exit(main(['build']))\n"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ws, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install torch" in proc.stderr and "Traceback" not in proc.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,10 @@ def export(model: TorchModel, shapes: dict[str, list[int]], exporter: str, label
     args = example_inputs(shapes)
     names = output_names(len(flat_outputs(model, args)))
     tried: dict[str, str] = {}
-    for name in ("dynamo", "torchscript") if exporter == "auto" else (exporter,):
+    if exporter == "auto" and model.kind == "torchscript":
+        # torch.export cannot trace a ScriptModule: not worth the seconds of trying
+        tried["dynamo"] = "a TorchScript module is exported by the TorchScript exporter"
+    for name in _order(exporter, model.kind):
         try:
             proto = _EXPORTERS[name](model, args, list(shapes), names)
         except Exception as exc:  # noqa: BLE001 - the exporters raise anything the model's code does
@@ -70,6 +74,12 @@ def export(model: TorchModel, shapes: dict[str, list[int]], exporter: str, label
         f"{label} cannot be exported to ONNX ({said})",
         hint="export it to ONNX by hand and use `source: {onnx: ...}`, or try `exporter: torchscript` / `dynamo`",
     )
+
+
+def _order(exporter: str, kind: str) -> tuple[str, ...]:
+    if exporter != "auto":
+        return (exporter,)
+    return ("torchscript",) if kind == "torchscript" else ("dynamo", "torchscript")
 
 
 def _dynamo(model: TorchModel, args: tuple, inputs: list[str], outputs: list[str]) -> Any:
@@ -108,7 +118,7 @@ def _silenced():
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours its messages
     line = text.splitlines()[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {line}"[:300]
 
