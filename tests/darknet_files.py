@@ -27,7 +27,8 @@ ignore_thresh = .7
 
 def _conv(filters: int, size: int, stride: int = 1, activation: str = "leaky", bn: bool = True, extra: str = "") -> str:
     norm = "batch_normalize=1\n" if bn else ""
-    return f"\n[convolutional]\n{norm}filters={filters}\nsize={size}\nstride={stride}\npad=1\nactivation={activation}\n{extra}"
+    shape = f"filters={filters}\nsize={size}\nstride={stride}\npad=1\n"
+    return f"\n[convolutional]\n{norm}{shape}activation={activation}\n{extra}"
 
 
 def _route(layers: str, extra: str = "") -> str:

@@ -187,12 +187,12 @@ def _check_numbers(section: Section) -> None:
 
 def _unsupported(section: Section) -> list[tuple[Section, str]]:
     if section.type != "net" and section.type not in LAYER_TYPES:
-        return [(section, "")]
+        return [(section, "unknown section type")]
     rows = []
     for key, fine in _UNSUPPORTED_OPTIONS.get(section.type, {}).items():
         value = section.options.get(key)
         if value is not None and (fine is None or not _same(value, fine)):
-            rows.append((section, f"{key}={value}"))
+            rows.append((section, f"option {key}={value}"))
     if section.type in _WITH_ACTIVATION:
         activation = section.get_str("activation", default_activation(section.type))
         if activation not in ACTIVATIONS:
@@ -215,7 +215,7 @@ def _same(value: str, fine: str) -> bool:
 def _unsupported_error(rows: list[tuple[Section, str]], file: str) -> InputError:
     labels = [s.label() for s, _ in rows]
     width = max(map(len, labels))
-    table = "\n".join(f"  {label.ljust(width)}  {what}".rstrip() for label, (_, what) in zip(labels, rows))
+    table = "\n".join(f"  {label.ljust(width)}  {what}" for label, (_, what) in zip(labels, rows))
     noun = "part" if len(rows) == 1 else "parts"
     layers = ", ".join(f"[{t}]" for t in ("net", *LAYER_TYPES))
     return InputError(

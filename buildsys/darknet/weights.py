@@ -199,17 +199,15 @@ def param_shapes(layer: Layer, in_dims: Dims) -> list[tuple[str, tuple[int, ...]
     """The arrays this layer stores in a .weights file, in file order (Darknet's own layouts)."""
     section = layer.section
     bn = section.get_int("batch_normalize", 0) != 0
-    norm = [("scales",), ("rolling_mean",), ("rolling_variance",)] if bn else []
+    channels = layer.out[2]
+    norm = [(name, (channels,)) for name in ("scales", "rolling_mean", "rolling_variance")] if bn else []
     if section.type == "convolutional":
-        filters = layer.out[2]
         size = conv_geometry(section)[0]
-        kernel = (filters, in_dims[2] // section.get_int("groups", 1), size, size)
-        return [("biases", (filters,)), *[(n, (filters,)) for (n,) in norm], ("weights", kernel)]
+        kernel = (channels, in_dims[2] // section.get_int("groups", 1), size, size)
+        return [("biases", (channels,)), *norm, ("weights", kernel)]
     if section.type == "connected":
-        outputs = layer.out[2]
         # unlike a convolution, a connected layer stores its batch norm after its weights
-        inputs = int(np.prod(in_dims))
-        return [("biases", (outputs,)), ("weights", (outputs, inputs)), *[(n, (outputs,)) for (n,) in norm]]
+        return [("biases", (channels,)), ("weights", (channels, int(np.prod(in_dims)))), *norm]
     return []
 
 
