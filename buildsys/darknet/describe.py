@@ -57,13 +57,11 @@ def _notes(layer: Layer) -> str:
     kind = section.type
     if kind == "convolutional":
         size, stride, padding = conv_geometry(section)
-        parts = [f"{size}x{size}/{stride}", f"pad {padding}"]
         groups = section.get_int("groups", 1)
-        parts += [f"groups {groups}"] if groups != 1 else []
-        parts += ["bn"] if section.get_int("batch_normalize", 0) else []
-        return ", ".join([*parts, _activation(section)])
+        shape = [f"{size}x{size}/{stride}", f"pad {padding}", *([f"groups {groups}"] if groups != 1 else [])]
+        return ", ".join([*shape, *_norm_and_activation(section)])
     if kind == "connected":
-        return ", ".join([*(["bn"] if section.get_int("batch_normalize", 0) else []), _activation(section)])
+        return ", ".join(_norm_and_activation(section))
     if kind == "maxpool":
         size, stride, padding = maxpool_geometry(section)
         return f"{size}x{size}/{stride}, padding {padding}"
@@ -78,6 +76,10 @@ def _notes(layer: Layer) -> str:
     if kind == "yolo":
         return "output: the raw tensor entering [yolo] (no decoding)"
     return {"avgpool": "global", "dropout": "identity at inference"}.get(kind, "")
+
+
+def _norm_and_activation(section: Section) -> list[str]:
+    return [*(["bn"] if section.get_int("batch_normalize", 0) else []), _activation(section)]
 
 
 def _activation(section: Section) -> str:
