@@ -52,6 +52,12 @@ class Source:
     def traced(self) -> bool:
         return PIPELINES[self.format] == "tf"
 
+    @property
+    def default_batch(self) -> int | None:
+        """The batch a model with an open one is built at when the recipe sets none: a Darknet
+        cfg's [net] batch is a training setting, and Darknet detects one image at a time."""
+        return 1 if self.format == "darknet" else None
+
     def part(self, name: str) -> Path | None:
         return dict(self.parts).get(name)
 

@@ -34,6 +34,12 @@ class Convert(Stage):
         return self.recipe.source.format == "onnx" and any(from_model(t.overrides) for t in self.recipe.targets)
 
     @property
+    def batch(self) -> int | None:
+        if self.recipe.batch is None and not self.recipe.shapes:
+            return self.recipe.source.default_batch
+        return self.recipe.batch
+
+    @property
     def layouts(self) -> dict[str, list[str]]:
         """Graph inputs kept in the ONNX layout and outputs given channels-last, from the recipe."""
         picked = {"keep_layout": [], "nhwc_outputs": []}
@@ -56,7 +62,7 @@ class Convert(Stage):
         if self.from_onnx:  # shapes and graph edits were applied by prepare
             return {"format": "onnx", **self.layouts, **({"from_model": True} if self.keeps_quantization else {})}
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
-        return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.recipe.batch}
+        return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.batch}
 
     def outputs(self) -> dict[str, Path]:
         out = {"signature": self.paths.common / "signature.json"}
@@ -82,7 +88,7 @@ class Convert(Stage):
             from buildsys.tflow.models import export_float
 
             shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
-            signature = export_float(src, shapes, self.recipe.batch, ctx.out["float"])
+            signature = export_float(src, shapes, self.batch, ctx.out["float"])
         text = json.dumps(signature, sort_keys=True, indent=2) + "\n"
         ctx.out["signature"].write_text(text, "utf-8")
 
