@@ -1,4 +1,4 @@
-"""`buildsys inspect MODEL|RECIPE [--op TYPE ...]`: what an ONNX model holds and what to put in its recipe."""
+"""`buildsys inspect MODEL|RECIPE [--op TYPE ...]`: what a model holds and what to put in its recipe."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from buildsys.errors import InputError, UsageError
 from buildsys.ui import Ui
 
 if TYPE_CHECKING:  # the command imports onnx only when it runs
-    from buildsys.inspect import FromRecipe, Report
+    from buildsys.inspect import Report
     from buildsys.inspect.model import Tensor
+    from buildsys.recipe.model import Recipe, Source
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
-OTHER_MODELS = (".tflite", ".keras", ".h5", ".pb")
+OTHER_MODELS = (".tflite", ".keras", ".h5")
+REFUSED = ("keras", "saved_model", "tflite")  # TensorFlow's own formats: inspect their ONNX export
 DYNAMIC = "bold yellow"
 HEAD = "bold"
 WIDTH = 80  # what plain output is laid out for
@@ -23,14 +25,15 @@ UNITS = ("bytes", "kB", "MB", "GB")
 
 
 def run(args: Any, ui: Ui) -> int:
-    from buildsys.inspect import inspect_model
-    from buildsys.recipe.loader import absolute, shown_path
-
     root = Path(args.directory or ".")
-    model, recipe = _model_path(Path(args.model), root)
-    label = str(Path(args.model)) if recipe is None else shown_path(model, absolute(root))
-    _check_readable(model, label)
-    report = inspect_model(model, ops=tuple(args.op or ()), recipe=recipe, label=label)
+    source, recipe = _source(Path(args.model), root)
+    if source.format in ("tf1", "darknet"):
+        from buildsys.commands import inspect_sources
+
+        show_source = inspect_sources.show_tf1 if source.format == "tf1" else inspect_sources.show_darknet
+        show_source(source, ui, args.json)
+        return 0
+    report = _report(source, recipe, tuple(args.op or ()), root)
     if args.json:
         ui.data(report.to_json())
         return 0
@@ -39,17 +42,45 @@ def run(args: Any, ui: Ui) -> int:
     return 0
 
 
-def _model_path(given: Path, root: Path) -> tuple[Path, FromRecipe | None]:
-    """The ONNX file to read and, for a recipe, the input fixes it applies; like make -C, `given`
-    is relative to the workspace."""
+def _report(source: Source, recipe: Recipe | None, ops: tuple[str, ...], root: Path) -> Report:
+    from buildsys.inspect import FromRecipe, inspect_model
+    from buildsys.recipe.loader import absolute, shown_path
+
+    if source.format == "pytorch":
+        from buildsys.commands.inspect_sources import with_exported
+
+        # the export applied the shapes: the recipe's edits and cut remain
+        fixes = None if recipe is None else FromRecipe(str(recipe.path), {}, None, recipe.replacements, recipe.outputs, recipe.path)
+        shapes, batch = (recipe.shapes, recipe.batch) if recipe else ({}, None)
+        return with_exported(source, shapes, batch, lambda path, label: inspect_model(path, ops, recipe=fixes, label=label))
+    fixes = None
+    if recipe is not None:
+        fixes = FromRecipe(str(recipe.path), dict(recipe.shapes), recipe.batch, recipe.replacements, recipe.outputs, recipe.path)
+    label = source.written if recipe is None else shown_path(source.path, absolute(root))
+    _check_readable(source.path, label)
+    return inspect_model(source.path, ops=ops, recipe=fixes, label=label)
+
+
+def _source(given: Path, root: Path) -> tuple[Source, Recipe | None]:
+    """What to inspect and the recipe it came from; like make -C, `given` is relative to the workspace."""
+    from buildsys.commands.inspect_sources import file_source, refuse
+
     path = root / given
-    if not path.exists():
-        raise InputError(f"{path} does not exist", hint="give an .onnx file or a recipe .yaml", path=str(path))
+    if not path.exists() and not path.with_name(path.name + ".meta").exists():
+        raise InputError(f"{path} does not exist", hint="give a model file or a recipe .yaml", path=str(path))
     if path.suffix in RECIPE_SUFFIXES:
-        return _from_recipe(given, root)
-    if path.is_dir() or path.suffix in OTHER_MODELS:
-        raise UsageError(f"{path}: inspect reads ONNX models (.onnx) or recipes with an ONNX source", path=str(path))
-    return path, None
+        from buildsys.recipe import RecipeLoader
+
+        recipe = RecipeLoader().load(given, root)
+        if recipe.source.format in REFUSED:
+            raise refuse(path, recipe.source.format)
+        return recipe.source, recipe
+    if path.is_dir() or path.suffix.lower() in OTHER_MODELS:
+        raise refuse(path, "SavedModel" if path.is_dir() else path.suffix)
+    found = file_source(path) if not path.is_dir() else None
+    if found is None and not path.exists():  # a checkpoint prefix
+        found = file_source(path.with_name(path.name + ".meta"))
+    return found or Source("onnx", path, str(given)), None
 
 
 def _check_readable(model: Path, label: str) -> None:
@@ -58,22 +89,6 @@ def _check_readable(model: Path, label: str) -> None:
 
     if problem := file_problem(model, MAX_MODEL_BYTES, "models"):
         raise InputError(f"{label} {problem}", hint="give the model file itself", path=str(model))
-
-
-def _from_recipe(path: Path, root: Path) -> tuple[Path, FromRecipe]:
-    from buildsys.inspect import FromRecipe
-    from buildsys.recipe import RecipeLoader
-
-    recipe = RecipeLoader().load(path, root)
-    source = recipe.source
-    if source.format != "onnx":
-        raise UsageError(
-            f"{path}: the source is a {source.format} model ({source.written}); inspect reads ONNX models",
-            hint="inspect the .onnx file the model was exported to, or a recipe with `source: {onnx: ...}`",
-            path=str(path),
-        )
-    fixes = FromRecipe(str(path), dict(recipe.shapes), recipe.batch, recipe.replacements, recipe.outputs, recipe.path)
-    return source.path, fixes
 
 
 def show(report: Report, ui: Ui) -> None:
