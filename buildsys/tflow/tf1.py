@@ -100,9 +100,13 @@ def _resolve(graph_def, inputs: list[str], outputs: list[str], path: Path) -> tu
     refs = []
     for role, given in (("input", inputs), ("output", outputs)):
         found = [_known_ref(name, role, known, names, path) for name in given]
-        doubles = sorted({r.tensor for r in found if found.count(r) > 1})
+        # `x` and `x:0` are one tensor; `x:1` and an op `x_1` would share a signature name
+        given_names = [r.signature_name for r in found]
+        doubles = sorted({n for n in given_names if given_names.count(n) > 1})
         if doubles:
-            raise InputError(f"{role}s of {path} list {', '.join(doubles)} twice", path=str(path))
+            raise InputError(
+                f"{role}s of {path} name {', '.join(doubles)} twice", hint=f"list each {role} once", path=str(path)
+            )
         refs.append(found)
     return refs[0], refs[1]
 
