@@ -72,6 +72,31 @@ def show_darknet(source: Source, ui: Ui, as_json: bool) -> None:
     ui.line(f"source:\n  darknet: {{cfg: {source.path.name}, weights: {weights.name if weights else 'NAME.weights'}}}")
 
 
+def show_tf1(source: Source, ui: Ui, as_json: bool) -> None:
+    from buildsys.tflow import tf1
+
+    checkpoint = source.option("form") == "checkpoint"
+    summary = tf1.checkpoint_summary(source.path) if checkpoint else tf1.graph_summary(source.path)
+    if as_json:
+        ui.data({"format": "tf1", "form": source.option("form"), "path": source.written, **summary})
+        return
+    ui.quiet = False
+    what = f"checkpoint, {summary['variables']} variables" if checkpoint else "frozen graph"
+    ui.line(f"tf1 {what}: {source.written} ({summary['nodes']} nodes)", style=HEAD)
+    for title, tensors in (("placeholders", summary["placeholders"]), ("likely outputs", summary["likely_outputs"])):
+        ui.line(f"{title}:", style=HEAD)
+        for t in tensors:
+            ui.line(f"  {t['name']}  {t['dtype'] or '?'}  {t['shape'] if t['shape'] is not None else 'shape unknown'}")
+    ui.line(f"ops ({len(summary['ops'])} types):", style=HEAD)
+    ui.line("  " + ", ".join(f"{op} {n}" for op, n in summary["ops"].items()))
+    ui.line()
+    ui.line("# to paste into the recipe:", style="dim")
+    names = lambda ts: ", ".join(t["name"] for t in ts)  # noqa: E731
+    form = "checkpoint" if checkpoint else "graph"
+    ui.line(f"source:\n  tf1:\n    {form}: {source.path.name}\n    inputs: [{names(summary['placeholders'])}]")
+    ui.line(f"    outputs: [{names(summary['likely_outputs'])}]")
+
+
 def refuse(path: Path, fmt: str) -> UsageError:
     return UsageError(
         f"{path}: inspect reads ONNX, PyTorch, TF1 and Darknet models; this is a {fmt} model",
