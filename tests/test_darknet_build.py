@@ -78,3 +78,13 @@ def test_unsupported_sections_are_one_table_at_fetch(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text() + "\n[reorg]\nstride=2\n\n[local]\nfilters=4\n")
     proc = run_cli(ws, "build", check=2)
     assert "[reorg]" in proc.stderr and "[local]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_inspect_shows_the_layer_table_and_the_yolo_outputs(tmp_path: Path) -> None:
+    name = "yolov3-tiny"
+    ws = darknet_workspace(tmp_path / "ws", name)
+    proc = run_cli(ws, "inspect", f"recipes/{name}.cfg")
+    assert "convolutional" in proc.stdout and "maxpool" in proc.stdout and "yolo_16" in proc.stdout, proc.stdout
+    assert f"darknet: {{cfg: {name}.cfg, weights: {name}.weights}}" in proc.stdout
+    data = json.loads(run_cli(ws, "inspect", "--json", f"recipes/{name}.yaml").stdout)
+    assert [o["name"] for o in data["outputs"]] == ["yolo_16", "yolo_23"]

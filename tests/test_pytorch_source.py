@@ -179,3 +179,14 @@ def test_without_torch_the_error_says_to_install_it(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ws, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "pip install torch" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_shows_the_onnx_export_of_a_pt2_file_and_a_recipe(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, "pytorch: cnn.ts.pt")
+    proc = run_cli(ws, "inspect", "recipes/cnn.pt2")
+    assert "exported to ONNX by the dynamo exporter" in proc.stdout and "Conv" in proc.stdout, proc.stdout
+    assert "image" in proc.stdout and "[1, 3, 64, 64]" in proc.stdout
+    data = json.loads(run_cli(ws, "inspect", "--json", "recipes/net.yaml").stdout)
+    assert "torchscript exporter" in json.dumps(data) and data["inputs"][0]["name"] == "image"
+    proc = run_cli(ws, "inspect", "recipes/cnn.ts.pt", check=2)
+    assert "no shape for image" in proc.stderr and "Traceback" not in proc.stderr
