@@ -73,8 +73,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("name", nargs="?", help="a built-in device name, or a profile file (.yaml) to check and show")
     d.add_argument("--json", action="store_true", help="print JSON: the list, or the resolved profile")
 
-    i = sub.add_parser("inspect", help="show an ONNX model's inputs, ops and converter support, with recipe snippets")
-    i.add_argument("model", metavar="MODEL_OR_RECIPE", help="an .onnx file, or a recipe (.yaml) with an ONNX source")
+    i = sub.add_parser("inspect", help="show a model's inputs, ops and converter support, with recipe snippets")
+    i.add_argument(
+        "model", metavar="MODEL_OR_RECIPE",
+        help="an .onnx, PyTorch (.pt2, .pt, .pth), TF1 (.pb, .meta) or Darknet (.cfg) file, or a recipe (.yaml)",
+    )
     i.add_argument("--op", action="append", metavar="TYPE", help="list the nodes of this op type (repeatable)")
     i.add_argument("--json", action="store_true", help="print one JSON document")
     r = sub.add_parser("report", help="show where each target's report.html is, with its status, and the index")
