@@ -80,6 +80,8 @@ def _source(given: Path, root: Path) -> tuple[Source, Recipe | None]:
     found = file_source(path) if not path.is_dir() else None
     if found is None and not path.exists():  # a checkpoint prefix
         found = file_source(path.with_name(path.name + ".meta"))
+    from buildsys.recipe.model import Source
+
     return found or Source("onnx", path, str(given)), None
 
 

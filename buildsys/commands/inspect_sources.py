@@ -99,7 +99,7 @@ def show_tf1(source: Source, ui: Ui, as_json: bool) -> None:
 
 def refuse(path: Path, fmt: str) -> UsageError:
     return UsageError(
-        f"{path}: inspect reads ONNX, PyTorch, TF1 and Darknet models; this is a {fmt} model",
-        hint="inspect the .onnx file the model was exported to",
+        f"{path}: inspect reads ONNX models (and PyTorch, TF1 and Darknet ones); this is a {fmt} model",
+        hint="inspect the .onnx file the model was exported to, or a recipe with such a source",
         path=str(path),
     )
