@@ -88,3 +88,22 @@ def test_inspect_shows_the_layer_table_and_the_yolo_outputs(tmp_path: Path) -> N
     assert f"darknet: {{cfg: {name}.cfg, weights: {name}.weights}}" in proc.stdout
     data = json.loads(run_cli(ws, "inspect", "--json", f"recipes/{name}.yaml").stdout)
     assert [o["name"] for o in data["outputs"]] == ["yolo_16", "yolo_23"]
+
+
+def test_a_sha256_pin_covers_the_cfg_and_the_weights(tmp_path: Path) -> None:
+    import re
+
+    name = "yolov3-tiny"
+    ws = darknet_workspace(tmp_path / "ws", name)
+    recipe = ws / "recipes" / f"{name}.yaml"
+    recipe.write_text(recipe.read_text().replace("weights}}", f"weights}}\n  sha256: {'0' * 64}"))
+    err = run_cli(ws, "build", check=2).stderr
+    digest = re.search(r"file has: +([0-9a-f]{64})", err).group(1)
+    recipe.write_text(recipe.read_text().replace("0" * 64, digest))
+    outcomes = build_json(ws)
+    assert outcomes["fetch"] == "ran"
+    weights = ws / "recipes" / f"{name}.weights"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # same size, one bit: only the pin notices
+    weights.write_bytes(bytes(data))
+    assert "sha256 mismatch" in run_cli(ws, "build", check=2).stderr
