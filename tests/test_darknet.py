@@ -11,7 +11,7 @@ from buildsys.darknet.cfg import parse, parse_text
 from buildsys.darknet.describe import layer_table, model_outputs
 from buildsys.darknet.weights import check_files, input_dims, parameter_count
 from buildsys.errors import InputError
-from darknet_files import CFGS, CLASSIFIER, MLP, header, random_params, write_model, write_weights
+from darknet_files import CFGS, CLASSIFIER, header, random_params, write_model, write_weights
 
 MAX_REL_ERR = 1e-4
 

@@ -190,3 +190,22 @@ def test_inspect_shows_the_onnx_export_of_a_pt2_file_and_a_recipe(tmp_path: Path
     assert "torchscript exporter" in json.dumps(data) and data["inputs"][0]["name"] == "image"
     proc = run_cli(ws, "inspect", "recipes/cnn.ts.pt", check=2)
     assert "no shape for image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_pickled_module_builds_and_editing_the_code_rebuilds_the_export(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, "pytorch: {module: whole.pth}")
+    root = ws / "recipes"
+    sys.path.insert(0, str(root))
+    try:  # pickled under the name the build imports it by: `nets`, from the recipe's folder
+        import nets
+
+        torch.save(nets.build("cnn"), root / "whole.pth")
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("nets", None)
+    outcomes = build_json(ws)
+    assert outcomes["export"] == "ran" and outcomes["fp32/validate"] == "ran"
+    fp32 = json.loads((ws / "build/net/fp32/metrics.json").read_text())
+    assert fp32["outputs"]["output"]["max_abs_error"] <= 1e-4
+    (root / "nets.py").write_text(CODE + "\n# a comment changes the code's digest\n")
+    assert build_json(ws)["export"] == "ran"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from buildsys.errors import InputError, UsageError
+from buildsys.errors import InputError
 from buildsys.ui import Ui
 
 if TYPE_CHECKING:  # the command imports onnx only when it runs
@@ -46,16 +46,16 @@ def _report(source: Source, recipe: Recipe | None, ops: tuple[str, ...], root: P
     from buildsys.inspect import FromRecipe, inspect_model
     from buildsys.recipe.loader import absolute, shown_path
 
-    if source.format == "pytorch":
+    exported = source.format == "pytorch"
+    fixes = None
+    if recipe is not None:  # an export applies the shapes itself: the recipe's edits and cut remain
+        shapes, batch = ({}, None) if exported else (dict(recipe.shapes), recipe.batch)
+        fixes = FromRecipe(str(recipe.path), shapes, batch, recipe.replacements, recipe.outputs, recipe.path)
+    if exported:
         from buildsys.commands.inspect_sources import with_exported
 
-        # the export applied the shapes: the recipe's edits and cut remain
-        fixes = None if recipe is None else FromRecipe(str(recipe.path), {}, None, recipe.replacements, recipe.outputs, recipe.path)
         shapes, batch = (recipe.shapes, recipe.batch) if recipe else ({}, None)
         return with_exported(source, shapes, batch, lambda path, label: inspect_model(path, ops, recipe=fixes, label=label))
-    fixes = None
-    if recipe is not None:
-        fixes = FromRecipe(str(recipe.path), dict(recipe.shapes), recipe.batch, recipe.replacements, recipe.outputs, recipe.path)
     label = source.written if recipe is None else shown_path(source.path, absolute(root))
     _check_readable(source.path, label)
     return inspect_model(source.path, ops=ops, recipe=fixes, label=label)

@@ -79,10 +79,12 @@ def _factory_module(torch: Any, source: Source) -> Any:
         try:
             module = build(**source.option("kwargs", {}))
         except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-            raise InputError(f"the factory {target} raised {type(exc).__name__}: {exc}", hint="call it by hand to debug it") from None
+            said = f"{type(exc).__name__}: {exc}"
+            raise InputError(f"the factory {target} raised {said}", hint="call it by hand to debug it") from None
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"the factory {target} returned a {type(module).__name__}, not a torch.nn.Module")
-    state = _loading(source.path, "a state_dict", lambda: torch.load(source.path, map_location="cpu", weights_only=True))
+    read = lambda: torch.load(source.path, map_location="cpu", weights_only=True)  # noqa: E731
+    state = _loading(source.path, "a state_dict", read)
     _load_state(module, _state_dict(state, source.path), source.path)
     return module
 
@@ -90,7 +92,8 @@ def _factory_module(torch: Any, source: Source) -> Any:
 def _pickled_module(torch: Any, source: Source) -> Any:
     with _code_on_path(source):
         # the recipe named this file as a whole pickled module: the one case that unpickles in full
-        module = _loading(source.path, "a pickled module", lambda: torch.load(source.path, map_location="cpu", weights_only=False))
+        read = lambda: torch.load(source.path, map_location="cpu", weights_only=False)  # noqa: E731
+        module = _loading(source.path, "a pickled module", read)
     if not isinstance(module, torch.nn.Module):
         raise InputError(
             f"{source.path} holds a {type(module).__name__}, not a pickled torch.nn.Module",
