@@ -107,3 +107,11 @@ def test_a_sha256_pin_covers_the_cfg_and_the_weights(tmp_path: Path) -> None:
     data[-1] ^= 1  # same size, one bit: only the pin notices
     weights.write_bytes(bytes(data))
     assert "sha256 mismatch" in run_cli(ws, "build", check=2).stderr
+
+
+def test_missing_weights_name_the_key_and_line_that_give_them(tmp_path: Path) -> None:
+    name = "yolov3-tiny"
+    ws = darknet_workspace(tmp_path / "ws", name)
+    (ws / "recipes" / f"{name}.weights").unlink()
+    err = run_cli(ws, "build", check=2).stderr
+    assert f"{name}.yaml:4: source.darknet.weights: source model not found" in err and "Traceback" not in err, err

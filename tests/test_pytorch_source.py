@@ -209,3 +209,9 @@ def test_a_pickled_module_builds_and_editing_the_code_rebuilds_the_export(tmp_pa
     assert fp32["outputs"]["output"]["max_abs_error"] <= 1e-4
     (root / "nets.py").write_text(CODE + "\n# a comment changes the code's digest\n")
     assert build_json(ws)["export"] == "ran"
+
+
+def test_a_missing_file_in_the_short_form_names_its_line(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path, "pytorch: gone.pt2")
+    err = run_cli(ws, "build", check=2).stderr
+    assert "net.yaml:4: source.pytorch: source model not found" in err and "gone.pt2" in err, err

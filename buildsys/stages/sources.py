@@ -90,10 +90,7 @@ def check_exists(source: Source, recipe_file: Path) -> None:
     key = source_key(source)
     for path in source_files(source) if source.format != "saved_model" else (source.path,):
         if not path.exists():
-            raise InputError(
-                f"{recipe_at(recipe_file, key)}: source model not found: {path}",
-                hint=f"source.{dotted_key(key)} is '{source.written}', relative to the recipe file",
-            )
+            raise _missing(source, path, recipe_file)
     if source.format == "saved_model" and not source.path.is_dir():
         raise InputError(
             f"{recipe_file}: source.saved_model must be a SavedModel directory: {source.path}",
@@ -105,6 +102,16 @@ def check_exists(source: Source, recipe_file: Path) -> None:
             hint="if it is a TF SavedModel, write it as source.saved_model",
         )
     check_size(source, recipe_file)
+
+
+def _missing(source: Source, path: Path, recipe_file: Path) -> InputError:
+    part = next((name for name, p in source.parts if p == path), None)
+    key = ("source", source.format, part) if part else source_key(source)
+    if part or path == source.path:
+        hint = f"source.{dotted_key(key)} names it, relative to the recipe file"
+    else:  # a checkpoint's .meta/.index/.data shards, a package's module
+        hint = f"a {source.format} source '{source.written}' is made of this file too; restore it beside the others"
+    return InputError(f"{recipe_at(recipe_file, key)}: source model not found: {path}", hint=hint)
 
 
 def source_key(source: Source) -> tuple[str, ...]:
@@ -148,8 +155,11 @@ def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
     from buildsys.recipe.yamlmarks import dotted
 
     shown = shown_path(absolute(recipe_file), absolute(Path.cwd()))
-    pos = parse_file(recipe_file, shown).values.get(key)
-    return f"{shown}:{pos[0]}: {dotted(key)}" if pos else f"{shown}: {dotted(key)}"
+    values = parse_file(recipe_file, shown).values
+    # `pytorch: net.pt2` is the short form of `pytorch: {file: net.pt2}`: the nearest key written
+    found = next((k for k in (key[:n] for n in range(len(key), 0, -1)) if k in values), key)
+    pos = values.get(found)
+    return f"{shown}:{pos[0]}: {dotted(found)}" if pos else f"{shown}: {dotted(key)}"
 
 
 def check_format(source: Source) -> None:
