@@ -10,7 +10,6 @@ replaced, preprocessing) is dropped, so nothing unfed is left in the graph.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
@@ -21,7 +20,6 @@ from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.shapes import TensorInfo
 from buildsys.tflow.sources import Source
 from buildsys.tflow.tf1check import (
-    VARIABLE_OPS,
     check_checkpoint,
     check_graph_file,
     checkpoint_files,
@@ -29,6 +27,14 @@ from buildsys.tflow.tf1check import (
     graph_summary,
     read_graph_def,
     read_meta_graph,
+)
+from buildsys.tflow.tf1cut import (
+    FEED,
+    Ref,
+    cut_graph,
+    needed_nodes,
+    parse_ref,
+    subgraph,
 )
 
 __all__ = [
@@ -42,37 +48,10 @@ __all__ = [
     "load_graph_source",
 ]
 
-_FEED = "buildsys_feed_"
 # Saver.restore and session errors wrap TF's one useful line in these.
 _SESSION_NOISE = (
     "Restoring from checkpoint failed", "Graph execution error", "Detected at node", "Node:", "[[", "Original stack"
 )  # fmt: skip
-_FROZEN_HINT = "freeze it (convert_variables_to_constants), or use `checkpoint:` with the checkpoint prefix"
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """One tensor: output `index` of op `op`."""
-
-    op: str
-    index: int
-
-    @property
-    def tensor(self) -> str:
-        return f"{self.op}:{self.index}"
-
-    @property
-    def signature_name(self) -> str:
-        # ":" is not allowed in a TFLite signature name
-        return self.op if self.index == 0 else f"{self.op}_{self.index}"
-
-
-def _ref(name: str) -> _Ref:
-    """`x`, `x:0` and `x:2` as users (and NodeDef inputs) write them."""
-    op, sep, index = name.rpartition(":")
-    if sep and index.isdigit():
-        return _Ref(op, int(index))
-    return _Ref(name, 0)
 
 
 def load_graph_source(pb: Path, inputs: list[str], outputs: list[str]) -> Source:
@@ -92,14 +71,14 @@ def freeze_checkpoint(prefix: Path, outputs: list[str]) -> graph_pb2.GraphDef:
     return _freeze(Path(prefix), [], outputs)[0]
 
 
-def _resolve(graph_def, inputs: list[str], outputs: list[str], path: Path) -> tuple[list[_Ref], list[_Ref]]:
+def _resolve(graph_def, inputs: list[str], outputs: list[str], path: Path) -> tuple[list[Ref], list[Ref]]:
     if not outputs:
         raise InputError(f"no outputs named for {path}", hint="list the tensors to fetch in `outputs:`", path=str(path))
     names = [n.name for n in graph_def.node]
     known = set(names)
     refs = []
     for role, given in (("input", inputs), ("output", outputs)):
-        found = [_known_ref(name, role, known, names, path) for name in given]
+        found = [_knownref(name, role, known, names, path) for name in given]
         # `x` and `x:0` are one tensor; `x:1` and an op `x_1` would share a signature name
         given_names = [r.signature_name for r in found]
         doubles = sorted({n for n in given_names if given_names.count(n) > 1})
@@ -111,8 +90,8 @@ def _resolve(graph_def, inputs: list[str], outputs: list[str], path: Path) -> tu
     return refs[0], refs[1]
 
 
-def _known_ref(name: str, role: str, known: set[str], names: list[str], path: Path) -> _Ref:
-    ref = _ref(str(name).strip())
+def _knownref(name: str, role: str, known: set[str], names: list[str], path: Path) -> Ref:
+    ref = parse_ref(str(name).strip())
     if ref.op in known:
         return ref
     close = difflib.get_close_matches(ref.op, names, n=5)
@@ -122,109 +101,18 @@ def _known_ref(name: str, role: str, known: set[str], names: list[str], path: Pa
     )
 
 
-def _source(path: Path, label: str, graph_def, refs: tuple[list[_Ref], list[_Ref]]) -> Source:
+def _source(path: Path, label: str, graph_def, refs: tuple[list[Ref], list[Ref]]) -> Source:
     feeds, fetches = refs
-    cut = _cut(graph_def, feeds, fetches, label, path)
+    cut = cut_graph(graph_def, feeds, fetches, label, path)
     infos = _probe(graph_def, feeds, fetches, label, path)
     return Source(path, infos, [r.signature_name for r in fetches], _caller(cut, feeds, fetches), cut)
 
 
-def _cut(graph_def, feeds: list[_Ref], fetches: list[_Ref], label: str, path: Path) -> graph_pb2.GraphDef:
-    """The nodes the fetches need, with fed tensors read from `buildsys_feed_<i>`."""
-    nodes = {n.name: n for n in graph_def.node}
-    fed = {r.tensor: i for i, r in enumerate(feeds)}
-    needed = _needed(nodes, [r.op for r in fetches if r.tensor not in fed], feeds, label, path)
-    _check_cut(nodes, needed, feeds, fetches, label, path)
-    return _subgraph(graph_def, needed, feeds)
-
-
-def _subgraph(graph_def, needed: set[str], feeds: list[_Ref]) -> graph_pb2.GraphDef:
-    """The `needed` nodes, in file order, reading fed tensors from `buildsys_feed_<i>`."""
-    fed = {r.tensor: i for i, r in enumerate(feeds)}
-    fed_ops = {r.op for r in feeds}
-    out = graph_pb2.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    out.library.CopyFrom(graph_def.library)
-    for node in graph_def.node:
-        if node.name not in needed:
-            continue
-        copy = out.node.add()
-        copy.CopyFrom(node)
-        del copy.input[:]
-        for ref in node.input:
-            if ref.startswith("^"):
-                # waiting on an op the user replaced by a feed means nothing any more
-                if ref[1:] not in fed_ops:
-                    copy.input.append(ref)
-            else:
-                i = fed.get(_ref(ref).tensor)
-                copy.input.append(ref if i is None else f"{_FEED}{i}")
-        _drop_colocation(copy, needed)
-    return out
-
-
-def _drop_colocation(node, kept: set[str]) -> None:
-    """The importer refuses a node colocated with one that is not imported (TF1 cond and
-    optimizers pin ops next to their inputs); placement is irrelevant to a converted model."""
-    if "_class" not in node.attr:
-        return
-    groups = [g for g in node.attr["_class"].list.s if g.decode("utf-8", "replace").removeprefix("loc:@") in kept]
-    if groups:
-        del node.attr["_class"].list.s[:]
-        node.attr["_class"].list.s.extend(groups)
-    else:
-        del node.attr["_class"]
-
-
-def _needed(nodes: dict, roots: list[str], feeds: list[_Ref], label: str, path: Path) -> set[str]:
-    """Names of the nodes `roots` depend on, not looking past fed tensors."""
-    fed = {r.tensor for r in feeds}
-    fed_ops = {r.op for r in feeds}
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        if name not in nodes:
-            raise InputError(f"{label} is incomplete: it has no node {name!r}", hint="re-export it", path=str(path))
-        seen.add(name)
-        for ref in nodes[name].input:
-            if ref.startswith("^"):
-                if ref[1:] not in fed_ops:
-                    stack.append(ref[1:])
-            elif _ref(ref).tensor not in fed:
-                stack.append(_ref(ref).op)
-    return seen
-
-
-def _check_cut(nodes: dict, needed: set[str], feeds: list[_Ref], fetches: list[_Ref], label: str, path: Path) -> None:
-    for name in sorted(needed):
-        op = nodes[name].op
-        if op in VARIABLE_OPS:
-            raise InputError(f"{label} is not frozen: it reads variable {name!r}", hint=_FROZEN_HINT, path=str(path))
-        if op == "Placeholder":
-            raise InputError(
-                f"the outputs of {label} depend on placeholder {name!r}, which is not among the inputs",
-                hint=f"add {name!r} to `inputs:`",
-                path=str(path),
-            )
-    read = {_ref(ref).tensor for name in needed for ref in nodes[name].input if not ref.startswith("^")}
-    read |= {r.tensor for r in fetches}
-    for ref in feeds:
-        if ref.tensor not in read:
-            raise InputError(
-                f"input {ref.tensor!r} of {label} feeds none of the outputs",
-                hint="remove it from `inputs:` or check `outputs:`",
-                path=str(path),
-            )
-
-
-def _probe(graph_def, feeds: list[_Ref], fetches: list[_Ref], label: str, path: Path) -> list[TensorInfo]:
+def _probe(graph_def, feeds: list[Ref], fetches: list[Ref], label: str, path: Path) -> list[TensorInfo]:
     """Import the uncut graph once: the fed tensors' dtypes and shapes, and a check of every name."""
     nodes = {n.name: n for n in graph_def.node}
-    needed = _needed(nodes, [r.op for r in feeds + fetches], [], label, path)
-    whole = _subgraph(graph_def, needed, [])
+    needed = needed_nodes(nodes, [r.op for r in feeds + fetches], [], label, path)
+    whole = subgraph(graph_def, needed, [])
     graph = tf.Graph()
     try:
         with quiet() as log, graph.as_default():
@@ -239,7 +127,7 @@ def _probe(graph_def, feeds: list[_Ref], fetches: list[_Ref], label: str, path: 
     return [TensorInfo(r.signature_name, _dims(t.shape), t.dtype.name) for r, t in zip(feeds, fed)]
 
 
-def _tensor(graph: tf.Graph, ref: _Ref, role: str, label: str, path: Path) -> tf.Tensor:
+def _tensor(graph: tf.Graph, ref: Ref, role: str, label: str, path: Path) -> tf.Tensor:
     op = graph.get_operation_by_name(ref.op)
     if ref.index >= len(op.outputs):
         raise InputError(
@@ -254,7 +142,7 @@ def _dims(shape: tf.TensorShape) -> list[int | None] | None:
     return None if shape.rank is None else list(shape.as_list())
 
 
-def _caller(cut: graph_pb2.GraphDef, feeds: list[_Ref], fetches: list[_Ref]):
+def _caller(cut: graph_pb2.GraphDef, feeds: list[Ref], fetches: list[Ref]):
     """`call` for the Source: the cut graph imported once per input signature.
 
     Imported through wrap_function, not into the caller's tf.function: a
@@ -266,7 +154,7 @@ def _caller(cut: graph_pb2.GraphDef, feeds: list[_Ref], fetches: list[_Ref]):
     built: dict[tuple, object] = {}
 
     def imported(*xs):
-        mapping = {f"{_FEED}{i}:0": x for i, x in enumerate(xs)}
+        mapping = {f"{FEED}{i}:0": x for i, x in enumerate(xs)}
         return tf.graph_util.import_graph_def(cut, input_map=mapping, return_elements=returned, name="tf1")
 
     def function_for(xs: list[tf.Tensor]):
