@@ -96,10 +96,12 @@ def test_a_sha256_pin_covers_the_cfg_and_the_weights(tmp_path: Path) -> None:
     name = "yolov3-tiny"
     ws = darknet_workspace(tmp_path / "ws", name)
     recipe = ws / "recipes" / f"{name}.yaml"
-    recipe.write_text(recipe.read_text().replace("weights}}", f"weights}}\n  sha256: {'0' * 64}"))
+    text = recipe.read_text().replace(".weights}\n", f".weights}}\n  sha256: {'f' * 64}\n")
+    assert "sha256" in text
+    recipe.write_text(text)
     err = run_cli(ws, "build", check=2).stderr
     digest = re.search(r"file has: +([0-9a-f]{64})", err).group(1)
-    recipe.write_text(recipe.read_text().replace("0" * 64, digest))
+    recipe.write_text(recipe.read_text().replace("f" * 64, digest))
     outcomes = build_json(ws)
     assert outcomes["fetch"] == "ran"
     weights = ws / "recipes" / f"{name}.weights"
