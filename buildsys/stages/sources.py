@@ -23,6 +23,8 @@ def source_files(source: Source) -> tuple[Path, ...]:
     if source.path.is_dir():
         return tuple(sorted(p for p in _tree(source.path) if p.is_file()))
     if source.format == "tf1" and source.option("form") == "checkpoint":
+        from buildsys.tflow.tf1files import checkpoint_files
+
         return checkpoint_files(source.path)
     main = (source.path,) + tuple(path for _, path in source.parts)
     if source.option("code"):
@@ -47,15 +49,6 @@ def source_input(source: Source) -> Input:
     return Input("source", files, Path(os.path.commonpath([f.parent for f in files])))
 
 
-def checkpoint_files(prefix: Path) -> tuple[Path, ...]:
-    """A TF1 checkpoint: PREFIX.meta, PREFIX.index and its PREFIX.data-NNNNN-of-MMMMM shards,
-    the missing ones named too (fetch says which is absent)."""
-    shards = sorted(prefix.parent.glob(glob_escape(prefix.name) + ".data-?????-of-?????"))
-    count = int(shards[0].name[-5:]) if shards else 1
-    expected = [prefix.parent / f"{prefix.name}.data-{i:05d}-of-{count:05d}" for i in range(count)]
-    return (prefix.with_name(prefix.name + ".meta"), prefix.with_name(prefix.name + ".index"), *expected)
-
-
 def python_files(source: Source) -> tuple[Path, ...]:
     """The code a PyTorch factory or pickled module is built from: the .py files of the factory's
     top-level package (or every package under `code` for a pickled module), so editing it rebuilds."""
@@ -67,10 +60,6 @@ def python_files(source: Source) -> tuple[Path, ...]:
     if not top.is_dir():
         return ()
     return tuple(sorted(p for p in _tree(top) if p.suffix == ".py" and p.is_file() and "__pycache__" not in p.parts))
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _tree(folder: Path) -> list[Path]:
