@@ -114,6 +114,19 @@ def one(name: str, samples: int) -> dict:
     }
 
 
+def in_fresh_process(script: str, name: str, samples: int) -> dict:
+    """`script --one NAME` in a new interpreter (cold imports, a per-build peak RSS): its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, script, "--one", name, "--samples", str(samples)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated architecture names")
@@ -126,16 +139,7 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(architectures())
     print(f"{'arch':<20}{'params':>10}{'wall s':>9}{'float s':>9}{'int8 s':>9}{'peak MiB':>10}{'TRANSPOSE':>10}")
     for name in names:
-        # a fresh bench process per architecture: cold imports and a per-build peak RSS
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--samples", str(args.samples)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = in_fresh_process(__file__, name, args.samples)
         print(
             f"{r['arch']:<20}{r['params']:>10,}{r['wall']:>9.1f}{r['float']:>9.1f}{r['int8']:>9.1f}"
             f"{r['peak_mib']:>10.0f}{r['transposes']:>10}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -106,16 +105,9 @@ def main() -> None:
         print(json.dumps(one(args.one, args.samples)))
         return
     for name in args.only.split(",") if args.only else list(models()):
-        # a fresh bench process per model: cold imports and a per-build peak RSS
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--samples", str(args.samples)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        from convert import in_fresh_process
+
+        r = in_fresh_process(__file__, name, args.samples)
         show(r, onnx2tf_times(args.onnx2tf, r["onnx"]) if args.onnx2tf else None)
 
 

@@ -47,6 +47,30 @@ targets:
 """
 
 
+SOURCE_RECIPE = """\
+version: 1
+name: {name}
+source:
+{source}
+{extra}calibration:
+  samples: 16
+  inputs: {{{input}: {{npy: calib.npy}}}}
+validate:
+  samples: 4
+  thresholds: {{min_cosine: 0.99}}
+targets:
+  - device: cpu-int8
+  - device: cpu-fp32
+    name: fp32
+"""
+
+
+def source_recipe(name: str, source: str, input_name: str, extra: str = "") -> str:
+    """A recipe building cpu-int8 and cpu-fp32 (target `fp32`) from `source` (the lines under
+    `source:`, indented), calibrated on calib.npy and validated on 4 samples at cosine 0.99."""
+    return SOURCE_RECIPE.format(name=name, source=source, extra=extra, input=input_name)
+
+
 def make_workspace(root: Path) -> Path:
     (root / "recipes" / "model").mkdir(parents=True)
     shutil.copy(EXAMPLE / "model.keras", root / "recipes" / "model" / "model.keras")

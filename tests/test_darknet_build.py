@@ -9,25 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_json, run_cli
+from conftest import build_json, run_cli, source_recipe
 from darknet_files import write_model
 
-RECIPE = """\
-version: 1
-name: {name}
-source:
-  darknet: {{cfg: {name}.cfg, weights: {name}.weights}}
-calibration:
-  samples: 16
-  inputs: {{input: {{npy: calib.npy}}}}
-validate:
-  samples: 4
-  thresholds: {{min_cosine: 0.99}}
-targets:
-  - device: cpu-int8
-  - device: cpu-fp32
-    name: fp32
-"""
 SHAPES = {"yolov4-tiny": (128, 160, 3), "yolov3-tiny": (96, 128, 3)}
 
 
@@ -37,7 +21,8 @@ def darknet_workspace(ws: Path, name: str) -> Path:
     write_model(root, name)
     rng = np.random.default_rng(0)
     np.save(root / "calib.npy", rng.random((16, *SHAPES[name]), dtype=np.float32))  # NHWC in [0, 1], as Darknet feeds
-    (root / f"{name}.yaml").write_text(RECIPE.format(name=name))
+    source = f"  darknet: {{cfg: {name}.cfg, weights: {name}.weights}}"
+    (root / f"{name}.yaml").write_text(source_recipe(name, source, "input"))
     return ws
 
 

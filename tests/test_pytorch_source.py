@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_json, run_cli
+from conftest import build_json, run_cli, source_recipe
 from torchnets import CODE
 
 torch = pytest.importorskip("torch")
@@ -22,23 +22,11 @@ FORMS = {
     "ts": "pytorch: {{file: {name}.ts.pt}}",
     "sd": 'pytorch: {{factory: "nets:build", kwargs: {{name: {name}}}, weights: {name}.pth}}',
 }
-RECIPE = """\
-version: 1
-name: {recipe}
-source:
-  {source}
-shapes: {{image: {shape}}}
-calibration:
-  samples: 16
-  inputs: {{image: {{npy: calib.npy}}}}
-validate:
-  samples: 4
-  thresholds: {{min_cosine: 0.99}}
-targets:
-  - device: cpu-int8
-  - device: cpu-fp32
-    name: fp32
-"""
+SHAPES = f"shapes: {{image: {SHAPE}}}\n"
+
+
+def recipe(name: str, source: str, shapes: bool = True) -> str:
+    return source_recipe(name, f"  {source}", "image", SHAPES if shapes else "")
 
 
 def load_nets(folder: Path):
@@ -65,8 +53,7 @@ def torch_workspace(ws: Path, nets=("cnn", "detector"), forms=tuple(FORMS)) -> P
         save_forms(root, name)
         for form in forms:
             source = FORMS[form].format(name=name)
-            text = RECIPE.format(recipe=f"{name}-{form}", source=source, shape=SHAPE)
-            (root / f"{name}-{form}.yaml").write_text(text)
+            (root / f"{name}-{form}.yaml").write_text(recipe(f"{name}-{form}", source))
     return ws
 
 
@@ -108,8 +95,7 @@ def test_validation_runs_the_pytorch_model_not_the_export(built: Path) -> None:
 
 def small_workspace(tmp_path: Path, source: str, shapes: bool = True) -> Path:
     ws = torch_workspace(tmp_path / "ws", nets=("cnn",), forms=())
-    recipe = RECIPE.format(recipe="net", source=source, shape=SHAPE)
-    (ws / "recipes/net.yaml").write_text(recipe if shapes else recipe.replace(f"shapes: {{image: {SHAPE}}}\n", ""))
+    (ws / "recipes/net.yaml").write_text(recipe("net", source, shapes))
     return ws
 
 

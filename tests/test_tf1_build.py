@@ -9,31 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_json, run_cli
+from conftest import build_json, run_cli, source_recipe
 
 tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 
-RECIPE = """\
-version: 1
-name: {name}
-source:
+SOURCE = """\
   tf1:
     {form}: {path}
     inputs: [image]
-    outputs: ["prob:0"]
-shapes: {{image: [1, 32, 32, 3]}}
-calibration:
-  samples: 16
-  inputs: {{image: {{npy: calib.npy}}}}
-validate:
-  samples: 4
-  thresholds: {{min_cosine: 0.99}}
-targets:
-  - device: cpu-int8
-  - device: cpu-fp32
-    name: fp32
-"""
+    outputs: ["prob:0"]"""
+SHAPES = "shapes: {image: [1, 32, 32, 3]}\n"
+
+
+def recipe(name: str, form: str, path: str) -> str:
+    return source_recipe(name, SOURCE.format(form=form, path=path), "image", SHAPES)
 
 
 def save_graph(folder: Path) -> None:
@@ -59,8 +49,8 @@ def workspace(tmp_path_factory) -> Path:
     root.mkdir(parents=True)
     save_graph(root)
     np.save(root / "calib.npy", np.random.default_rng(0).standard_normal((16, 32, 32, 3), dtype=np.float32))
-    (root / "graph.yaml").write_text(RECIPE.format(name="graph", form="graph", path="frozen.pb"))
-    (root / "ckpt.yaml").write_text(RECIPE.format(name="ckpt", form="checkpoint", path="model.ckpt"))
+    (root / "graph.yaml").write_text(recipe("graph", "graph", "frozen.pb"))
+    (root / "ckpt.yaml").write_text(recipe("ckpt", "checkpoint", "model.ckpt"))
     return ws
 
 

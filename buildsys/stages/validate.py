@@ -72,18 +72,22 @@ class Validate(Stage):
         not where `outputs:` cut the graph (those tensors are not the model's outputs)."""
         return self.recipe.source.exported and not self.recipe.outputs
 
-    def _reference(self) -> Input:
-        """The model validated against: the prepared ONNX model for ONNX sources (static
-        shapes, what was converted), else the source itself."""
+    @property
+    def reference(self) -> str:
+        """What runs as the reference: the PyTorch model, the prepared ONNX model (static shapes,
+        what was converted), or the source in its own format."""
         src = self.recipe.source
-        if src.onnx_graph and not self.against_torch:
+        return "pytorch" if self.against_torch else "onnx" if src.onnx_graph else src.format
+
+    def _reference(self) -> Input:
+        if self.reference == "onnx":
             return Input("source", (self.paths.common / "prepared.onnx",))
-        return source_input(src)
+        return source_input(self.recipe.source)
 
     def params(self) -> dict[str, Any]:
         v = self.recipe.validate
         return {
-            "format": self.recipe.source.format if not self.recipe.source.exported or self.against_torch else "onnx",
+            "format": self.reference,
             "thresholds": self.thresholds,
             "samples": None if self.has_data else v.samples,
             "task": v.task,
@@ -157,11 +161,11 @@ class Validate(Stage):
 
     def _run_reference(self, ctx: RunContext, samples: dict[str, Any]) -> dict[str, Any]:
         src = self.recipe.source
-        if self.against_torch:
+        if self.reference == "pytorch":
             from buildsys.torchsrc.run import run_torch
 
             return run_torch(src, samples, ctx.env.ws.show(src.path))
-        if src.onnx_graph:
+        if self.reference == "onnx":
             from buildsys.tflow.onnxsource import run_onnx
 
             return run_onnx(ctx.input("source"), samples)
