@@ -8,7 +8,7 @@ from pathlib import Path
 from buildsys.devices import Catalogue, Device, ProfileError, with_overrides
 from buildsys.errors import BuildsysError, RecipeError, UsageError
 from buildsys.recipe.loader import parse_file, shown_path, sort_problems
-from buildsys.recipe.model import Recipe, Target
+from buildsys.recipe.model import Recipe
 from buildsys.recipe.yamlmarks import KeyPath
 from buildsys.stages import Stage, StageEnv
 from buildsys.stages.calibration import Calibration
@@ -19,6 +19,7 @@ from buildsys.stages.export import Export
 from buildsys.stages.fetch import Fetch
 from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
+from buildsys.stages.ranges import Ranges
 from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
 from buildsys.tools import LOCKED_TOOLS, STAGE_TOOLS, tool_versions
@@ -87,9 +88,12 @@ def plan_recipe(recipe: Recipe, catalogue: Catalogue, env: StageEnv) -> RecipePl
         stages.append(calib)
     if any(d.format == "tflite" for d in devices.values()):
         stages.append(Convert(recipe))
+    quantizers = [Quantize(recipe, t, devices[t.name]) for t in recipe.targets]
+    if variants := [q.device.op_forms for q in quantizers if q.reads_ranges]:
+        stages.append(Ranges(recipe, variants))
     common = tuple(stages)
-    for target in recipe.targets:
-        stages += target_stages(recipe, target, devices[target.name], common)
+    for quantize in quantizers:
+        stages += target_stages(quantize, common)
     check_inputs(stages)
     return RecipePlan(recipe, stages)
 
@@ -107,8 +111,9 @@ def check_inputs(stages: list[Stage]) -> None:
         raise errors[0] if len(errors) == 1 else PlanError(errors)
 
 
-def target_stages(recipe: Recipe, target: Target, device: Device, common: tuple[Stage, ...]) -> list[Stage]:
-    stages: list[Stage] = [Quantize(recipe, target, device)]
+def target_stages(quantize: Quantize, common: tuple[Stage, ...]) -> list[Stage]:
+    recipe, target, device = quantize.recipe, quantize.target, quantize.device
+    stages: list[Stage] = [quantize]
     if device.format == "tflite":  # a TFLite source too: what the build ships must run
         stages.append(Validate(recipe, target, device))
     stages.append(Check(recipe, target, device))

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT, build_json, noop_build_imports, run_cli
 
-INT8 = {"calibration", "cpu-int8/quantize", "cpu-int8/validate", "cpu-int8/check", "cpu-int8/report"}
+INT8 = {"calibration", "ranges", "cpu-int8/quantize", "cpu-int8/validate", "cpu-int8/check", "cpu-int8/report"}
 ALL = {"fetch", "calibration", "convert"} | INT8 | {"fp32/quantize", "fp32/validate", "fp32/check", "fp32/report"}
 
 

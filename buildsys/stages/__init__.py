@@ -13,11 +13,12 @@ from buildsys.stages.export import Export
 from buildsys.stages.fetch import Fetch
 from buildsys.stages.prepare import Prepare
 from buildsys.stages.quantize import Quantize
+from buildsys.stages.ranges import Ranges
 from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
 
 KINDS = MappingProxyType(
-    {cls.kind: cls for cls in (Fetch, Export, Prepare, Calibration, Convert, Quantize, Validate, Check, Compile, Report)}
+    {cls.kind: cls for cls in (Fetch, Export, Prepare, Calibration, Convert, Ranges, Quantize, Validate, Check, Compile, Report)}
 )
 
 __all__ = ["KINDS", "Input", "RecipePaths", "RunContext", "Stage", "StageEnv"]

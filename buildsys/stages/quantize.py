@@ -13,6 +13,7 @@ from typing import Any
 from buildsys.errors import InputError
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.convert import from_model
+from buildsys.stages.ranges import measures
 from buildsys.stages.sources import source_files
 
 REQUANTIZE_NOTE = (
@@ -23,7 +24,7 @@ REQUANTIZE_NOTE = (
 
 class Quantize(Stage):
     kind = "quantize"
-    VERSION = 3  # 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
+    VERSION = 4  # 4: int8 from the ranges stage's table (calibrated once per recipe); 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
     TOOLS = ("tensorflow", "numpy")
 
     @property
@@ -45,7 +46,14 @@ class Quantize(Stage):
         out = [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",))]
         if self.device.needs_calibration:
             out.append(Input("calib", (common / "calib.npz",)))
+        if self.reads_ranges:
+            out.append(Input("ranges", (common / "ranges.json",)))
         return out
+
+    @property
+    def reads_ranges(self) -> bool:
+        """int8 quantizes from the recipe's measured ranges (stages/ranges.py)."""
+        return measures(self.recipe, self.device, self.from_model)
 
     def params(self) -> dict[str, Any]:
         d = self.device
@@ -102,6 +110,7 @@ class Quantize(Stage):
             input_type=self.device.input_type,
             output_type=self.device.output_type,
             forms=self.device.op_forms,
+            ranges=json.loads(ctx.input("ranges").read_text("utf-8")) if self.reads_ranges else None,
         )
         ctx.out["model"].write_bytes(model)
 

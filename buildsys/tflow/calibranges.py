@@ -25,28 +25,48 @@ from typing import Any
 import numpy as np
 
 
-def use_true_ranges(converter: Any) -> None:
-    """Make `converter` quantize int8 from ranges measured without shared buffers."""
+def use_true_ranges(converter: Any, calibrated_of: Callable[[bytes, Any], bytes] | None = None) -> None:
+    """Make `converter` quantize int8 from ranges measured without shared buffers.
+
+    `calibrated_of(model, dataset)` gives the calibrated model for the converted float model
+    (intermediate tensors added); by default `true_ranges` measures it from the dataset.
+    """
     import tensorflow as tf
 
     original = converter._quantize
+    calibrated_of = calibrated_of or true_ranges
 
     def quantize(self, result, input_type, output_type, activations_type, *rest):
         if activations_type == tf.int16 or not self.experimental_new_quantizer:
             return original(result, input_type, output_type, activations_type, *rest)
         enable_variable_quantization, debug_options = rest[-2], rest[-1]
-        calibrated = _calibrated(result, self.representative_dataset)
-        return _quantized(self, measured(calibrated, _samples(self.representative_dataset)), input_type,
-                          output_type, enable_variable_quantization, debug_options)
+        calibrated = calibrated_of(_with_intermediates(result), self.representative_dataset)
+        return _quantized(self, calibrated, input_type, output_type, enable_variable_quantization, debug_options)
 
     converter._quantize = MethodType(quantize, converter)
+
+
+def true_ranges(model: bytes, dataset: Any) -> bytes:
+    """`model` calibrated on `dataset`, each op output's range measured without shared buffers."""
+    return measured(_calibrated(model, dataset), _samples(dataset))
+
+
+def structure_only(model: bytes, dataset: Any) -> bytes:
+    """`model` calibrated on the dataset's first batch only: every range slot in place, to be overwritten."""
+    first = next(iter(_samples(dataset)()))
+    return _calibrated(model, lambda: iter([first]))
+
+
+def _with_intermediates(model: bytes) -> bytes:
+    from tensorflow.lite.python.optimize import calibrator
+
+    return bytes(calibrator.add_intermediate_tensors(model))
 
 
 def _calibrated(model: bytes, dataset: Any) -> bytes:
     from tensorflow.lite.python.optimize import calibrator
 
-    calibrate = calibrator.Calibrator(calibrator.add_intermediate_tensors(model))
-    return bytes(calibrate.calibrate(_samples(dataset)))
+    return bytes(calibrator.Calibrator(model).calibrate(_samples(dataset)))
 
 
 def _samples(dataset: Any) -> Callable[[], Iterable]:
@@ -120,12 +140,6 @@ def _op_outputs(interpreter) -> set[int]:
 
 def _stored_ranges(data: bytearray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Tensor index -> writable views of its one-element min and max, for subgraph 0's tensors that have them."""
-    from buildsys.tflow.tflschema import schema
+    from buildsys.tflow.rangetable import range_views
 
-    graph = schema().Model.GetRootAsModel(data, 0).Subgraphs(0)
-    out = {}
-    for index in range(graph.TensorsLength()):
-        quant = graph.Tensors(index).Quantization()
-        if quant is not None and quant.MinLength() == 1 and quant.MaxLength() == 1:
-            out[index] = (quant.MinAsNumpy(), quant.MaxAsNumpy())
-    return out
+    return {index: (low, high) for (sub, index), (_, low, high) in range_views(data).items() if sub == 0}

@@ -84,6 +84,7 @@ def to_tflite(
     input_type: str | None = None,
     output_type: str | None = None,
     forms: Collection[str] = (),
+    ranges: dict | None = None,
 ) -> bytes:
     """Convert the float model at `float_path`; returns deterministic .tflite bytes.
 
@@ -94,6 +95,8 @@ def to_tflite(
     `split_hard_activations`: HardSwish and HardSigmoid in ops XNNPACK runs at int8 (tflow/hardact.py);
     `unfuse_lstm`: LSTMs run as unrolled cells, not UNIDIRECTIONAL_SEQUENCE_LSTM (tflow/unfuse.py);
     `grouped_conv`: a convolution split per group becomes one grouped CONV_2D (tflow/groupedconv.py).
+    `ranges` (from `activation_ranges`): int8 quantizes from these measured ranges when they were
+    measured on this very converted model, calibrating on one batch only; otherwise on all of `calib`.
     """
     if unknown := set(forms) - set(OP_FORMS):
         raise ValueError(f"unknown op forms {sorted(unknown)}; expected some of {OP_FORMS}")
@@ -106,15 +109,73 @@ def to_tflite(
     calibrated = needs_calibration(options.mode)
     # Samples given to a mode that does not calibrate are not used at all.
     calib = _calibration_arrays(signature, calib, options.mode, str(float_path)) if calibrated else None
-    args = (float_path, signature, options, calib)
-    if calibrated and _has_while_loop(graph_def):
-        # TF's calibrator can segfault on while loops (tensorflow#75140); in a
-        # child process that costs a TF import instead of the whole build.
-        data = run_isolated(f"{options.mode} calibration of {float_path}", _convert_file, *args)
-    else:
-        data = _convert_file(*args)
+    args = (float_path, signature, options, calib, ranges)
+    data = _guarded(calibrated and _has_while_loop(graph_def), f"{options.mode} calibration of {float_path}",
+                    _convert_file, *args)
     _check_tflite_io(data, signature, options, float_path)
     return data
+
+
+def activation_ranges(float_path: Path, signature: dict, calib: dict[str, np.ndarray],
+                      variants: Collection[Collection[str]]) -> dict:
+    """The int8 range tables of the float model on `calib`, one per distinct converted model that the
+    op-form sets in `variants` give (most models convert the same whatever the forms: one table)."""
+    from buildsys.tflow.frozen import read_float
+
+    float_path = Path(float_path)
+    graph_def, stored = read_float(float_path)
+    _check_signature(stored, signature, float_path)
+    calib = _calibration_arrays(signature, calib, "int8", str(float_path))
+    isolate = _has_while_loop(graph_def)
+    tables: dict[str, list] = {}
+    for forms in sorted({tuple(sorted(f)) for f in variants}):
+        options = replace(_options("int8", True, None, None), forms=frozenset(forms))
+        args = (float_path, signature, options, calib, frozenset(tables))
+        tables.update(_guarded(isolate, f"int8 calibration of {float_path}", _measure_file, *args))
+    return {"models": tables}
+
+
+def _guarded(isolate: bool, what: str, fn, *args):
+    # TF's calibrator can segfault on while loops (tensorflow#75140); in a
+    # child process that costs a TF import instead of the whole build.
+    return run_isolated(what, fn, *args) if isolate else fn(*args)
+
+
+class _Measured(Exception):  # noqa: N818 - not an error: carries the table out of the converter
+    def __init__(self, tables: dict[str, list]):
+        super().__init__("measured")
+        self.tables = tables
+
+
+def _measure_file(float_path: Path, signature: dict, options: _Options, calib, known: frozenset[str]) -> dict:
+    """{model id: range table} of the converted model, empty when `known` has it already."""
+    from buildsys.tflow.calibranges import true_ranges
+    from buildsys.tflow.frozen import read_float
+    from buildsys.tflow.rangetable import model_id, read_table
+
+    def measure(model: bytes, dataset) -> bytes:
+        found = model_id(model)
+        raise _Measured({} if found in known else {found: read_table(true_ranges(model, dataset))})
+
+    graph_def = _in_forms(read_float(float_path)[0], options)
+    try:
+        _convert_graph(graph_def, signature, options, calib, float_path, measure)
+    except _Measured as done:
+        return done.tables
+    raise StageError(f"the int8 conversion of {float_path} never calibrated", hint="this is a converter problem; please report it")
+
+
+def _from_table(ranges: dict | None):
+    """The calibrated model from a measured table when it has this model's, else from all samples."""
+    from buildsys.tflow.calibranges import structure_only, true_ranges
+    from buildsys.tflow.rangetable import model_id, write_table
+
+    def calibrated_of(model: bytes, dataset) -> bytes:
+        table = (ranges or {}).get("models", {}).get(model_id(model))
+        done = write_table(structure_only(model, dataset), table) if table else None
+        return done if done is not None else true_ranges(model, dataset)
+
+    return calibrated_of
 
 
 def _spec(mode: str) -> _ModeSpec:
@@ -134,12 +195,12 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
     return _Options(mode, bool(per_channel), **chosen)
 
 
-def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
+def _convert_file(float_path: Path, signature: dict, options: _Options, calib, ranges: dict | None) -> bytes:
     from buildsys.tflow.frozen import read_float
 
     graph_def = _in_forms(read_float(float_path)[0], options)
     try:
-        return _convert_graph(graph_def, signature, options, calib, float_path)
+        return _convert_graph(graph_def, signature, options, calib, float_path, _from_table(ranges))
     except NoKernel as exc:
         if (plain := unfused(graph_def)) is None:
             raise
@@ -147,7 +208,7 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -
     # no int16 fused LSTM (nor for what feeds its fresh state): the same cells, unfused (see
     # tflow/unfuse.py); if that fails too, the refusal says what to do
     try:
-        return _convert_graph(plain, signature, options, calib, float_path)
+        return _convert_graph(plain, signature, options, calib, float_path, _from_table(ranges))
     except (StageError, InputError):
         raise refusal from None
 
@@ -166,7 +227,7 @@ def _in_forms(graph_def, options: _Options):
     return graph_def
 
 
-def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path) -> bytes:
+def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path, calibrated_of=None) -> bytes:
     import tensorflow as tf
 
     from buildsys.tflow.calibranges import use_true_ranges
@@ -175,7 +236,7 @@ def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_p
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     _configure(converter, options, _representative(signature, calib) if calib else None)
     if calib:
-        use_true_ranges(converter)
+        use_true_ranges(converter, calibrated_of)
     return _convert(converter, options, float_path)
 
 
@@ -292,6 +353,8 @@ def _convert(converter, options: _Options, float_path) -> bytes:
     try:
         with quiet() as log, no_interpreter_warning():
             return unclipped(bytes(converter.convert()))
+    except _Measured:
+        raise
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
         line = last_error_line(exc, log)
         if missing := NO_16X8_KERNEL.search(line):

@@ -1,0 +1,61 @@
+"""ranges: the float model's int8 activation ranges on the calibration set, measured once.
+
+Calibration is the slow part of int8 conversion (two runs of the float model per sample).
+Here it runs once per (float model, calibration set) for every int8 target of the recipe;
+each target's quantize stage then writes the table into a model calibrated on one batch and
+quantizes, in about the time of a float conversion. A table belongs to one converted model
+(tflow/rangetable.py): targets whose op forms change the converted model (cpu-int8 unfolding
+attention's BATCH_MATMUL) get a table of their own, measured in this same stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from buildsys.devices import Device
+from buildsys.recipe.model import Recipe
+from buildsys.stages.base import Input, RunContext, Stage
+
+
+def measures(recipe: Recipe, device: Device, from_model: bool) -> bool:
+    """Whether a target's quantize stage quantizes int8 from the measured ranges (int16x8 calibrates
+    inside TF's one-call quantizer; from_model keeps the model's own scales)."""
+    passthrough = recipe.source.format == "tflite"
+    return device.format == "tflite" and device.mode == "int8" and not (passthrough or from_model)
+
+
+class Ranges(Stage):
+    kind = "ranges"
+    VERSION = 1
+    TOOLS = ("tensorflow", "numpy")
+
+    def __init__(self, recipe: Recipe, variants: list[tuple[str, ...]]):
+        super().__init__(recipe)
+        # the op-form sets of the targets that read the table: each may convert to another model
+        self.variants = sorted({tuple(sorted(v)) for v in variants})
+
+    def inputs(self) -> list[Input]:
+        common = self.paths.common
+        return [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",)),
+                Input("calib", (common / "calib.npz",))]
+
+    def params(self) -> dict[str, Any]:
+        return {"variants": [list(v) for v in self.variants]}
+
+    def outputs(self) -> dict[str, Path]:
+        return {"ranges": self.paths.common / "ranges.json"}
+
+    def run(self, ctx: RunContext) -> None:
+        from buildsys.stages.calibration import check_fit
+        from buildsys.stages.datasets import read_npz
+        from buildsys.tflow.quantize import activation_ranges
+        from buildsys.tflow.samples import to_stored
+
+        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        # samples are kept in the source model's layout; the float model may store them permuted
+        calib = read_npz(ctx.input("calib"))
+        check_fit(self.recipe, "calib", calib, signature["inputs"])
+        tables = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature["inputs"]), self.variants)
+        ctx.out["ranges"].write_text(json.dumps(tables, sort_keys=True, separators=(",", ":")), "utf-8")
