@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +114,30 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
     proc = run_cli(ws, "build", check=2)
     assert "model.onnx" in proc.stderr and "Traceback" not in proc.stderr
     assert not (ws / "build/net/_common/prepared.onnx").exists()
+
+
+def test_prepare_stage_imports_no_tensorflow(tmp_path: Path) -> None:
+    """prepare is ONNX work of a fraction of a second: a TensorFlow import (seconds) has no place in it."""
+    ws = onnx_workspace(tmp_path / "ws")
+    code = textwrap.dedent(
+        """
+        import sys, tempfile
+        from pathlib import Path
+        from buildsys.hashing import FileHasher
+        from buildsys.plan import make_plan
+        from buildsys.recipe import RecipeLoader, discover
+        from buildsys.stages.base import RunContext
+        from buildsys.workspace import Workspace
+
+        ws = Workspace.at(".")
+        plan = make_plan(RecipeLoader().load_all(discover([ws.root / "recipes"], ws.root), ws.root), ws)
+        stage = next(s for s in plan.stages() if s.kind == "prepare")
+        tmp = Path(tempfile.mkdtemp())
+        stage.run(RunContext(stage, plan.env, {role: tmp / role for role in stage.outputs()}, FileHasher(ws.hash_db)))
+        print((tmp / "prepared").stat().st_size, sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    size, imported = proc.stdout.split(maxsplit=1)
+    assert int(size) > 1000 and imported.strip() == "[]", proc.stdout

@@ -10,6 +10,7 @@ Identity/Dropout. Its output bytes depend only on the input model and options.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -31,6 +32,13 @@ PASSTHROUGH = frozenset({"Identity", "Dropout"})
 MAX_FOLD_ROUNDS = 8
 # exporters (producer_name) that write dim_value 0 for a dim they do not know
 ZERO_IS_UNKNOWN = ("paddle",)
+
+
+def load_onnx(src: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(src))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise InputError(f"cannot read ONNX model {src}: {exc}", hint="re-export it", path=str(src)) from None
 
 
 def prepare_model(

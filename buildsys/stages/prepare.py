@@ -36,8 +36,7 @@ class Prepare(Stage):
         return {"prepared": self.paths.common / "prepared.onnx"}
 
     def run(self, ctx: RunContext) -> None:
-        from buildsys.converter.prepare import prepare_model
-        from buildsys.tflow.onnxsource import load_onnx
+        from buildsys.converter.prepare import load_onnx, prepare_model
 
         src = self.recipe.source.path
         label = ctx.env.ws.show(src)

@@ -15,17 +15,11 @@ import onnx
 
 from buildsys.converter.convert import Converter
 from buildsys.converter.errors import HandlerBug
+from buildsys.converter.prepare import load_onnx
 from buildsys.errors import BuildsysError, InputError, StageError
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.samples import check_samples
-
-
-def load_onnx(src: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(src))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        raise InputError(f"cannot read ONNX model {src}: {exc}", hint="re-export it", path=str(src)) from None
 
 
 def export_onnx(
