@@ -47,8 +47,31 @@ def use_true_ranges(converter: Any, calibrated_of: Callable[[bytes, Any], bytes]
 
 
 def true_ranges(model: bytes, dataset: Any) -> bytes:
-    """`model` calibrated on `dataset`, each op output's range measured without shared buffers."""
-    return measured(_calibrated(model, dataset), _samples(dataset))
+    """`model` calibrated on `dataset`, each op output's range measured without shared buffers.
+
+    TF's calibrator runs over every sample only when the model has ranges the measurement cannot
+    see (control-flow bodies, LSTM intermediates): otherwise it would record values that are all
+    replaced, and it costs more than the measurement itself.
+    """
+    samples = _samples(dataset)
+    return _measured_alone(structure_only(model, dataset), samples) or measured(_calibrated(model, dataset), samples)
+
+
+def _measured_alone(structure: bytes, samples: Callable[[], Iterable]) -> bytes | None:
+    """`structure` with every range measured; None when some range is not a main-graph input or op output."""
+    from buildsys.tflow.rangetable import range_views
+
+    out = bytearray(structure)
+    slots = range_views(out)
+    if any(sub for sub, _ in slots):
+        return None
+    found = _ranges(structure, samples, {index for _, index in slots}, with_inputs=True)
+    if len(found) != len(slots):
+        return None
+    for index, (low, high) in found.items():
+        _, low_view, high_view = slots[(0, index)]
+        low_view[0], high_view[0] = low, high
+    return bytes(out)
 
 
 def structure_only(model: bytes, dataset: Any) -> bytes:
@@ -97,14 +120,17 @@ def measured(calibrated: bytes, samples: Callable[[], Iterable]) -> bytes:
     return bytes(out)
 
 
-def _ranges(model: bytes, samples: Callable[[], Iterable], stored: set[int]) -> dict[int, tuple[float, float]]:
-    """Tensor index -> (min, max) over the samples, for the op outputs among `stored` (main graph)."""
+def _ranges(model: bytes, samples: Callable[[], Iterable], stored: set[int],
+            with_inputs: bool = False) -> dict[int, tuple[float, float]]:
+    """Tensor index -> (min, max) over the samples, for the op outputs (and model inputs) among `stored`
+    (main graph)."""
     if not stored:
         return {}
     interpreter = _keeping_every_tensor(model)
     if not interpreter.get_signature_list():  # fed by name below; the converter always writes one
         return {}
-    recorded = _op_outputs(interpreter) & stored
+    inputs = {int(d["index"]) for d in interpreter.get_input_details()} if with_inputs else set()
+    recorded = (_op_outputs(interpreter) | inputs) & stored
     runner = interpreter.get_signature_runner()
     low: dict[int, float] = {}
     high: dict[int, float] = {}
