@@ -18,7 +18,7 @@ def test_graph_formats_show_every_stage_and_edge(workspace: Path) -> None:
     assert dot.startswith("digraph buildsys {") and "n_shapes_fetch -> n_shapes_convert;" in dot
     mermaid = run_cli(workspace, "graph", "--format", "mermaid").stdout
     assert mermaid.startswith("flowchart LR") and "n_shapes_convert --> n_shapes_fp32_quantize" in mermaid
-    assert len([line for line in text.splitlines() if line.strip()]) == 11
+    assert len([line for line in text.splitlines() if line.strip()]) == 12
 
 
 def test_devices_lists_and_shows(workspace: Path) -> None:
@@ -66,7 +66,7 @@ def test_usage_errors_exit_2(workspace: Path) -> None:
 
 def test_status_before_any_build_says_never_built(workspace: Path) -> None:
     rows = json.loads(run_cli(workspace, "status", "--json").stdout)
-    assert len(rows) == 11
+    assert len(rows) == 12
     assert all(r["state"] == "stale" and "never built" in r["reasons"][0] for r in rows)
 
 

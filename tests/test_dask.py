@@ -68,12 +68,12 @@ def test_build_on_the_cluster_matches_a_local_build(tmp_path: Path, cluster, mon
     ws = make_workspace(tmp_path / "ws")
     remote = tmp_path / "shared"
     rows = cluster_build(ws, cluster, remote)
-    assert len(rows) == 11
+    assert len(rows) == 12
     # every stage ran on a worker (none here): the client only restored what they pushed
     assert all(r["outcome"] == "ran" and r["worker"].startswith("tcp://127.0.0.1:") for r in rows), rows
     assert digests(ws) == digests(local)
     manifests = sorted((remote / "keys").glob("*.json"))
-    assert len(manifests) == 11 and all("sig" in json.loads(m.read_text()) for m in manifests)
+    assert len(manifests) == 12 and all("sig" in json.loads(m.read_text()) for m in manifests)
     model = __import__("hashlib").sha256((ws / "recipes" / "model" / "model.keras").read_bytes()).hexdigest()
     assert (remote / "objects" / model[:2] / model).is_file(), "the source model was not uploaded"
     # nothing stale: the next cluster build is a no-op here, and the lock holds
@@ -91,7 +91,7 @@ def test_failed_stage_on_the_cluster_skips_its_downstream(tmp_path: Path, cluste
     )
     assert "sha256 mismatch" in proc.stderr and "Traceback" not in proc.stderr
     # calibration reads no output of fetch: it runs, like in a local build; the rest waits on fetch
-    assert "1 ran, 1 failed, 9 skipped" in proc.stdout, proc.stdout
+    assert "1 ran, 1 failed, 10 skipped" in proc.stdout, proc.stdout
     assert "shapes/calibration" in next(line for line in proc.stdout.splitlines() if " on tcp://" in line)
     assert not (ws / "recipes" / "shapes.lock").exists()
 

@@ -158,7 +158,7 @@ def test_unreachable_remote_is_one_warning(workspace: Path, monkeypatch: pytest.
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     proc = run_cli(workspace, "build", "--remote", "s3://team/cache")
     assert proc.stderr.count("the remote cache s3://team/cache failed") == 1, proc.stderr
-    assert "11 ran" in proc.stdout
+    assert "12 ran" in proc.stdout
 
 
 def test_bad_remote_settings_are_usage_errors(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,14 +220,14 @@ def test_cache_commands_against_s3(tmp_path: Path, s3: S3Server, monkeypatch: py
     monkeypatch.delenv("BUILDSYS_REMOTE")
     assert not [f for f in s3_files(s3) if "/keys/" in f]
     status = json.loads(run_cli(first, "cache", "status", "--json", "--remote", "s3://team/cache").stdout)
-    assert status["local"]["entries"] == 11 and status["remote"]["entries"] == 0 and status["remote"]["signed"]
+    assert status["local"]["entries"] == 12 and status["remote"]["entries"] == 0 and status["remote"]["signed"]
     proc = run_cli(first, "cache", "push", "--remote", "s3://team/cache")  # ...until pushed
-    assert "pushed 11 entries" in proc.stdout
+    assert "pushed 12 entries" in proc.stdout
     assert "pushed 0 entries" in run_cli(first, "cache", "push", "--remote", "s3://team/cache").stdout
     second = make_workspace(tmp_path / "b")
     (second / "recipes" / "shapes.lock").write_bytes((first / "recipes" / "shapes.lock").read_bytes())
     proc = run_cli(second, "cache", "pull", "--remote", "s3://team/cache")
-    assert "pulled 9 entries" in proc.stdout and "0 not on the remote" in proc.stdout, proc.stdout
+    assert "pulled 10 entries" in proc.stdout and "0 not on the remote" in proc.stdout, proc.stdout
     assert "2 stages read this machine's measurements" in proc.stdout
     outcomes = build_json(second, "--remote", "s3://team/cache")
     assert {s: o for s, o in outcomes.items() if o != "restored"} == {
@@ -236,7 +236,7 @@ def test_cache_commands_against_s3(tmp_path: Path, s3: S3Server, monkeypatch: py
     proc = run_cli(second, "cache", "gc", "--remote-store", "--older-than", "1h", "--remote", "s3://team/cache")
     assert "removed 0 entries and 0 objects" in proc.stdout
     proc = run_cli(second, "cache", "gc", "--remote-store", "--older-than", "0s", "--remote", "s3://team/cache")
-    assert "removed 11 entries" in proc.stdout
+    assert "removed 12 entries" in proc.stdout
     assert s3_files(s3) == []
     proc = run_cli(second, "cache", "gc", "--older-than", "0s")  # the last build's entries stay
     assert "removed 0 entries" in proc.stdout

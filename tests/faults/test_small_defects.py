@@ -122,7 +122,7 @@ def test_graph_ids_stay_unique_for_names_that_differ_in_punctuation(tmp_path: Pa
         down, _, ups = line.partition("  <- ")
         stages.append(down)
         truth |= {(up, down) for up in ups.split(", ") if ups}
-    assert len(stages) == 21 and len(truth) > 0
+    assert len(stages) == 24 and len(truth) > 0
 
     for fmt in ("mermaid", "dot"):
         out = run_cli(ws, "graph", "--format", fmt).stdout.splitlines()
