@@ -79,6 +79,10 @@ def test_int8_targets_quantize_from_one_measurement_as_a_one_shot_conversion_wou
     for stage in quantize_stages(ws):
         artifact = (ws / "build" / "tiny" / stage.target.name / "model.tflite").read_bytes()
         assert one_shot(ws, stage) == artifact, stage.target.name
+        # the target's model has a table (per-tensor weights, int8 or uint8 IO convert the same
+        # float model), and quantize reads it: twice the ranges, other bytes
+        wider = {k: [[s, i, n, 2 * lo, 2 * hi] for s, i, n, lo, hi in v] for k, v in ranges["models"].items()}
+        assert one_shot(ws, stage, {"models": wider}) != artifact, stage.target.name
         # a table whose slots are not the model's is not used: the samples calibrate instead
         damaged = {"models": {k: v[1:] for k, v in ranges["models"].items()}}
         assert one_shot(ws, stage, damaged) == artifact, stage.target.name
