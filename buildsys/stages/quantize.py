@@ -24,7 +24,7 @@ REQUANTIZE_NOTE = (
 
 class Quantize(Stage):
     kind = "quantize"
-    VERSION = 4  # 4: int8 from the ranges stage's table (calibrated once per recipe); 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
+    VERSION = 4  # 4: int8 from the ranges stage's calibrated model (calibrated once per recipe); 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
     TOOLS = ("tensorflow", "numpy")
 
     @property
@@ -43,11 +43,12 @@ class Quantize(Stage):
             return [Input("prepared", (common / "prepared.onnx",))]
         if self.from_model:
             return [Input("float_qat", (common / "float_qat.pb",)), Input("signature", (common / "signature.json",))]
+        if self.reads_ranges:  # the float model and the samples are in the calibrated model
+            return [Input("ranges", (common / "ranges.json",)), Input("calibrated", (common / "calibrated.npz",)),
+                    Input("signature", (common / "signature.json",))]
         out = [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",))]
         if self.device.needs_calibration:
             out.append(Input("calib", (common / "calib.npz",)))
-        if self.reads_ranges:
-            out.append(Input("ranges", (common / "ranges.json",)))
         return out
 
     @property
@@ -89,6 +90,9 @@ class Quantize(Stage):
         if self.from_model:
             self._from_model(ctx)
             return
+        if self.reads_ranges:
+            self._from_calibrated(ctx)
+            return
         from buildsys.stages.calibration import check_fit
         from buildsys.stages.datasets import read_npz
         from buildsys.tflow.quantize import to_tflite
@@ -110,8 +114,20 @@ class Quantize(Stage):
             input_type=self.device.input_type,
             output_type=self.device.output_type,
             forms=self.device.op_forms,
-            ranges=json.loads(ctx.input("ranges").read_text("utf-8")) if self.reads_ranges else None,
         )
+        ctx.out["model"].write_bytes(model)
+
+    def _from_calibrated(self, ctx: RunContext) -> None:
+        from buildsys.stages.datasets import read_npz
+        from buildsys.tflow.quantize import from_calibrated
+
+        doc = json.loads(ctx.input("ranges").read_text("utf-8"))
+        forms = sorted(self.device.op_forms)
+        found = next(v["model"] for v in doc["variants"] if v["forms"] == forms)
+        d = self.device
+        model = from_calibrated(read_npz(ctx.input("calibrated"))[found].tobytes(), doc["models"][found],
+                                json.loads(ctx.input("signature").read_text("utf-8")), d.per_channel, d.input_type,
+                                d.output_type, self.paths.common / "float.pb")
         ctx.out["model"].write_bytes(model)
 
     def _from_model(self, ctx: RunContext) -> None:

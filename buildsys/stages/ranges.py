@@ -1,11 +1,11 @@
-"""ranges: the float model's int8 activation ranges on the calibration set, measured once.
+"""ranges: the float model calibrated for int8 on the calibration set, once for all int8 targets.
 
-Calibration is the slow part of int8 conversion (two runs of the float model per sample).
-Here it runs once per (float model, calibration set) for every int8 target of the recipe;
-each target's quantize stage then writes the table into a model calibrated on one batch and
-quantizes, in about the time of a float conversion. A table belongs to one converted model
-(tflow/rangetable.py): targets whose op forms change the converted model (cpu-int8 unfolding
-attention's BATCH_MATMUL) get a table of their own, measured in this same stage.
+Converting and calibrating are the slow part of int8 conversion (the float model runs once per
+sample). Here they run once per (float model, calibration set); each int8 target's quantize
+stage then only runs TF's quantizer on the calibrated model (tflow/calibrated.py), in a fraction
+of a second. Targets whose op forms change the converted model (cpu-int8 unfolding attention's
+BATCH_MATMUL) get a calibrated model of their own, made in this same stage. `ranges.json` lists,
+per converted model, every activation range (tflow/rangetable.py) and the quantizer's settings.
 """
 
 from __future__ import annotations
@@ -45,11 +45,13 @@ class Ranges(Stage):
         return {"variants": [list(v) for v in self.variants]}
 
     def outputs(self) -> dict[str, Path]:
-        return {"ranges": self.paths.common / "ranges.json"}
+        return {"ranges": self.paths.common / "ranges.json", "calibrated": self.paths.common / "calibrated.npz"}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.stages.calibration import check_fit
-        from buildsys.stages.datasets import read_npz
+        import numpy as np
+
+        from buildsys.stages.datasets import read_npz, write_npz
         from buildsys.tflow.quantize import activation_ranges
         from buildsys.tflow.samples import to_stored
 
@@ -57,5 +59,6 @@ class Ranges(Stage):
         # samples are kept in the source model's layout; the float model may store them permuted
         calib = read_npz(ctx.input("calib"))
         check_fit(self.recipe, "calib", calib, signature["inputs"])
-        tables = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature["inputs"]), self.variants)
-        ctx.out["ranges"].write_text(json.dumps(tables, sort_keys=True, separators=(",", ":")), "utf-8")
+        doc, models = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature["inputs"]), self.variants)
+        ctx.out["ranges"].write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")), "utf-8")
+        write_npz(ctx.out["calibrated"], {k: np.frombuffer(v, np.uint8) for k, v in models.items()})

@@ -25,22 +25,17 @@ from typing import Any
 import numpy as np
 
 
-def use_true_ranges(converter: Any, calibrated_of: Callable[[bytes, Any], bytes] | None = None) -> None:
-    """Make `converter` quantize int8 from ranges measured without shared buffers.
-
-    `calibrated_of(model, dataset)` gives the calibrated model for the converted float model
-    (intermediate tensors added); by default `true_ranges` measures it from the dataset.
-    """
+def use_true_ranges(converter: Any) -> None:
+    """Make `converter` quantize int8 from ranges measured without shared buffers."""
     import tensorflow as tf
 
     original = converter._quantize
-    calibrated_of = calibrated_of or true_ranges
 
     def quantize(self, result, input_type, output_type, activations_type, *rest):
         if activations_type == tf.int16 or not self.experimental_new_quantizer:
             return original(result, input_type, output_type, activations_type, *rest)
         enable_variable_quantization, debug_options = rest[-2], rest[-1]
-        calibrated = calibrated_of(_with_intermediates(result), self.representative_dataset)
+        calibrated = true_ranges(with_intermediates(result), self.representative_dataset)
         return _quantized(self, calibrated, input_type, output_type, enable_variable_quantization, debug_options)
 
     converter._quantize = MethodType(quantize, converter)
@@ -54,7 +49,7 @@ def true_ranges(model: bytes, dataset: Any) -> bytes:
     replaced, and it costs more than the measurement itself.
     """
     samples = _samples(dataset)
-    return _measured_alone(structure_only(model, dataset), samples) or measured(_calibrated(model, dataset), samples)
+    return _measured_alone(_one_batch(model, dataset), samples) or measured(_calibrated(model, dataset), samples)
 
 
 def _measured_alone(structure: bytes, samples: Callable[[], Iterable]) -> bytes | None:
@@ -74,13 +69,14 @@ def _measured_alone(structure: bytes, samples: Callable[[], Iterable]) -> bytes 
     return bytes(out)
 
 
-def structure_only(model: bytes, dataset: Any) -> bytes:
+def _one_batch(model: bytes, dataset: Any) -> bytes:
     """`model` calibrated on the dataset's first batch only: every range slot in place, to be overwritten."""
     first = next(iter(_samples(dataset)()))
     return _calibrated(model, lambda: iter([first]))
 
 
-def _with_intermediates(model: bytes) -> bytes:
+def with_intermediates(model: bytes) -> bytes:
+    """The converted float model as TF calibrates it (LSTMs get their intermediate tensors)."""
     from tensorflow.lite.python.optimize import calibrator
 
     return bytes(calibrator.add_intermediate_tensors(model))

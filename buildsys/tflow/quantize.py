@@ -22,6 +22,7 @@ from buildsys.devices.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
 from buildsys.devices.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
+from buildsys.tflow.calibrated import Calibrated
 from buildsys.tflow.isolate import run_isolated
 from buildsys.tflow.lstmclip import unclipped
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
@@ -84,7 +85,6 @@ def to_tflite(
     input_type: str | None = None,
     output_type: str | None = None,
     forms: Collection[str] = (),
-    ranges: dict | None = None,
 ) -> bytes:
     """Convert the float model at `float_path`; returns deterministic .tflite bytes.
 
@@ -95,8 +95,6 @@ def to_tflite(
     `split_hard_activations`: HardSwish and HardSigmoid in ops XNNPACK runs at int8 (tflow/hardact.py);
     `unfuse_lstm`: LSTMs run as unrolled cells, not UNIDIRECTIONAL_SEQUENCE_LSTM (tflow/unfuse.py);
     `grouped_conv`: a convolution split per group becomes one grouped CONV_2D (tflow/groupedconv.py).
-    `ranges` (from `activation_ranges`): int8 quantizes from these measured ranges when they were
-    measured on this very converted model, calibrating on one batch only; otherwise on all of `calib`.
     """
     if unknown := set(forms) - set(OP_FORMS):
         raise ValueError(f"unknown op forms {sorted(unknown)}; expected some of {OP_FORMS}")
@@ -109,7 +107,7 @@ def to_tflite(
     calibrated = needs_calibration(options.mode)
     # Samples given to a mode that does not calibrate are not used at all.
     calib = _calibration_arrays(signature, calib, options.mode, str(float_path)) if calibrated else None
-    args = (float_path, signature, options, calib, ranges)
+    args = (float_path, signature, options, calib)
     data = _guarded(calibrated and _has_while_loop(graph_def), f"{options.mode} calibration of {float_path}",
                     _convert_file, *args)
     _check_tflite_io(data, signature, options, float_path)
@@ -117,22 +115,49 @@ def to_tflite(
 
 
 def activation_ranges(float_path: Path, signature: dict, calib: dict[str, np.ndarray],
-                      variants: Collection[Collection[str]]) -> dict:
-    """The int8 range tables of the float model on `calib`, one per distinct converted model that the
-    op-form sets in `variants` give (most models convert the same whatever the forms: one table)."""
+                      variants: Collection[Collection[str]]) -> tuple[dict, dict[str, bytes]]:
+    """The float model calibrated for int8 on `calib`, once per distinct converted model that the
+    op-form sets in `variants` give (most models convert the same whatever the forms).
+
+    Returns ({"variants": [{"forms", "model"}], "models": {model id: {"table", quantizer settings}}},
+    {model id: calibrated model}); `from_calibrated` quantizes each target from them.
+    """
     from buildsys.tflow.frozen import read_float
+    from buildsys.tflow.rangetable import read_table
 
     float_path = Path(float_path)
     graph_def, stored = read_float(float_path)
     _check_signature(stored, signature, float_path)
     calib = _calibration_arrays(signature, calib, "int8", str(float_path))
     isolate = _has_while_loop(graph_def)
-    tables: dict[str, list] = {}
+    doc: dict = {"variants": [], "models": {}}
+    models: dict[str, bytes] = {}
     for forms in sorted({tuple(sorted(f)) for f in variants}):
         options = replace(_options("int8", True, None, None), forms=frozenset(forms))
-        args = (float_path, signature, options, calib, frozenset(tables))
-        tables.update(_guarded(isolate, f"int8 calibration of {float_path}", _measure_file, *args))
-    return {"models": tables}
+        args = (float_path, signature, options, calib, frozenset(models))
+        found, entry, calibrated = _guarded(isolate, f"int8 calibration of {float_path}", _calibrate_file, *args)
+        doc["variants"].append({"forms": list(forms), "model": found})
+        if calibrated is not None:
+            models[found] = calibrated
+            doc["models"][found] = {**entry, "table": read_table(calibrated)}
+    return doc, models
+
+
+def from_calibrated(calibrated: bytes, entry: dict, signature: dict, per_channel: bool, input_type: str | None,
+                    output_type: str | None, label: Path) -> bytes:
+    """The int8 model of one target from `activation_ranges`' calibrated model: the bytes `to_tflite`
+    gives for the same ranges, without converting the float model again."""
+    from buildsys.tflow.calibrated import quantized
+
+    options = _options("int8", per_channel, input_type, output_type)
+    try:
+        with quiet() as log, no_interpreter_warning():
+            data = unclipped(quantized(calibrated, entry, options.per_channel, options.input_type, options.output_type))
+    except Exception as exc:  # noqa: BLE001 - the quantizer's errors come in many types
+        raise StageError(f"int8 quantization of {label} failed: {last_error_line(exc, log)}",
+                         hint=_failure_hint(options), path=str(label)) from None
+    _check_tflite_io(data, signature, options, label)
+    return data
 
 
 def _guarded(isolate: bool, what: str, fn, *args):
@@ -141,41 +166,17 @@ def _guarded(isolate: bool, what: str, fn, *args):
     return run_isolated(what, fn, *args) if isolate else fn(*args)
 
 
-class _Measured(Exception):  # noqa: N818 - not an error: carries the table out of the converter
-    def __init__(self, tables: dict[str, list]):
-        super().__init__("measured")
-        self.tables = tables
-
-
-def _measure_file(float_path: Path, signature: dict, options: _Options, calib, known: frozenset[str]) -> dict:
-    """{model id: range table} of the converted model, empty when `known` has it already."""
-    from buildsys.tflow.calibranges import true_ranges
+def _calibrate_file(float_path: Path, signature: dict, options: _Options, calib, known: frozenset[str]):
+    """(model id, quantizer settings, calibrated model) of the converted model; no model when `known` has it."""
+    from buildsys.tflow.calibrated import capture
     from buildsys.tflow.frozen import read_float
-    from buildsys.tflow.rangetable import model_id, read_table
-
-    def measure(model: bytes, dataset) -> bytes:
-        found = model_id(model)
-        raise _Measured({} if found in known else {found: read_table(true_ranges(model, dataset))})
 
     graph_def = _in_forms(read_float(float_path)[0], options)
     try:
-        _convert_graph(graph_def, signature, options, calib, float_path, measure)
-    except _Measured as done:
-        return done.tables
+        _convert_graph(graph_def, signature, options, calib, float_path, lambda c: capture(c, known))
+    except Calibrated as done:
+        return done.model_id, done.entry, done.calibrated
     raise StageError(f"the int8 conversion of {float_path} never calibrated", hint="this is a converter problem; please report it")
-
-
-def _from_table(ranges: dict | None):
-    """The calibrated model from a measured table when it has this model's, else from all samples."""
-    from buildsys.tflow.calibranges import structure_only, true_ranges
-    from buildsys.tflow.rangetable import model_id, write_table
-
-    def calibrated_of(model: bytes, dataset) -> bytes:
-        table = (ranges or {}).get("models", {}).get(model_id(model))
-        done = write_table(structure_only(model, dataset), table) if table else None
-        return done if done is not None else true_ranges(model, dataset)
-
-    return calibrated_of
 
 
 def _spec(mode: str) -> _ModeSpec:
@@ -195,12 +196,12 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
     return _Options(mode, bool(per_channel), **chosen)
 
 
-def _convert_file(float_path: Path, signature: dict, options: _Options, calib, ranges: dict | None) -> bytes:
+def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
     from buildsys.tflow.frozen import read_float
 
     graph_def = _in_forms(read_float(float_path)[0], options)
     try:
-        return _convert_graph(graph_def, signature, options, calib, float_path, _from_table(ranges))
+        return _convert_graph(graph_def, signature, options, calib, float_path)
     except NoKernel as exc:
         if (plain := unfused(graph_def)) is None:
             raise
@@ -208,7 +209,7 @@ def _convert_file(float_path: Path, signature: dict, options: _Options, calib, r
     # no int16 fused LSTM (nor for what feeds its fresh state): the same cells, unfused (see
     # tflow/unfuse.py); if that fails too, the refusal says what to do
     try:
-        return _convert_graph(plain, signature, options, calib, float_path, _from_table(ranges))
+        return _convert_graph(plain, signature, options, calib, float_path)
     except (StageError, InputError):
         raise refusal from None
 
@@ -227,7 +228,8 @@ def _in_forms(graph_def, options: _Options):
     return graph_def
 
 
-def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path, calibrated_of=None) -> bytes:
+def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path, hook=None) -> bytes:
+    """`hook(converter)` replaces how a calibrated conversion quantizes (default: use_true_ranges)."""
     import tensorflow as tf
 
     from buildsys.tflow.calibranges import use_true_ranges
@@ -236,7 +238,7 @@ def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_p
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     _configure(converter, options, _representative(signature, calib) if calib else None)
     if calib:
-        use_true_ranges(converter, calibrated_of)
+        (hook or use_true_ranges)(converter)
     return _convert(converter, options, float_path)
 
 
@@ -353,7 +355,7 @@ def _convert(converter, options: _Options, float_path) -> bytes:
     try:
         with quiet() as log, no_interpreter_warning():
             return unclipped(bytes(converter.convert()))
-    except _Measured:
+    except Calibrated:
         raise
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
         line = last_error_line(exc, log)

@@ -1,9 +1,8 @@
-"""Activation ranges as data: every one-element min/max a calibrated TFLite model records.
+"""Activation ranges as data: every one-element min/max a calibrated TFLite model records, by
+subgraph and tensor index, and the id of the converted model they belong to.
 
-The `ranges` stage measures them once per (float model, calibration set); each int8 target's
-quantize stage writes them into the same model calibrated on one batch (the same slots, by
-subgraph and tensor index) and quantizes that. TF's quantizer then reads the bytes a full
-calibration of that target would have given it. Nothing here imports TensorFlow.
+The `ranges` stage lists them in ranges.json (what each int8 target is quantized from, readable
+without TensorFlow); calibranges.py writes measured ranges through the same views.
 """
 
 from __future__ import annotations
@@ -41,17 +40,3 @@ def read_table(calibrated: bytes) -> list[list]:
     """[subgraph, tensor, name, min, max] for each slot; float32 values kept exactly (as doubles)."""
     views = range_views(bytearray(calibrated))
     return [[s, i, name, float(low[0]), float(high[0])] for (s, i), (name, low, high) in sorted(views.items())]
-
-
-def write_table(calibrated: bytes, table: list[list]) -> bytes | None:
-    """`calibrated` with every slot set from `table`; None when its slots are not the table's."""
-    out = bytearray(calibrated)
-    views = range_views(out)
-    if sorted(views) != sorted((s, i) for s, i, *_ in table):
-        return None
-    for sub, index, name, low, high in table:
-        have, low_view, high_view = views[(sub, index)]
-        if have != name:
-            return None
-        low_view[0], high_view[0] = low, high
-    return bytes(out)
