@@ -53,7 +53,7 @@ class Quantize(Stage):
 
     @property
     def reads_ranges(self) -> bool:
-        """int8 quantizes from the recipe's measured ranges (stages/ranges.py)."""
+        """int8 quantizes from the model the ranges stage calibrated once for the recipe."""
         return measures(self.recipe, self.device, self.from_model)
 
     def params(self) -> dict[str, Any]:

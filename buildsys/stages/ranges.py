@@ -20,8 +20,8 @@ from buildsys.stages.base import Input, RunContext, Stage
 
 
 def measures(recipe: Recipe, device: Device, from_model: bool) -> bool:
-    """Whether a target's quantize stage quantizes int8 from the measured ranges (int16x8 calibrates
-    inside TF's one-call quantizer; from_model keeps the model's own scales)."""
+    """Whether a target's quantize stage quantizes int8 from this stage's calibrated model (int16x8
+    calibrates inside TF's one-call quantizer; from_model keeps the model's own scales)."""
     passthrough = recipe.source.format == "tflite"
     return device.format == "tflite" and device.mode == "int8" and not (passthrough or from_model)
 
@@ -33,7 +33,7 @@ class Ranges(Stage):
 
     def __init__(self, recipe: Recipe, variants: list[tuple[str, ...]]):
         super().__init__(recipe)
-        # the op-form sets of the targets that read the table: each may convert to another model
+        # the op-form sets of the int8 targets: each may convert to another model
         self.variants = sorted({tuple(sorted(v)) for v in variants})
 
     def inputs(self) -> list[Input]:
@@ -48,9 +48,9 @@ class Ranges(Stage):
         return {"ranges": self.paths.common / "ranges.json", "calibrated": self.paths.common / "calibrated.npz"}
 
     def run(self, ctx: RunContext) -> None:
-        from buildsys.stages.calibration import check_fit
         import numpy as np
 
+        from buildsys.stages.calibration import check_fit
         from buildsys.stages.datasets import read_npz, write_npz
         from buildsys.tflow.quantize import activation_ranges
         from buildsys.tflow.samples import to_stored

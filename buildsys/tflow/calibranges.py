@@ -8,12 +8,13 @@ recorded as +-2.7, really +-0.025: 100x too coarse), 73 of 251 in YOLOv8n, 18 of
 Faster R-CNN, whose box decoding `exp(dw) * anchor_size` gave EXP the product's range
 (up to 860 for values near 1), so every int8 box collapsed to a point.
 
-Here the converter calibrates as usual (its calibrate-only step), then every recorded range
-of an op output is replaced by the min/max that op output takes over the same samples, read
-from an interpreter that keeps every tensor (no buffer is shared), and TF's own int8
-quantizer runs on the result. The min/max fields are rewritten in place in the flatbuffer;
-nothing else in the calibrated model changes. The int16x8 quantizer calibrates inside one
-call and is left as it is.
+Here every range of the calibrated model is the min/max that tensor takes over the same samples,
+read from an interpreter that keeps every tensor (no buffer is shared), and TF's own int8
+quantizer runs on the result. TF's calibrator runs on one batch only, to lay out the range
+fields, unless some range is not a model input or main-graph op output (LSTM intermediates,
+control-flow bodies): then it runs over every sample and its op-output ranges are replaced. The
+min/max fields are rewritten in place in the flatbuffer; nothing else in the calibrated model
+changes. The int16x8 quantizer calibrates inside one call and is left as it is.
 """
 
 from __future__ import annotations
