@@ -12,7 +12,8 @@ from conftest import run_cli
 
 def test_graph_formats_show_every_stage_and_edge(workspace: Path) -> None:
     text = run_cli(workspace, "graph").stdout
-    assert "shapes/cpu-int8/quantize  <- shapes/calibration, shapes/convert" in text
+    assert "shapes/cpu-int8/quantize  <- shapes/convert, shapes/ranges" in text
+    assert "shapes/ranges  <- shapes/calibration, shapes/convert" in text
     assert "shapes/fp32/quantize  <- shapes/convert" in text  # fp32 needs no calibration
     dot = run_cli(workspace, "graph", "--format", "dot").stdout
     assert dot.startswith("digraph buildsys {") and "n_shapes_fetch -> n_shapes_convert;" in dot
