@@ -18,7 +18,10 @@ TAG = "_onnx_ops"
 
 def handles(op_type: str, since: int = 1, domain: str = "") -> Callable[[Handler], Handler]:
     def tag(fn: Handler) -> Handler:
-        setattr(fn, TAG, getattr(fn, TAG, ()) + ((domain, op_type, since),))
+        tags = getattr(fn, TAG, ())
+        if (domain, op_type, since) in tags:
+            raise ValueError(f"{_name(fn)} is tagged twice as the handler of {_label(domain, op_type, since)}")
+        setattr(fn, TAG, tags + ((domain, op_type, since),))
         return fn
 
     return tag
@@ -26,12 +29,18 @@ def handles(op_type: str, since: int = 1, domain: str = "") -> Callable[[Handler
 
 class Registry:
     def __init__(self, modules: Iterable[ModuleType]):
-        table: dict[tuple[str, str], list[tuple[int, Handler]]] = {}
+        table: dict[tuple[str, str], dict[int, Handler]] = {}
         for module in modules:
             for fn in vars(module).values():
                 for domain, op_type, since in getattr(fn, TAG, ()):
-                    table.setdefault((domain, op_type), []).append((since, fn))
-        self._table = {key: sorted(v, key=lambda e: e[0]) for key, v in table.items()}
+                    versions = table.setdefault((domain, op_type), {})
+                    # a handler imported into another op module is the same claim, seen twice
+                    if versions.get(since, fn) is not fn:
+                        raise ValueError(f"{_label(domain, op_type, since)} is claimed by both "
+                                         f"{_name(versions[since])} and {_name(fn)}: which one converts it would "
+                                         "depend on module order")
+                    versions[since] = fn
+        self._table = {key: sorted(v.items()) for key, v in table.items()}
 
     def lookup(self, domain: str, op_type: str, opset: int) -> Handler | None:
         versions = self._table.get((_domain(domain), op_type))
@@ -43,6 +52,14 @@ class Registry:
     def ops(self) -> list[tuple[str, str, int]]:
         """(domain, op_type, lowest since_version) for every claimed op."""
         return sorted((d, op, v[0][0]) for (d, op), v in self._table.items())
+
+
+def _label(domain: str, op_type: str, since: int) -> str:
+    return f"{domain or 'ai.onnx'} {op_type} (since opset {since})"
+
+
+def _name(fn: Handler) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def _domain(domain: str) -> str:
