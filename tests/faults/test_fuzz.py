@@ -17,7 +17,6 @@ failure prints the mutation, the command and the recipe text; rerun one case wit
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import shutil

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLE, RECIPE, make_workspace, run_cli
+from conftest import EXAMPLE, RECIPE, run_cli
 
 NOT_OURS = ("Traceback", "bug in buildsys", "internal error")
 
