@@ -37,7 +37,7 @@ CALIBRATION = 16
 
 def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     """(signature, {"fp32": .tflite, "int8": .tflite}) through the build's library functions."""
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.devices.catalogue import Catalogue
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite

@@ -18,6 +18,7 @@ from buildsys.errors import BuildsysError, UsageError
 from buildsys.fsutil import atomic_write_text
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
+from buildsys.recipe.model import lock_path as lock_path  # where the lock lives: commands ask here
 from buildsys.stages.base import Stage
 from buildsys.stages.engine import VOLATILE, key_doc, stage_key
 from buildsys.tools import LOCKED_TOOLS
@@ -32,10 +33,6 @@ REWRITE_HINT = "it is generated: delete it and run `buildsys build` to write it 
 
 class DamagedLock(UsageError):
     """A lockfile is there but is not one buildsys can read; `build` rewrites a damaged file."""
-
-
-def lock_path(recipe: Recipe) -> Path:
-    return recipe.path.with_suffix(".lock")
 
 
 def volatile_files(stages: list[Stage]) -> frozenset[str]:
@@ -135,7 +132,7 @@ def read(path: Path) -> dict | None:
 
 
 def _shown(path: Path) -> str:
-    from buildsys.recipe.loader import absolute, shown_path
+    from buildsys.documents.files import absolute, shown_path
 
     return shown_path(absolute(path), absolute(Path.cwd()))
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from buildsys.devices import Catalogue, Device, ProfileError, with_overrides
 from buildsys.errors import BuildsysError, RecipeError, UsageError
-from buildsys.recipe.loader import parse_file, shown_path, sort_problems
+from buildsys.documents.files import parse_file, shown_path, sort_problems
 from buildsys.recipe.model import Recipe
-from buildsys.recipe.yamlmarks import KeyPath
+from buildsys.documents.yamlmarks import KeyPath
 from buildsys.stages import Stage, StageEnv
 from buildsys.stages.calibration import Calibration
 from buildsys.stages.check import Check
@@ -184,3 +184,12 @@ def upstreams(plan: Plan) -> dict[str, list[str]]:
     for up, down in edges(plan):
         ups[down.task_name].append(up.task_name)
     return ups
+
+
+def claim_outputs(plan: Plan) -> None:
+    """Before any stage writes: each recipe's folder is ours, and lists what it may hold."""
+    from buildsys.outputs import claim
+
+    for rp in plan.recipes:
+        planned = [p for stage in rp.stages for p in stage.outputs().values()]
+        claim(rp.recipe.output, rp.recipe.name, planned)

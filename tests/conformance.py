@@ -261,7 +261,7 @@ def run_case(case: Case) -> Outcome:
 
 def _run_data_set(case: Case, inputs: Sequence, expected: Sequence) -> bool:
     """Convert and compare one data set; True when prepare folded every node away."""
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.errors import StageError
     from onnx_harness import convert
 

@@ -29,7 +29,7 @@ from buildsys.tflow.samples import to_stored
 from buildsys.tflow.quantize import to_tflite
 
 try:
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
 except ImportError:  # written in parallel; the builders already give static shapes
     prepare_model = None
 

@@ -13,7 +13,7 @@ from test_fusions import cosine, int8_build, int8_run
 
 
 def fp32_build(m, *forms: str) -> tuple[bytes, dict]:
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
 

@@ -17,7 +17,7 @@ MAX_REL_ERR = 1e-4
 
 
 def _run_ours(cfg: Path, weights: Path, image: np.ndarray) -> dict[str, np.ndarray]:
-    from buildsys.darknet.tfmodel import load_source
+    from buildsys.tflow.darknet import load_source
 
     source = load_source(cfg, weights)
     return {name: t.numpy() for name, t in zip(source.outputs, source.call([image]))}
@@ -90,7 +90,7 @@ def test_every_layer_matches_opencv(tmp_path, name):
 def test_traces_with_open_batch(tmp_path):
     import tensorflow as tf
 
-    from buildsys.darknet.tfmodel import load_source
+    from buildsys.tflow.darknet import load_source
 
     cfg, weights = write_model(tmp_path, "yolov4-tiny", seed=3)
     source = load_source(cfg, weights)

@@ -36,7 +36,7 @@ def image(shape, seed=0) -> dict[str, np.ndarray]:
 def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
     """cpu-int8's conversion (per-channel, int8 IO, BATCH_MATMUL unrolled): its TRANSPOSE
     count and the cosine of its output to onnxruntime's."""
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.inspect import op_histogram
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
@@ -292,7 +292,7 @@ def test_moved_kv_attention_fp32_matches_with_transposes_of_onnx():
 def test_moved_kv_attention_int8_has_no_transpose_per_head():
     """K and V that must move anyway move to the [n, k] weights order of int8's per-head
     FULLY_CONNECTED; moved to [k, n] they were transposed again per head (8 TRANSPOSE ops here)."""
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.inspect import op_histogram
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite

@@ -14,11 +14,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from buildsys.converter.cut import flow_of, suggest_cut
-from buildsys.converter.dynamic import DynamicInputs
+from buildsys.onnxprep.dynamic import DynamicInputs
 from buildsys.converter.errors import GROUP_OVER, Rejected, UnsupportedModel, table
-from buildsys.converter.prepare import prepare_model
+from buildsys.onnxprep.prepare import prepare_model
 from buildsys.errors import InputError
-from buildsys.recipe.closematch import close_matches, did_you_mean
+from buildsys.documents.closematch import close_matches, did_you_mean
 from conftest import build_json, run_cli
 
 CLASSES = 12  # 11 foreground classes, each with NonZero + TopK + If: with the guarded NMS 34 refused nodes

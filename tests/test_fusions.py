@@ -250,7 +250,7 @@ def test_gelu_models_build_and_run_in_int8(which, request):
 def int8_build(m, calib_onnx: dict, *forms: str) -> tuple[bytes, dict]:
     """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions; `forms`:
     to_tflite's op forms ("unfold_batchmatmul", ...)."""
-    from buildsys.converter.prepare import prepare_model
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.samples import to_stored
@@ -359,7 +359,7 @@ def test_fused_activation_int8_has_no_float_island(form):
 def test_recipe_rewrite_is_not_fused_back(rewrite, attrs, opset):
     """A recipe that rewrites Gelu/HardSwish into primitive ops (for a device without them)
     gets primitive ops, not the one op back."""
-    from buildsys.replace.rewrites import rewrite_model
+    from buildsys.rewrites.registry import rewrite_model
 
     op = "HardSwish" if rewrite == "hardswish" else "Gelu"
     m = model([helper.make_node(op, ["x"], ["y"], name="act", **attrs)], {}, opset=opset)

@@ -49,7 +49,7 @@ def snippet(stdout: str, key: str) -> str:
 def applied(ws: Path, model: Path, replacements: str) -> onnx.ModelProto:
     """The model as `prepare` edits it under a recipe holding the pasted `replacements:` snippet."""
     from buildsys.recipe import RecipeLoader
-    from buildsys.replace.apply import apply_replacements
+    from buildsys.onnxprep.replace import apply_replacements
 
     (ws / "recipes" / "net.yaml").write_text(FP32_RECIPE + replacements)
     recipe = RecipeLoader().load(Path("recipes/net.yaml"), ws)
@@ -329,8 +329,8 @@ def test_nms_without_a_limit_gets_an_inputs_entry(tmp_path: Path) -> None:
 
 
 def test_pasted_replacements_snippet_applies(tmp_path: Path) -> None:
-    pytest.importorskip("buildsys.replace.rewrites")
-    pytest.importorskip("buildsys.replace.apply")
+    pytest.importorskip("buildsys.rewrites.registry")
+    pytest.importorskip("buildsys.onnxprep.replace")
     import onnxruntime as ort
 
     ws = tmp_path / "ws"
@@ -379,8 +379,8 @@ def spp_model() -> onnx.ModelProto:
 
 
 def test_group_rewrite_alternatives_and_approximate_rewrites(tmp_path: Path) -> None:
-    rewrites = pytest.importorskip("buildsys.replace.rewrites")
-    pytest.importorskip("buildsys.replace.apply")
+    rewrites = pytest.importorskip("buildsys.rewrites.registry")
+    pytest.importorskip("buildsys.onnxprep.replace")
     import onnxruntime as ort
 
     ws = tmp_path / "ws"

@@ -24,7 +24,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import run_cli
-from buildsys.converter.prepare import prepare_model
+from buildsys.onnxprep.prepare import prepare_model
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
 from buildsys.tflow.quantize import to_tflite

@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from buildsys.converter.dynamic import DynamicInputs
-from buildsys.converter.prepare import prepare_model
+from buildsys.onnxprep.dynamic import DynamicInputs
+from buildsys.onnxprep.prepare import prepare_model
 from buildsys.errors import InputError
 
 

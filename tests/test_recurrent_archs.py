@@ -44,7 +44,7 @@ FUSED_LSTM = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM")
 class RecurrentConversions(Conversions):
     def _model(self, name: str) -> onnx.ModelProto:
         model = archs.RECURRENT_ARCHITECTURES[name]()
-        from buildsys.converter.prepare import prepare_model
+        from buildsys.onnxprep.prepare import prepare_model
 
         return prepare_model(model)
 

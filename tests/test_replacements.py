@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from buildsys.converter.prepare import prepare_model
+from buildsys.onnxprep.prepare import prepare_model
 from buildsys.recipe.model import Replacement
-from buildsys.replace.apply import ReplacementError, apply_replacements
+from buildsys.onnxprep.replace import ReplacementError, apply_replacements
 from onnx_harness import check, make_model, random_feeds, run_ort
 
 

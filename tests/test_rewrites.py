@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from buildsys.replace.rewrites import REWRITES, RewriteContext, RewriteError, apply_rewrite, rewrite_model
+from buildsys.rewrites.registry import REWRITES, RewriteContext, RewriteError, apply_rewrite, rewrite_model
 
 X_SHAPE = [1, 8, 16, 16]
 ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32,

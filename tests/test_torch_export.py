@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-from buildsys.converter.dynamic import DynamicInputs
-from buildsys.converter.prepare import prepare_model
+from buildsys.onnxprep.dynamic import DynamicInputs
+from buildsys.onnxprep.prepare import prepare_model
 from onnx_harness import check
 
 torch = pytest.importorskip("torch")

@@ -10,7 +10,7 @@ from buildsys import lockfile
 from buildsys.commands.common import plan as make_plan
 from buildsys.errors import LockMismatch
 from buildsys.hashing import FileHasher
-from buildsys.plan import Plan, RecipePlan
+from buildsys.plan import Plan, RecipePlan, claim_outputs
 from buildsys.runner import Outcome, run_plan
 from buildsys.schemafiles import load_schema
 from buildsys.shard import Shard, parse_shard, shard_plan
@@ -37,7 +37,7 @@ def run(args: Any, ui: Ui) -> int:
         claim_outputs(plan)
         try:
             if getattr(args, "scheduler", None):  # stages as Dask tasks, outputs through the remote
-                from buildsys.remote.cluster import run_on_cluster
+                from buildsys.cluster.schedule import run_on_cluster
 
                 outcomes = run_on_cluster(plan, args.scheduler, ui, jobs=args.jobs, on_event=_events(ui))
             else:
@@ -124,15 +124,6 @@ def _share(plan: Plan) -> str:
     targets = sorted({f"{s.recipe.name}/{s.target.name}" for s in plan.stages() if s.target is not None})
     shown = ", ".join(targets[:4]) + (f" and {len(targets) - 4} more" if len(targets) > 4 else "")
     return f"{len(targets)} target{'s' if len(targets) != 1 else ''} ({shown or 'none'})"
-
-
-def claim_outputs(plan: Plan) -> None:
-    """Before any stage writes: each recipe's folder is ours, and lists what it may hold."""
-    from buildsys.outputs import claim
-
-    for rp in plan.recipes:
-        planned = [p for stage in rp.stages for p in stage.outputs().values()]
-        claim(rp.recipe.output, rp.recipe.name, planned)
 
 
 def _events(ui: Ui):

@@ -44,7 +44,7 @@ def run(args: Any, ui: Ui) -> int:
 
 def _report(source: Source, recipe: Recipe | None, ops: tuple[str, ...], root: Path) -> Report:
     from buildsys.inspect import FromRecipe, inspect_model
-    from buildsys.recipe.loader import absolute, shown_path
+    from buildsys.documents.files import absolute, shown_path
 
     exported = source.format == "pytorch"
     fixes = None
@@ -197,7 +197,7 @@ def _nodes(report: Report, ui: Ui) -> None:
 
 def _missing_ops(report: Report, ui: Ui) -> None:
     """`--op Cnv` selects nothing: name the op types the model has that are nearest."""
-    from buildsys.recipe.closematch import close_matches
+    from buildsys.documents.closematch import close_matches
 
     have = [op for op, _ in report.histogram]
     found = {n.op.lower() for n in report.nodes} | {n.op.rsplit(".", 1)[-1].lower() for n in report.nodes}

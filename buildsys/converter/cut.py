@@ -15,8 +15,8 @@ import onnx
 from onnx import helper
 
 from buildsys.errors import InputError
-from buildsys.recipe.closematch import close_matches
-from buildsys.recipe.yamlmarks import yaml_text
+from buildsys.documents.closematch import close_matches
+from buildsys.documents.yamlmarks import yaml_text
 
 # ops whose output size depends on tensor values
 DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})

@@ -258,9 +258,9 @@ ANCHORS: dict[str, tuple[Callable[[View, Node], Match | None], ...]] = {
 def rewritten(graph: Graph, nodes: frozenset[int]) -> bool:
     """True if a recipe `rewrite:` emitted any of `nodes`: the user asked for primitive ops
     there (a device without GELU), so they are not fused back. Rewrites name what they emit
-    "<node>/<rewrite>/<op>" (replace/rewrite_ops.Builder); a model whose own module is
+    "<node>/<rewrite>/<op>" (rewrites/ops.Builder); a model whose own module is
     called like a rewrite ("/mlp/gelu/Erf") is left unfused too: slower, never wrong."""
-    from buildsys.replace.rewrites import REWRITES
+    from buildsys.rewrites.registry import REWRITES
 
     names = [n.name for n in graph.nodes if n.index in nodes]
     return any(part in REWRITES for name in names for part in name.split("/")[1:-1])

@@ -15,7 +15,7 @@ from buildsys.devices.model import Device
 from buildsys.devices.problems import ProfileError, merged_problems, profile_problems
 from buildsys.errors import Problem, UsageError
 from buildsys.limits import MAX_TEXT_BYTES, file_problem
-from buildsys.recipe.loader import absolute, parse_file, shown_path
+from buildsys.documents.files import absolute, parse_file, shown_path
 
 BUILTIN = Path(__file__).parent / "builtin"
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -110,7 +110,7 @@ def _is_file(path: Path) -> bool:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:
-    from buildsys.recipe.problems import did_you_mean as suggest  # imports jsonschema: only on errors
+    from buildsys.documents.problems import did_you_mean as suggest  # imports jsonschema: only on errors
 
     return suggest(word, choices)
 

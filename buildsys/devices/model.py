@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from buildsys.devices.modes import INT8_OP_FORMS, OP_FORMS, default_io, needs_calibration
+from buildsys.modes import INT8_OP_FORMS, OP_FORMS, default_io, needs_calibration
 from buildsys.hashing import digest_data
 
 

@@ -6,9 +6,8 @@ import copy
 from typing import Any
 
 from buildsys.devices.model import Device
-from buildsys.devices.modes import ACTIVATION_MODES, IO_TYPES_BY_MODE, default_io
+from buildsys.modes import ACTIVATION_MODES, IO_TYPES_BY_MODE, default_io
 
-OVERRIDES = ("input_type", "output_type", "per_channel", "activations", "on_unsupported", "quantization")
 
 
 def with_overrides(device: Device, overrides: dict[str, Any]) -> tuple[Device, list[tuple[str, str]]]:

@@ -6,9 +6,9 @@ import dataclasses
 import re
 from typing import Any
 
-from buildsys.devices.modes import IO_TYPES_BY_MODE
+from buildsys.modes import IO_TYPES_BY_MODE
 from buildsys.errors import Problem, RecipeError
-from buildsys.recipe.yamlmarks import Parsed
+from buildsys.documents.yamlmarks import Parsed
 
 _BUILTIN_OP = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -36,7 +36,7 @@ def profile_problems(parsed: Parsed, stem: str, check_schema: bool) -> list[Prob
 def _schema(parsed: Parsed) -> list[Problem]:
     from jsonschema import Draft202012Validator
 
-    from buildsys.recipe.problems import schema_problems
+    from buildsys.documents.problems import schema_problems
     from buildsys.schemafiles import load_schema
 
     taken = {(p.line, p.column, p.key) for p in parsed.problems}
@@ -68,7 +68,7 @@ def _op_names(parsed: Parsed, fmt: Any) -> list[Problem]:
         return []
     from buildsys.tflow.tflschema import enum_names, schema
 
-    from buildsys.recipe.problems import did_you_mean
+    from buildsys.documents.problems import did_you_mean
 
     known = set(enum_names(schema().BuiltinOperator).values())
     out = []
@@ -84,7 +84,7 @@ def _onnx_op_names(parsed: Parsed, ops: Any) -> list[Problem]:
         return []
     import onnx.defs
 
-    from buildsys.recipe.problems import did_you_mean
+    from buildsys.documents.problems import did_you_mean
 
     out = []
     for op in ops:

@@ -11,8 +11,8 @@ import onnx
 
 from buildsys.converter.cut import Suggestion as Cut
 from buildsys.converter.cut import cut, flow_of, snippet, suggest_cut
-from buildsys.converter.dynamic import dynamic_inputs
-from buildsys.converter.prepare import unknown_dims
+from buildsys.onnxprep.dynamic import dynamic_inputs
+from buildsys.onnxprep.prepare import unknown_dims
 from buildsys.inspect import model as facts
 from buildsys.inspect.model import Header, NodeLine, Tensor
 from buildsys.inspect.quantized import Prequantized, prequantized
@@ -123,7 +123,7 @@ def _inputs_only(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _replaced(model: onnx.ModelProto, recipe: FromRecipe) -> onnx.ModelProto:
     """The model as prepare edits it, before shapes: what is left to suggest is what the recipe lacks."""
-    from buildsys.replace.apply import apply_replacements
+    from buildsys.onnxprep.replace import apply_replacements
 
     return apply_replacements(model, recipe.replacements, recipe.path)
 
@@ -139,7 +139,7 @@ def _cut(model: onnx.ModelProto, recipe: FromRecipe) -> onnx.ModelProto:
 
 def _apply(light: onnx.ModelProto, recipe: FromRecipe, label: str) -> None:
     # prepare's own rule, so inspect reports exactly what prepare will see (and the same errors)
-    from buildsys.converter.prepare import set_input_shapes
+    from buildsys.onnxprep.prepare import set_input_shapes
 
     shapes = {name: list(dims) for name, dims in recipe.shapes.items()}
     set_input_shapes(light, shapes, recipe.batch, label)

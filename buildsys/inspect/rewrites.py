@@ -43,9 +43,9 @@ class Suggestion:
 def load_rewrites() -> Mapping[str, Any]:
     """The registered rewrites (name -> Rewrite), or none while the registry is not installed."""
     try:
-        from buildsys.replace.rewrites import REWRITES
+        from buildsys.rewrites.registry import REWRITES
     except ModuleNotFoundError as exc:
-        if exc.name not in ("buildsys.replace", "buildsys.replace.rewrites"):
+        if exc.name not in ("buildsys.rewrites", "buildsys.rewrites.registry"):
             raise  # a broken rewrites module is a bug to see, not "no rewrites"
         return MappingProxyType({})
     return REWRITES
@@ -103,7 +103,7 @@ class _Trial:
     """The rewrites' own context over one copy of the model: rewrites only add constants to it."""
 
     def __init__(self, model: onnx.ModelProto):
-        from buildsys.replace.rewrites import RewriteContext, RewriteError
+        from buildsys.rewrites.registry import RewriteContext, RewriteError
 
         self._error = RewriteError
         copy = onnx.ModelProto()

@@ -15,6 +15,7 @@ from typing import Any
 from buildsys.errors import Problem, RecipeError, UsageError
 from buildsys.hashing import digest_bytes, digest_data
 from buildsys.recipe.model import (
+    OVERRIDES,
     Calibration,
     InputSource,
     Recipe,
@@ -24,15 +25,11 @@ from buildsys.recipe.model import (
     default_target_name,
 )
 from buildsys.recipe.sources import parse_source
-from buildsys.recipe.yamlmarks import Parsed, clip, parse_yaml
+from buildsys.documents.files import absolute, parse_file, shown_path, sort_problems
+from buildsys.documents.yamlmarks import Parsed, clip
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 INPUT_KINDS = ("images", "npy", "npz", "zeros")
-
-
-def absolute(path: Path | str) -> Path:
-    """Absolute and normalised, but symlinks kept: the user's view of the path."""
-    return Path(os.path.abspath(path))
 
 
 def discover(paths: list[Path], workspace: Path) -> list[Path]:
@@ -76,20 +73,6 @@ def _check_regular(path: Path) -> None:
             hint="a recipe is a small YAML text file; remove or rename this one, or name the recipes to build",
             path=str(path),
         )
-
-
-def shown_path(path: Path, workspace: Path) -> str:
-    """How a file is named in problems: relative to the workspace when inside it."""
-    try:
-        return path.relative_to(workspace).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def sort_problems(problems: list[Problem]) -> list[Problem]:
-    # Some keywords are rewritten per mapping, so two raw errors can make the same problem.
-    unique = dict.fromkeys(problems)
-    return sorted(unique, key=lambda p: (p.file, p.line or 0, p.column or 0, p.key, p.message))
 
 
 @dataclass(frozen=True)
@@ -160,7 +143,8 @@ class RecipeLoader:
         # jsonschema costs ~0.1 s to import: only recipes not seen valid before pay it
         from jsonschema import Draft202012Validator
 
-        from buildsys.recipe.problems import schema_problems, semantic_problems
+        from buildsys.documents.problems import schema_problems
+        from buildsys.recipe.problems import semantic_problems
 
         if self._validator is None:
             self._validator = Draft202012Validator(self._schema)
@@ -197,26 +181,11 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _checks_digest() -> str:
-    """The code that decides whether a recipe is valid: this package's modules."""
-    here = Path(__file__).parent
-    return digest_data([[f.name, digest_bytes(f.read_bytes())] for f in sorted(here.glob("*.py"))])
-
-
-def parse_file(path: Path, shown: str) -> Parsed:
-    from buildsys.limits import MAX_TEXT_BYTES, read_regular
-
-    try:
-        raw = read_regular(path, MAX_TEXT_BYTES, "a YAML file")
-    except OSError as exc:
-        return _file_problem(shown, None, f"cannot read the file: {exc.strerror or exc}")
-    except ValueError as exc:  # a FIFO, a device, a huge file: never read
-        return _file_problem(shown, None, f"cannot read the file: {exc}")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return _file_problem(shown, line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})")
-    return parse_yaml(text, shown)
+    """The code that decides whether a recipe is valid: this package's modules and the
+    document helpers they check with."""
+    package = Path(__file__).parents[1]
+    files = sorted(package.glob("recipe/*.py")) + sorted(package.glob("documents/*.py"))
+    return digest_data([[f.relative_to(package).as_posix(), digest_bytes(f.read_bytes())] for f in files])
 
 
 def _foreign(parsed: Parsed, known: dict[str, Any]) -> Problem | None:
@@ -228,10 +197,6 @@ def _foreign(parsed: Parsed, known: dict[str, Any]) -> Problem | None:
     message = f"not a recipe: none of its keys ({', '.join(keys)}{', ...' if len(parsed.data) > 4 else ''}) is a recipe key"
     hint = "a recipe needs at least `version`, `source` and `targets`; keep other YAML files out of the recipe folder"
     return parsed.at_value((), message, hint)
-
-
-def _file_problem(shown: str, line: int | None, message: str) -> Parsed:
-    return Parsed(shown, problems=[Problem(shown, line, None, "", message)])
 
 
 def _clashes(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
@@ -280,8 +245,6 @@ def build_recipe(data: dict[str, Any], path: Path, workspace: Path, parsed: Pars
 
 
 def _target(data: dict[str, Any]) -> Target:
-    from buildsys.devices.overrides import OVERRIDES
-
     overrides = {k: data[k] for k in OVERRIDES if k in data}
     return Target(data["device"], data.get("name", default_target_name(data["device"])), overrides)
 

@@ -150,11 +150,20 @@ class Replacement:
         return self.line
 
 
+# The device settings a recipe target may override (devices.overrides applies them).
+OVERRIDES = ("input_type", "output_type", "per_channel", "activations", "on_unsupported", "quantization")
+
+
 @dataclass(frozen=True)
 class Target:
     device: str  # a built-in profile name, or a profile file path as written
     name: str  # default: see default_target_name; unique within a recipe
     overrides: dict[str, Any] = field(default_factory=dict)  # input_type, per_channel, ...
+
+
+def lock_path(recipe: Recipe) -> Path:
+    """The lockfile committed next to the recipe."""
+    return recipe.path.with_suffix(".lock")
 
 
 def default_target_name(device: str) -> str:

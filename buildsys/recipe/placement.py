@@ -13,7 +13,7 @@ from pathlib import Path
 
 from buildsys.errors import Problem
 from buildsys.recipe.model import InputSource, Recipe
-from buildsys.recipe.yamlmarks import Parsed
+from buildsys.documents.yamlmarks import Parsed
 
 WILDCARDS = "*?["
 HINT = "leave `output:` out (default: build/<name> in the workspace) or name a new folder under build/"

@@ -1,6 +1,6 @@
 """Recipe-level checks of `replacements:` that need no model: selector/action pairs,
 rewrite names, `approximate`, regular expressions. Checks against the model run in
-the prepare stage (buildsys/replace/)."""
+the prepare stage (buildsys/onnxprep/)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from buildsys.errors import Problem
 from buildsys.recipe.model import not_onnx_graph
-from buildsys.recipe.yamlmarks import Parsed
+from buildsys.documents.yamlmarks import Parsed
 
 # which actions each selector takes
 PAIRS = {
@@ -80,13 +80,13 @@ def _pairing(parsed: Parsed, path: tuple, entry: dict) -> list[Problem]:
 
 def _rewrite(parsed: Parsed, path: tuple, entry: dict) -> list[Problem]:
     try:
-        from buildsys.replace.rewrites import REWRITES
+        from buildsys.rewrites.registry import REWRITES
     except ImportError:  # pragma: no cover - the registry ships with buildsys
         return []
     name = entry["rewrite"]
     rewrite = REWRITES.get(name)
     if rewrite is None:
-        from buildsys.recipe.problems import did_you_mean
+        from buildsys.documents.problems import did_you_mean
 
         hint = did_you_mean(name, sorted(REWRITES)) or f"known rewrites: {', '.join(sorted(REWRITES))}"
         return [parsed.at_value(path + ("rewrite",), f"unknown rewrite '{name}'", hint)]

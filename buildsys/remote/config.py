@@ -88,8 +88,8 @@ def load_settings(path: Path) -> dict[str, Any]:
     """The workspace file, schema-checked; problems are located like a recipe's."""
     import jsonschema
 
-    from buildsys.recipe.loader import parse_file
-    from buildsys.recipe.problems import schema_problems
+    from buildsys.documents.files import parse_file
+    from buildsys.documents.problems import schema_problems
     from buildsys.schemafiles import load_schema
 
     parsed = parse_file(path, SETTINGS_FILE)

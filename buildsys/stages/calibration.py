@@ -24,7 +24,7 @@ from typing import Any
 
 from buildsys.errors import InputError
 from buildsys.recipe.model import InputSource, Recipe
-from buildsys.recipe.yamlmarks import yaml_text
+from buildsys.documents.yamlmarks import yaml_text
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import recipe_at
@@ -139,7 +139,7 @@ def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[
 
 def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], entries: list[dict]) -> None:
     """Every model input has a source, and every source a model input (a typo is not a new input)."""
-    from buildsys.recipe.problems import did_you_mean
+    from buildsys.documents.problems import did_you_mean
 
     key = sources_key(recipe, role)
     names = [e["name"] for e in entries]

@@ -94,7 +94,7 @@ class Convert(Stage):
 
     def _quantized(self, ctx: RunContext, signature: dict, label: str) -> dict:
         from buildsys.tflow import qdq
-        from buildsys.converter.prepare import load_onnx
+        from buildsys.onnxprep.prepare import load_onnx
         from buildsys.tflow.onnxsource import export_onnx
 
         prepared = load_onnx(ctx.input("prepared"))

@@ -36,7 +36,7 @@ class Prepare(Stage):
         return {"prepared": self.paths.common / "prepared.onnx"}
 
     def run(self, ctx: RunContext) -> None:
-        from buildsys.converter.prepare import load_onnx, prepare_model
+        from buildsys.onnxprep.prepare import load_onnx, prepare_model
 
         src = self.recipe.source.path
         label = ctx.env.ws.show(src)
@@ -64,7 +64,7 @@ class Prepare(Stage):
     def _check_memory(self, prepared: Any, label: str) -> None:
         """Shapes are static now: a batch too big for the machine is refused here, not by a
         SIGSEGV in the converter or TFLite minutes later."""
-        from buildsys.converter.prepare import input_shapes, tensor_sizes
+        from buildsys.onnxprep.prepare import input_shapes, tensor_sizes
         from buildsys.errors import InputError
         from buildsys.limits import ACTIVATION_FACTOR, memory_problem
         from buildsys.stages.sources import recipe_at

@@ -72,7 +72,7 @@ class Report(Stage):
 
 def gather(stage: Report, ctx: RunContext) -> dict[str, Any]:
     """Everything both reports show: the stage's inputs, the build records, the recipe's text."""
-    from buildsys.lockfile import lock_path
+    from buildsys.recipe.model import lock_path
     from buildsys.stages.engine import read_record
 
     tdir = stage.paths.target_dir(stage.target)

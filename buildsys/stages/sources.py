@@ -140,8 +140,8 @@ def check_size(source: Source, recipe_file: Path) -> None:
 def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
     """`recipes/r.yaml:5: source.onnx`, for a problem found after the recipe loaded (a loaded
     recipe keeps no positions: the file is parsed again, only on the way to an error)."""
-    from buildsys.recipe.loader import absolute, parse_file, shown_path
-    from buildsys.recipe.yamlmarks import dotted
+    from buildsys.documents.files import absolute, parse_file, shown_path
+    from buildsys.documents.yamlmarks import dotted
 
     shown = shown_path(absolute(recipe_file), absolute(Path.cwd()))
     values = parse_file(recipe_file, shown).values

@@ -15,7 +15,7 @@ import onnx
 
 from buildsys.converter.convert import Converter
 from buildsys.converter.errors import HandlerBug
-from buildsys.converter.prepare import load_onnx
+from buildsys.onnxprep.prepare import load_onnx
 from buildsys.errors import BuildsysError, InputError, StageError
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet

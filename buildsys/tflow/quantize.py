@@ -18,8 +18,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from buildsys.devices.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
-from buildsys.devices.modes import needs_calibration as calibrated
+from buildsys.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
+from buildsys.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
 from buildsys.tflow.calibrated import Calibrated

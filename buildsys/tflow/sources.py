@@ -49,7 +49,7 @@ def _load_tf1(model: ModelSource) -> Source:
 
 
 def _load_darknet(model: ModelSource) -> Source:
-    from buildsys.darknet.tfmodel import load_source as load_darknet
+    from buildsys.tflow.darknet import load_source as load_darknet
 
     return load_darknet(model.path, model.part("weights"))
 

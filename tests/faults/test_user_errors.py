@@ -204,7 +204,7 @@ def test_a_recipe_remembered_valid_by_older_checks_is_checked_again(workspace: P
     import json
 
     from buildsys.hashing import digest_bytes, digest_data
-    from buildsys.recipe.yamlmarks import parse_yaml
+    from buildsys.documents.yamlmarks import parse_yaml
     from buildsys.schemafiles import schema_path
 
     recipe = workspace / "recipes" / "shapes.yaml"

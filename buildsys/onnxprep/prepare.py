@@ -17,11 +17,11 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from buildsys.converter.cut import cut
-from buildsys.converter.dynamic import DynamicInputs, dynamic_inputs
+from buildsys.onnxprep.dynamic import DynamicInputs, dynamic_inputs
 from buildsys.errors import InputError
-from buildsys.recipe.closematch import did_you_mean
+from buildsys.documents.closematch import did_you_mean
 from buildsys.recipe.model import Replacement
-from buildsys.replace.apply import apply_replacements
+from buildsys.onnxprep.replace import apply_replacements
 
 # Nodes worth folding only when their result is not much bigger than their
 # inputs; a folded ConstantOfShape/Expand/Tile could otherwise bloat the model.

@@ -47,13 +47,13 @@ class ClusterOutcome(Outcome):
 
 def run_on_cluster(plan: Plan, address: str, ui: Any, jobs: int = 1, on_event: Callable | None = None) -> list[Outcome]:
     """Build `plan` on the cluster at `address`, then finish locally; the outcomes run_plan returns."""
-    from buildsys.remote.bundle import make_bundle
+    from buildsys.cluster.bundle import make_bundle
 
     notify = on_event or (lambda kind, data: None)
     require_remote(plan)
     client = connect(address)
     try:
-        from buildsys.remote.worker import PLANS, PlanCache
+        from buildsys.cluster.worker import PLANS, PlanCache
 
         client.register_plugin(PlanCache(), name=PLANS)
         pin_compilers(client, plan, address)
@@ -101,7 +101,7 @@ def connect(address: str) -> Any:
 def pin_compilers(client: Any, plan: Plan, address: str) -> None:
     """An external compiler's version enters its stage's key: take it from a worker that has
     the tool, since this machine may not (the keys of client and workers must agree)."""
-    from buildsys.remote.worker import tool_version
+    from buildsys.cluster.worker import tool_version
 
     tools = sorted({s.tool for s in plan.stages() if _tool(s) in TOOL_RESOURCES})
     for tool in tools:
@@ -119,7 +119,7 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
             if _tool(stage) == tool:
                 stage.version = version
     if tools:  # a compiled stage writes more files: the build folders must list them for `clean`
-        from buildsys.commands.build import claim_outputs
+        from buildsys.plan import claim_outputs
 
         claim_outputs(plan)
 
@@ -132,7 +132,7 @@ def _tool(stage: Stage) -> str | None:
 
 def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str, dict[str, Any]]:
     """Submit one task per stage (in dependency order), wait for all; {stage: result}."""
-    from buildsys.remote.worker import run_stage
+    from buildsys.cluster.worker import run_stage
 
     ups, futures, build_id = upstreams(plan), {}, plan.env.build_id
     for stage in plan.stages():  # plan order is dependency order: upstream futures exist

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper
 
 if TYPE_CHECKING:
-    from buildsys.replace.rewrites import RewriteContext
+    from buildsys.rewrites.registry import RewriteContext
 
 # Max abs error of the tanh form vs exact GELU: 4.74e-4 (at x ~ +-2.70) measured in float64;
 # for Erf(z) alone 3.58e-4 (at z ~ +-1.83). float32 evaluation adds < 1e-6.

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from buildsys.recipe.closematch import did_you_mean
+from buildsys.documents.closematch import did_you_mean
 
 _ATTR = onnx.defs.OpSchema.AttrType
 # attribute type -> (what it is called, converter of a YAML value or None when it does not fit)
@@ -139,6 +139,6 @@ def _closest(word: str, choices: list[str]) -> str | None:
 
 
 def _show(value: Any) -> str:
-    from buildsys.recipe.problems import show
+    from buildsys.documents.problems import show
 
     return show(value)

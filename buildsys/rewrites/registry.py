@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from buildsys.replace import rewrite_ops as ops
+from buildsys.rewrites import ops
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 

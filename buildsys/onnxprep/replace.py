@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 
 from buildsys.errors import Problem, UsageError
-from buildsys.recipe.closematch import close_matches, did_you_mean
+from buildsys.documents.closematch import close_matches, did_you_mean
 from buildsys.recipe.model import Replacement
-from buildsys.replace.edits import constant_input, describe, input_index, op_schema, set_attributes
+from buildsys.onnxprep.edits import constant_input, describe, input_index, op_schema, set_attributes
 
 
 class ReplacementError(UsageError):
@@ -159,7 +159,7 @@ def _replace_input(run, model, node, schema, index, value, known, r, key) -> Non
 
 
 def _rewrite(run: _Run, model: onnx.ModelProto, nodes: list[onnx.NodeProto], r: Replacement) -> None:
-    from buildsys.replace.rewrites import REWRITES, RewriteContext, RewriteError, apply_rewrite
+    from buildsys.rewrites.registry import REWRITES, RewriteContext, RewriteError, apply_rewrite
 
     rewrite = REWRITES[r.data["rewrite"]]
     # by position: exported nodes may have no name
@@ -272,6 +272,6 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _show(value) -> str:
-    from buildsys.recipe.problems import show
+    from buildsys.documents.problems import show
 
     return show(value)

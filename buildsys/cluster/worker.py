@@ -23,7 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
 from buildsys.plan import Plan, upstreams
-from buildsys.remote.bundle import Bundle, materialise
+from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
 
 SKIPPED = ("failed", "skipped")
