@@ -19,7 +19,7 @@ from buildsys.fsutil import atomic_write_text
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
 from buildsys.stages.base import Stage
-from buildsys.stages.engine import VOLATILE, key_doc, stage_key
+from buildsys.stages.keys import input_digests, key_doc, stage_key, volatile_files
 from buildsys.tools import LOCKED_TOOLS
 from buildsys.workspace import relpath
 
@@ -36,19 +36,6 @@ class DamagedLock(UsageError):
 
 def lock_path(recipe: Recipe) -> Path:
     return recipe.path.with_suffix(".lock")
-
-
-def volatile_files(stages: list[Stage]) -> frozenset[str]:
-    """Outputs whose bytes are not a function of their key: timings, and measurements whose
-    float rounding depends on the CPU that ran them. The lock names them but pins no bytes,
-    so a lock made on one machine holds on another; what they decide (a missed threshold)
-    still fails the build, and a failed build writes no lock."""
-    return frozenset(str(p) for s in stages for role, p in s.outputs().items() if role in s.VOLATILE)
-
-
-def input_digests(stage: Stage, hasher: FileHasher, volatile: frozenset[str]) -> dict[str, str]:
-    base = stage.recipe.base
-    return {relpath(f, base): VOLATILE if str(f) in volatile else hasher.digest(f) for f in stage.input_files()}
 
 
 def stage_entry(
