@@ -20,7 +20,7 @@ from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
 from buildsys.recipe.model import lock_path as lock_path  # where the lock lives: commands ask here
 from buildsys.stages.base import Stage
-from buildsys.stages.engine import VOLATILE, key_doc, stage_key
+from buildsys.stages.keys import input_digests, key_doc, stage_key, volatile_files
 from buildsys.tools import LOCKED_TOOLS
 from buildsys.workspace import relpath
 
@@ -33,19 +33,6 @@ REWRITE_HINT = "it is generated: delete it and run `buildsys build` to write it 
 
 class DamagedLock(UsageError):
     """A lockfile is there but is not one buildsys can read; `build` rewrites a damaged file."""
-
-
-def volatile_files(stages: list[Stage]) -> frozenset[str]:
-    """Outputs whose bytes are not a function of their key: timings, and measurements whose
-    float rounding depends on the CPU that ran them. The lock names them but pins no bytes,
-    so a lock made on one machine holds on another; what they decide (a missed threshold)
-    still fails the build, and a failed build writes no lock."""
-    return frozenset(str(p) for s in stages for role, p in s.outputs().items() if role in s.VOLATILE)
-
-
-def input_digests(stage: Stage, hasher: FileHasher, volatile: frozenset[str]) -> dict[str, str]:
-    base = stage.recipe.base
-    return {relpath(f, base): VOLATILE if str(f) in volatile else hasher.digest(f) for f in stage.input_files()}
 
 
 def stage_entry(

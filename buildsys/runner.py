@@ -15,12 +15,12 @@ from doit.tools import config_changed
 
 from buildsys.doitdb import set_aside_if_damaged
 from buildsys.errors import BuildsysError, StageError
-from buildsys.hashing import digest_data
 from buildsys.lifeline import bind_forked_workers
 from buildsys.plan import Plan
 from buildsys.stages import Stage
 from buildsys.stages.base import UNREADABLE
 from buildsys.stages.engine import decode_failure, execute, failure_payload, outputs_intact
+from buildsys.stages.keys import static_digest
 
 
 @dataclass
@@ -181,7 +181,7 @@ class Loader(TaskLoader2):
 
 
 def task_dict(stage: Stage, plan: Plan) -> dict[str, Any]:
-    static = digest_data(stage.static_doc(plan.env.tools))
+    static = static_digest(stage, plan.env.tools)
     return {
         "name": stage.task_name,
         "actions": [(execute, [stage, plan.env])],

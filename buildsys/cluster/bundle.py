@@ -22,6 +22,7 @@ from buildsys.hashing import digest_data, digest_file
 from buildsys.plan import Plan
 from buildsys.remote.config import SETTINGS_FILE, RemoteConfig
 from buildsys.remote.store import RemoteStore
+from buildsys.stages.keys import static_digest
 
 # written last into a scratch workspace: every file before it is verified
 COMPLETE = ".buildsys-bundle-complete"
@@ -64,7 +65,7 @@ def make_bundle(plan: Plan) -> Bundle:
         remote=plan.env.remote,
         tools=dict(plan.env.tools),
         compilers={s.task_name: s.version for s in plan.stages() if isinstance(s, Compile)},
-        statics={s.task_name: digest_data(s.static_doc(plan.env.tools)) for s in plan.stages()},
+        statics={s.task_name: static_digest(s, plan.env.tools) for s in plan.stages()},
     )
 
 

@@ -21,10 +21,10 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.errors import BuildsysError, StageError
-from buildsys.hashing import digest_data
 from buildsys.plan import Plan, upstreams
 from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
+from buildsys.stages.keys import static_digest
 
 SKIPPED = ("failed", "skipped")
 PLANS = "buildsys-plans"
@@ -118,7 +118,7 @@ def worker_plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
 
 def _same_stages(plan: Plan, bundle: Bundle) -> None:
     """A worker with other tool versions would make entries under keys the client never asks for."""
-    ours = {s.task_name: digest_data(s.static_doc(plan.env.tools)) for s in plan.stages()}
+    ours = {s.task_name: static_digest(s, plan.env.tools) for s in plan.stages()}
     if ours == {name: bundle.statics.get(name) for name in ours}:
         return
     tools = sorted(plan.env.tools.items())

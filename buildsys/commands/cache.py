@@ -97,7 +97,7 @@ def _pull(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
     from buildsys.remote.admin import pull_keys
 
     from buildsys.plan import make_plan
-    from buildsys.stages.engine import VOLATILE
+    from buildsys.stages.keys import VOLATILE
 
     link = _link(ws, remote, "pull")
     wanted, measured = [], 0

@@ -11,7 +11,7 @@ from buildsys.hashing import FileHasher
 from buildsys.plan import Plan, edges
 from buildsys.stages import Stage
 from buildsys.stages.base import UNREADABLE
-from buildsys.stages.engine import key_doc
+from buildsys.stages.keys import input_digests, static_doc, volatile_files
 from buildsys.ui import Ui
 from buildsys.workspace import relpath
 
@@ -39,7 +39,7 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
     for up, down in edges(plan):
         ups.setdefault(down.task_name, []).append(up)
     rows, stale = [], set()
-    volatile = lockfile.volatile_files(plan.stages())
+    volatile = volatile_files(plan.stages())
     for rp in plan.recipes:
         lock, damaged = _lock(rp.recipe)
         for stage in rp.stages:
@@ -93,13 +93,13 @@ def reasons_for(
     absent = [relpath(f, base) for f in stage.input_files() if not Path(f).is_file()]
     if absent:
         return [f"input missing: {a}" for a in absent]
-    doc = key_doc(stage, hasher, plan.env.tools)
+    doc = static_doc(stage, plan.env.tools)
     out = []
     if doc["version"] != entry.get("version"):
         out.append(f"stage version {entry.get('version')} -> {doc['version']}")
     out += [f"param {line}" for line in lockfile.diff(entry.get("params"), doc["params"])]
     out += [f"tool {line}" for line in lockfile.diff(entry.get("tools"), doc["tools"])]
-    now = lockfile.input_digests(stage, hasher, volatile)
+    now = input_digests(stage, hasher, volatile)
     out += [f"input {line}" for line in lockfile.diff(entry.get("inputs"), now)]
     for role, path in stage.outputs().items():
         rel = relpath(path, base)

@@ -172,15 +172,6 @@ class Stage:
     def input_files(self) -> list[Path]:
         return [f for inp in self.inputs() for f in inp.files]
 
-    def static_doc(self, tools: dict[str, str]) -> dict[str, Any]:
-        """The key document minus input contents: what doit's config_changed sees."""
-        return {
-            "kind": self.kind,
-            "version": self.VERSION,
-            "params": self.params(),
-            "tools": {name: tools[name] for name in self.tools_used()},
-        }
-
 
 @dataclass
 class RunContext:

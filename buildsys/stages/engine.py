@@ -28,29 +28,9 @@ from buildsys.cache import Cache, manifest_problem
 from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
-from buildsys.hashing import FileHasher, digest_data, is_sha256
+from buildsys.hashing import FileHasher, is_sha256
 from buildsys.stages.base import RunContext, Stage, StageEnv
-
-
-# how the lockfile's view of a key names a file whose bytes differ between machines
-VOLATILE = "volatile"
-
-
-def key_doc(
-    stage: Stage, hasher: FileHasher, tools: dict[str, str], volatile: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """What the key hashes; files in `volatile` enter by name only (the lockfile's view of
-    measurements, whose bytes differ between machines)."""
-    doc = stage.static_doc(tools)
-    doc["inputs"] = {
-        inp.role: [[name, VOLATILE if str(f) in volatile else hasher.digest(f)] for name, f in inp.named()]
-        for inp in stage.inputs()
-    }
-    return doc
-
-
-def stage_key(doc: dict[str, Any]) -> str:
-    return digest_data(doc)
+from buildsys.stages.keys import cache_key
 
 
 def record_path(env: StageEnv, stage: Stage) -> Path:
@@ -120,7 +100,7 @@ def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
 def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], list[str]]:
     """(key, outcome, what was committed per role, warnings)."""
     hasher = FileHasher(env.ws.hash_db)
-    key = stage_key(key_doc(stage, hasher, env.tools))
+    key = cache_key(stage, hasher, env.tools)
     cache = Cache(env.ws.cache_dir)
     outputs = stage.outputs()
     link = _link(stage, env)
