@@ -203,8 +203,7 @@ def spatial_rank(ctx: ConversionContext, name: str, supported: Sequence[int]) ->
     return spatial
 
 
-@handles("Conv", since=1)
-@handles("Conv", since=11)
+@handles("Conv", since=1)  # written for versions 1, 11
 def conv(ctx, node):
     src = node.input(0)
     spatial = spatial_rank(ctx, src, (1, 2, 3))
@@ -325,8 +324,7 @@ def crop(y: tf.Tensor, region: Region) -> tf.Tensor:
     return tf.slice(y, begin, size)
 
 
-@handles("ConvTranspose", since=1)
-@handles("ConvTranspose", since=11)
+@handles("ConvTranspose", since=1)  # written for versions 1, 11
 def conv_transpose(ctx, node):
     src = node.input(0)
     spatial = spatial_rank(ctx, src, (1, 2, 3))

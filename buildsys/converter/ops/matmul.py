@@ -197,8 +197,7 @@ def emit(ctx: ConversionContext, name: str, t: Term, letters: str) -> None:
 
 
 # -- MatMul ---------------------------------------------------------------------
-@handles("MatMul", since=1)
-@handles("MatMul", since=13)
+@handles("MatMul", since=1)  # written for versions 1, 13
 def matmul(ctx, node):
     ra, rb = ctx.value(node.input(0)).rank, ctx.value(node.input(1)).rank
     if ra == 0 or rb == 0:
@@ -451,9 +450,7 @@ def gemm_operand(ctx: ConversionContext, name: str, transposed: bool):
     return to_layout(Value(value.tensor, perm), layout.identity(2))
 
 
-@handles("Gemm", since=7)
-@handles("Gemm", since=11)
-@handles("Gemm", since=13)
+@handles("Gemm", since=7)  # written for versions 7, 11, 13
 def gemm(ctx, node):
     alpha = float(node.attr("alpha", 1.0))
     beta = float(node.attr("beta", 1.0))

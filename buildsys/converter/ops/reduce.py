@@ -169,63 +169,51 @@ def _pass_through(ctx: ConversionContext, src: str, out: str) -> None:
 _AXES_INPUT_SINCE = 18
 
 
-@handles("ReduceMean", since=1)
-@handles("ReduceMean", since=18)
+@handles("ReduceMean", since=1)  # written for versions 1, 18
 def reduce_mean(ctx, node):
     _reduce(ctx, node, MEAN, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceMax", since=1)
-@handles("ReduceMax", since=18)
-@handles("ReduceMax", since=20)
+@handles("ReduceMax", since=1)  # written for versions 1, 18, 20
 def reduce_max(ctx, node):
     _reduce(ctx, node, MAX, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceMin", since=1)
-@handles("ReduceMin", since=18)
-@handles("ReduceMin", since=20)
+@handles("ReduceMin", since=1)  # written for versions 1, 18, 20
 def reduce_min(ctx, node):
     _reduce(ctx, node, MIN, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceSum", since=1)
-@handles("ReduceSum", since=13)
+@handles("ReduceSum", since=1)  # written for versions 1, 13
 def reduce_sum(ctx, node):
     _reduce(ctx, node, SUM, 13)
 
 
-@handles("ReduceProd", since=1)
-@handles("ReduceProd", since=18)
+@handles("ReduceProd", since=1)  # written for versions 1, 18
 def reduce_prod(ctx, node):
     _reduce(ctx, node, PROD, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceL1", since=1)
-@handles("ReduceL1", since=18)
+@handles("ReduceL1", since=1)  # written for versions 1, 18
 def reduce_l1(ctx, node):
     _reduce(ctx, node, L1, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceL2", since=1)
-@handles("ReduceL2", since=18)
+@handles("ReduceL2", since=1)  # written for versions 1, 18
 def reduce_l2(ctx, node):
     _reduce(ctx, node, L2, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceSumSquare", since=1)
-@handles("ReduceSumSquare", since=18)
+@handles("ReduceSumSquare", since=1)  # written for versions 1, 18
 def reduce_sum_square(ctx, node):
     _reduce(ctx, node, SUM_SQUARE, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceLogSum", since=1)
-@handles("ReduceLogSum", since=18)
+@handles("ReduceLogSum", since=1)  # written for versions 1, 18
 def reduce_log_sum(ctx, node):
     _reduce(ctx, node, LOG_SUM, _AXES_INPUT_SINCE)
 
 
-@handles("ReduceLogSumExp", since=1)
-@handles("ReduceLogSumExp", since=18)
+@handles("ReduceLogSumExp", since=1)  # written for versions 1, 18
 def reduce_log_sum_exp(ctx, node):
     _reduce(ctx, node, LOG_SUM_EXP, _AXES_INPUT_SINCE)

@@ -423,10 +423,7 @@ def check_antialias(node: Node, method: Method, scales: np.ndarray) -> None:
 
 
 # -- handlers ------------------------------------------------------------------------
-@handles("Resize", since=11)
-@handles("Resize", since=13)
-@handles("Resize", since=18)
-@handles("Resize", since=19)
+@handles("Resize", since=11)  # written for versions 11, 13, 18, 19
 def resize(ctx, node):
     method = resize_method(node)
     in_shape = ctx.static_shape(node.input(0))
