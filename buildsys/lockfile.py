@@ -18,7 +18,7 @@ from buildsys.errors import BuildsysError, UsageError
 from buildsys.fsutil import atomic_write_text
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
-from buildsys.stages.base import Stage
+from buildsys.stages.base import Stage, TargetStage
 from buildsys.stages.engine import VOLATILE, key_doc, stage_key
 from buildsys.tools import LOCKED_TOOLS
 from buildsys.workspace import relpath
@@ -78,7 +78,7 @@ def stage_entry(
 
 def lock_data(recipe: Recipe, stages: list[Stage], hasher: FileHasher, tools: dict[str, str]) -> dict:
     # by target: two targets may use one device with different overrides
-    devices = {s.target.name: s.device.digest for s in stages if s.device is not None}
+    devices = {s.target.name: s.device.digest for s in stages if isinstance(s, TargetStage)}
     volatile = volatile_files(stages)
     return {
         "version": LOCK_VERSION,

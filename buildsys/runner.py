@@ -80,7 +80,7 @@ class Sink:
             error, outcome = failure_payload(judged), "failed"
         result = Outcome(
             stage.recipe.name,
-            stage.target.name if stage.target else None,
+            stage.target_name,
             stage.kind,
             outcome,
             seconds,

@@ -121,7 +121,7 @@ def _keep_times(plan: Plan, shard: Shard | None, outcomes: list[Outcome], ui: Ui
 
 
 def _share(plan: Plan) -> str:
-    targets = sorted({f"{s.recipe.name}/{s.target.name}" for s in plan.stages() if s.target is not None})
+    targets = sorted({f"{s.recipe.name}/{s.target_name}" for s in plan.stages() if s.target_name is not None})
     shown = ", ".join(targets[:4]) + (f" and {len(targets) - 4} more" if len(targets) > 4 else "")
     return f"{len(targets)} target{'s' if len(targets) != 1 else ''} ({shown or 'none'})"
 

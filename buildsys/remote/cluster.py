@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from buildsys.errors import UsageError
 from buildsys.plan import Plan, upstreams
 from buildsys.runner import Outcome, run_plan
 from buildsys.stages.base import Stage
+
+if TYPE_CHECKING:
+    from buildsys.stages.compile import Compile
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler: a wrong address must not hang the build
 TOOL_TIMEOUT = 60.0  # seconds for a worker offering a tool's resource to answer
@@ -103,7 +106,7 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
     the tool, since this machine may not (the keys of client and workers must agree)."""
     from buildsys.remote.worker import tool_version
 
-    tools = sorted({s.tool for s in plan.stages() if _tool(s) in TOOL_RESOURCES})
+    tools = sorted({s.tool for s in _compiles(plan) if s.tool in TOOL_RESOURCES})
     for tool in tools:
         future = client.submit(tool_version, tool, resources={TOOL_RESOURCES[tool]: 1}, pure=False)
         try:
@@ -115,8 +118,8 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
                 hint=f"start one where {tool} is installed: "
                 f'dask worker {address} --resources "{TOOL_RESOURCES[tool]}=1"',
             ) from None
-        for stage in plan.stages():
-            if _tool(stage) == tool:
+        for stage in _compiles(plan):
+            if stage.tool == tool:
                 stage.version = version
     if tools:  # a compiled stage writes more files: the build folders must list them for `clean`
         from buildsys.commands.build import claim_outputs
@@ -130,6 +133,12 @@ def _tool(stage: Stage) -> str | None:
     return stage.tool if isinstance(stage, Compile) else None
 
 
+def _compiles(plan: Plan) -> list[Compile]:
+    from buildsys.stages.compile import Compile
+
+    return [s for s in plan.stages() if isinstance(s, Compile)]
+
+
 def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str, dict[str, Any]]:
     """Submit one task per stage (in dependency order), wait for all; {stage: result}."""
     from buildsys.remote.worker import run_stage
@@ -137,7 +146,7 @@ def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str
     ups, futures, build_id = upstreams(plan), {}, plan.env.build_id
     for stage in plan.stages():  # plan order is dependency order: upstream futures exist
         name = stage.task_name
-        tool = _tool(stage)
+        tool = _tool(stage) or ""  # "": no compiler, no resource
         futures[name] = client.submit(
             run_stage, bundle, name, build_id, *[futures[u] for u in ups[name]],
             key=f"buildsys-{build_id}-{name}", retries=2, pure=False,
@@ -215,7 +224,6 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
             outcome = done["outcome"]
         else:
             error = decode_failure(getattr(done, "message", str(done)))
-    target = stage.target.name if stage.target else None
-    result = _where(Outcome(stage.recipe.name, target, stage.kind, outcome, seconds, error), {stage.task_name: r})
+    result = _where(Outcome(stage.recipe.name, stage.target_name, stage.kind, outcome, seconds, error), {stage.task_name: r})
     shown("finished", result)
     return result

@@ -25,6 +25,7 @@ from buildsys.hashing import digest_data
 from buildsys.plan import Plan, upstreams
 from buildsys.remote.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
+from buildsys.stages.compile import Compile
 
 SKIPPED = ("failed", "skipped")
 PLANS = "buildsys-plans"
@@ -110,7 +111,8 @@ def worker_plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
     plan = make_plan(RecipeLoader().load_all([root / bundle.recipes[recipe]], root), ws)
     plan.env.remote, plan.env.build_id = bundle.remote, build_id
     for stage in plan.stages():
-        if stage.task_name in bundle.compilers:  # the compiler version the client's keys use
+        # the compiler version the client's keys use
+        if isinstance(stage, Compile) and stage.task_name in bundle.compilers:
             stage.version = bundle.compilers[stage.task_name]
     _same_stages(plan, bundle)
     return plan

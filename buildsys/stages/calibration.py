@@ -89,9 +89,9 @@ class Calibration(Stage):
         return params
 
     def outputs(self) -> dict[str, Path]:
-        out = {role: self.paths.common / f"{role}.npz" for role in self.sets}
+        out = {role: self.paths.samples(role) for role in self.sets}
         if "val" in self.sets:
-            out["val_index"] = self.paths.common / "val.index.json"
+            out["val_index"] = self.paths.val_index
         return out
 
     @property

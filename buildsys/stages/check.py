@@ -12,22 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import StageError
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.base import Input, RunContext, TargetStage
 
 RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 
-class Check(Stage):
+class Check(TargetStage):
     kind = "check"
     VERSION = 6  # 5: ops an integer artifact runs in float32 (no kernel of that width) are listed; 6: unrolled LSTMs
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
-        out = [Input("model", (self.paths.target_dir(self.target) / self.device.artifact_name,))]
+        out = [Input("model", (self.target_paths.model,))]
         if self.device.format == "tflite":  # maps TFLite op names back to ONNX nodes
-            out.append(Input("signature", (self.paths.common / "signature.json",)))
+            out.append(Input("signature", (self.paths.signature,)))
         if self._unrolls_lstm:  # the fused LSTMs the float model asked for
-            out.append(Input("float", (self.paths.common / "float.pb",)))
+            out.append(Input("float", (self.paths.float_model,)))
         return out
 
     @property
@@ -41,7 +41,7 @@ class Check(Stage):
         return {"device": self.device.name, "rules": rules, "on_unsupported": self.device.on_unsupported}
 
     def outputs(self) -> dict[str, Path]:
-        return {"compat": self.paths.target_dir(self.target) / "compat.json"}
+        return {"compat": self.target_paths.compat}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.compat import check_artifact
@@ -65,7 +65,7 @@ class Check(Stage):
             return StageError(
                 f"{_count(compat)} cannot run on {self.device.name}\n  "
                 + "\n  ".join(_lines(compat)),
-                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
+                hint=f"see {self.target_paths.report_html} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
                 "`on_unsupported: warn` on the target to ship with CPU fallback",
             )
         return None

@@ -18,9 +18,9 @@ class Prepare(Stage):
 
     def inputs(self) -> list[Input]:
         if self.recipe.source.exported:  # what the export stage wrote, in its place
-            return [Input("source", (self.paths.common / "exported.onnx",))]
+            return [Input("source", (self.paths.exported,))]
         return [
-            Input("fetch", (self.paths.common / "source.json",)),
+            Input("fetch", (self.paths.source_record,)),
             Input("source", source_files(self.recipe.source)),
         ]
 
@@ -33,7 +33,7 @@ class Prepare(Stage):
         return params
 
     def outputs(self) -> dict[str, Path]:
-        return {"prepared": self.paths.common / "prepared.onnx"}
+        return {"prepared": self.paths.prepared}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.converter.prepare import load_onnx, prepare_model

@@ -13,7 +13,7 @@ from typing import Any
 
 from buildsys.errors import InputError, StageError
 from buildsys.limits import MAX_DATA_BYTES, file_problem
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.stages.base import Input, RunContext, TargetStage
 from buildsys.stages.metrics import compare, judge
 from buildsys.stages.sources import source_input
 
@@ -21,7 +21,7 @@ RANDOM_SEED = 0
 LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
 
 
-class Validate(Stage):
+class Validate(TargetStage):
     kind = "validate"
     VERSION = 14  # 12: missed limits read as written (0.9999999, not 1); 13: NaN references not measured, TFLite sources run; 14: per-layer sums from float32 partial dot products (last-digit changes)
     TOOLS = ("tensorflow", "numpy", "onnxruntime", "litert")  # litert runs the artifact
@@ -48,19 +48,20 @@ class Validate(Stage):
         return self.device.needs_calibration and not self.passthrough
 
     def inputs(self) -> list[Input]:
-        common = self.paths.common
+        paths = self.paths
         out = [
-            Input("model", (self.paths.target_dir(self.target) / "model.tflite",)),
-            Input("signature", (common / "signature.json",)),
+            # planned for TFLite devices only, whose artifact is model.tflite
+            Input("model", (self.target_paths.model,)),
+            Input("signature", (paths.signature,)),
             self._reference(),
         ]
         if self.has_data:
-            out.append(Input("val", (common / "val.npz",)))
+            out.append(Input("val", (paths.val,)))
         if self.recipe.validate.labels and self.has_data:
             out.append(Input("labels", (self.recipe.validate.labels,)))
-            out.append(Input("val_index", (common / "val.index.json",)))
+            out.append(Input("val_index", (paths.val_index,)))
         if self.measures_layers:  # per-layer error needs the float graph
-            out.append(Input("float", (common / "float.pb",)))
+            out.append(Input("float", (paths.float_model,)))
         return out
 
     def tools_used(self) -> tuple[str, ...]:
@@ -81,7 +82,7 @@ class Validate(Stage):
 
     def _reference(self) -> Input:
         if self.reference == "onnx":
-            return Input("source", (self.paths.common / "prepared.onnx",))
+            return Input("source", (self.paths.prepared,))
         return source_input(self.recipe.source)
 
     def params(self) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class Validate(Stage):
         }
 
     def outputs(self) -> dict[str, Path]:
-        return {"metrics": self.paths.target_dir(self.target) / "metrics.json"}
+        return {"metrics": self.target_paths.metrics}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.tflow.samples import to_onnx_layout, to_stored
@@ -216,7 +217,7 @@ class Validate(Stage):
         if lines:
             return StageError(
                 "validation thresholds missed\n  " + "\n  ".join(lines),
-                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
+                hint=f"see {self.target_paths.report_html} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
 
