@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class _Model:
     """What every reader function needs: the schema, the parsed root and the raw bytes."""
 
     s: ModuleType
-    root: object
+    root: Any  # the schema module's Model, generated at run time
     data: bytes
     op_names: tuple[str, ...]  # by opcode index
 
