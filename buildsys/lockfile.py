@@ -56,7 +56,7 @@ def stage_entry(
 ) -> dict[str, Any]:
     base = stage.recipe.base
     doc = key_doc(stage, hasher, tools, volatile)
-    outputs = {}
+    outputs: dict[str, dict[str, Any]] = {}
     for role, path in sorted(stage.outputs().items(), key=lambda kv: str(kv[1])):
         rel = relpath(path, base)
         if role in stage.VOLATILE:

@@ -39,7 +39,7 @@ class Outcome:
         return "/".join(p for p in (self.recipe, self.target, self.stage) if p)
 
     def as_json(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "recipe": self.recipe,
             "target": self.target,
             "stage": self.stage,

@@ -154,7 +154,7 @@ def _options(s: ModuleType, op):
     kind = op.BuiltinOptionsType()
     table = op.BuiltinOptions() if kind else None
     cls = getattr(s, enum_names(s.BuiltinOptions).get(kind, ""), None) if table is not None else None
-    if cls is None:
+    if cls is None or table is None:
         return None
     options = cls()
     options.Init(table.Bytes, table.Pos)

@@ -128,6 +128,8 @@ def _csv_row(workdir: Path, stem: str) -> dict[str, str]:
 
 
 def _number(text: str | None, scale: float, decimals: int | None) -> int | float | None:
+    if text is None:
+        return None
     try:
         value = float(text) * scale
     except (TypeError, ValueError):

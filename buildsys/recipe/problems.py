@@ -196,15 +196,14 @@ def _file_names(data: dict) -> Iterator[tuple[KeyPath, str]]:
             found += [(("source", k, n), w) for n, w in nested if n not in ("inputs", "outputs", "kwargs")]
             found += [] if k == "sha256" or nested else [(("source", k), v)]
     for section in ("calibration", "validate"):
-        part: dict = data.get(section) if isinstance(data.get(section), dict) else {}
-        inputs: dict = part.get("inputs") if isinstance(part.get("inputs"), dict) else {}
+        part = data[section] if isinstance(data.get(section), dict) else {}
+        inputs = part["inputs"] if isinstance(part.get("inputs"), dict) else {}
         for name, source in inputs.items():
             if isinstance(source, dict):
                 found += [((section, "inputs", name, k), v) for k, v in source.items() if k in ("images", "npy", "npz")]
     if isinstance(data.get("validate"), dict):
         found.append((("validate", "labels"), data["validate"].get("labels")))
-    targets: list = data.get("targets") if isinstance(data.get("targets"), list) else []
-    for i, target in enumerate(targets):
+    for i, target in enumerate(data["targets"] if isinstance(data.get("targets"), list) else []):
         if isinstance(target, dict):
             found += [(("targets", i, k), target.get(k)) for k in ("device", "name")]
     return ((path, value) for path, value in found if isinstance(value, str))

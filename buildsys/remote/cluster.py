@@ -143,7 +143,8 @@ def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str
     """Submit one task per stage (in dependency order), wait for all; {stage: result}."""
     from buildsys.remote.worker import run_stage
 
-    ups, futures, build_id = upstreams(plan), {}, plan.env.build_id
+    ups, build_id = upstreams(plan), plan.env.build_id
+    futures: dict[str, Any] = {}
     for stage in plan.stages():  # plan order is dependency order: upstream futures exist
         name = stage.task_name
         tool = _tool(stage) or ""  # "": no compiler, no resource

@@ -161,7 +161,7 @@ def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:
 
     from buildsys.remote.store import RemoteUnavailable
 
-    link = RemoteLink(plan.env.remote, plan.env.ws, plan.env.build_id, stage.task_name)
+    link = RemoteLink(plan.env.shared_cache(), plan.env.ws, plan.env.build_id, stage.task_name)
     cache = Cache(plan.env.ws.cache_dir)
     manifest = cache.lookup(key)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from buildsys.devices import Device
-from buildsys.errors import BuildsysError, StageError
+from buildsys.errors import BuildsysError, StageError, UsageError
 from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
 from buildsys.remote.config import RemoteConfig
@@ -180,8 +180,14 @@ class StageEnv:
         from buildsys.remote.store import RemoteStore
 
         if self._remote_store is None or self._remote_store[0] != os.getpid():
-            self._remote_store = (os.getpid(), RemoteStore(self.remote))
+            self._remote_store = (os.getpid(), RemoteStore(self.shared_cache()))
         return self._remote_store[1]
+
+    def shared_cache(self) -> RemoteConfig:
+        """The remote this build uses, for the code that runs only when it uses one."""
+        if self.remote is None:
+            raise UsageError("this build uses no remote cache", hint="name one with --remote URL or BUILDSYS_REMOTE")
+        return self.remote
 
     def __getstate__(self) -> dict[str, Any]:
         # workers hash with their own FileHasher; the scheduler's entries stay home

@@ -123,7 +123,8 @@ def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[
     inputs fed `zeros: true` are added to `samples` here, where the model's shapes are known."""
     from buildsys.tflow.samples import misfits
 
-    sources = recipe.calibration.inputs if role == "calib" else (recipe.validate.inputs or recipe.calibration.inputs)
+    calibration = recipe.calibration.inputs if recipe.calibration else {}  # a check of "calib" has a section
+    sources = calibration if role == "calib" else (recipe.validate.inputs or calibration)
     _check_names(recipe, role, sources, entries)
     _add_zeros(recipe, role, sources, samples, entries)
     for name, shape, want in misfits(samples, entries):
@@ -193,7 +194,7 @@ def _add_zeros(
 
 def _set_size(recipe: Recipe, role: str) -> int:
     """Samples in a set none of whose inputs has files: the role's `samples:` (see Calibration.run)."""
-    return recipe.calibration.samples if role == "calib" else recipe.validate.samples
+    return recipe.calibration.samples if role == "calib" and recipe.calibration else recipe.validate.samples
 
 
 def _with_files(sources: dict[str, InputSource]) -> dict[str, InputSource]:

@@ -42,7 +42,7 @@ class Convert(Stage):
     @property
     def layouts(self) -> dict[str, list[str]]:
         """Graph inputs kept in the ONNX layout and outputs given channels-last, from the recipe."""
-        picked = {"keep_layout": [], "nhwc_outputs": []}
+        picked: dict[str, list[str]] = {"keep_layout": [], "nhwc_outputs": []}
         for r in self.recipe.replacements:
             if r.action == "keep_layout":
                 picked["keep_layout"].append(r.data["input"])

@@ -130,7 +130,7 @@ def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], li
             outcome, manifest = "restored (remote)", link.pull(key, cache, sorted(outputs))
     with _writing(env, Path(os.path.commonpath(list(outputs.values())))):
         restored = manifest is not None and cache.restore(key, manifest, outputs)
-    if not restored:
+    if manifest is None or not restored:
         started = time.perf_counter()
         manifest, outcome = _run(stage, env, cache, key, outputs, hasher), "ran"
         if link is not None:

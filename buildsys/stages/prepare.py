@@ -27,7 +27,7 @@ class Prepare(Stage):
     def params(self) -> dict[str, Any]:
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
         edits = [r.data for r in self.recipe.replacements if r.edits_graph]
-        params = {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
+        params: dict[str, Any] = {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
         if self.recipe.outputs:  # only when set: keys of recipes without a cut stay as they were
             params["outputs"] = list(self.recipe.outputs)
         return params

@@ -137,7 +137,7 @@ def check_size(source: Source, recipe_file: Path) -> None:
         )
 
 
-def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
+def recipe_at(recipe_file: Path, key: tuple[str | int, ...]) -> str:
     """`recipes/r.yaml:5: source.onnx`, for a problem found after the recipe loaded (a loaded
     recipe keeps no positions: the file is parsed again, only on the way to an error)."""
     from buildsys.recipe.loader import absolute, parse_file, shown_path

@@ -114,7 +114,7 @@ class Validate(TargetStage):
         outputs = {name: compare(ref[name], got[name], classification) for name in sorted(ref)}
         if self.recipe.validate.labels:
             self._add_accuracy(ctx, outputs, ref, got)
-        report = {
+        report: dict[str, Any] = {
             "samples": len(next(iter(samples.values()))),
             "data": origin,
             "outputs": outputs,
@@ -195,8 +195,6 @@ class Validate(TargetStage):
     def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
         import numpy as np
 
-        from buildsys.tflow.samples import source_shape
-
         if self.has_data:
             from buildsys.stages.datasets import read_npz
 
@@ -205,7 +203,7 @@ class Validate(TargetStage):
         # no data in the recipe: uniform [0, 1) noise still catches broken conversions
         rng = np.random.default_rng(RANDOM_SEED)
         n = self.recipe.validate.samples
-        return {t["name"]: rng.random((n, *source_shape(t)[1:]), dtype=np.float32) for t in signature["inputs"]}, (
+        return {t["name"]: rng.random((n, *_sample_dims(t)), dtype=np.float32) for t in signature["inputs"]}, (
             "random-uniform"
         )
 
@@ -220,6 +218,17 @@ class Validate(TargetStage):
                 hint=f"see {self.target_paths.report_html} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
+
+
+def _sample_dims(entry: dict) -> list[int]:
+    """A signature input's dims after the batch, in the source model's layout."""
+    from buildsys.tflow.samples import source_shape
+
+    dims = source_shape(entry)[1:]
+    static = [d for d in dims if d is not None]
+    if len(static) < len(dims):  # never: convert made every input shape static
+        raise StageError(f"input {entry['name']!r} has dynamic shape {dims} in signature.json")
+    return static
 
 
 def _source_failed(path: Path, exc) -> InputError:
@@ -256,5 +265,7 @@ def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
     from buildsys.stages.origins import node_namer
 
     name = node_namer(signature, model)
-    for entry in layers.get("worst", []) if name else ():
+    if name is None:
+        return
+    for entry in layers.get("worst", []):
         entry["nodes"] = name(entry["tensor"], entry["position"])
