@@ -17,6 +17,7 @@ from buildsys.doitdb import set_aside_if_damaged
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
 from buildsys.lifeline import bind_forked_workers
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan
 from buildsys.stages import Stage
 from buildsys.stages.base import UNREADABLE
@@ -28,7 +29,7 @@ class Outcome:
     recipe: str
     target: str | None
     stage: str
-    outcome: str  # ran | restored | up-to-date | failed
+    outcome: StageOutcome
     seconds: float
     error: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -68,7 +69,7 @@ class Sink:
     def finish(
         self,
         name: str,
-        outcome: str,
+        outcome: StageOutcome,
         seconds: float | None = None,
         error: dict | None = None,
         warnings: list[str] | None = None,
@@ -77,7 +78,7 @@ class Sink:
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
         if error is None and (judged := stage.judged()):
-            error, outcome = failure_payload(judged), "failed"
+            error, outcome = failure_payload(judged), StageOutcome.FAILED
         result = Outcome(
             stage.recipe.name,
             stage.target_name,
@@ -87,7 +88,7 @@ class Sink:
             error,
             # warnings: what this run of the stage met (a damaged cache entry), said once;
             # an up-to-date stage said its notes before; `buildsys status` repeats them on demand
-            list(warnings or []) + (_notes(stage) if error is None and outcome != "up-to-date" else []),
+            list(warnings or []) + (_notes(stage) if error is None and outcome != StageOutcome.UP_TO_DATE else []),
         )
         self.outcomes[name] = result
         self.on_event("finished", result)
@@ -119,18 +120,19 @@ class Reporter:
 
     def add_success(self, task: Any) -> None:
         values = task.values or {}
-        self.sink.finish(task.name, values.get("outcome", "ran"), values.get("seconds"), warnings=values.get("warnings"))
+        outcome = StageOutcome(values.get("outcome", StageOutcome.RAN))
+        self.sink.finish(task.name, outcome, values.get("seconds"), warnings=values.get("warnings"))
 
     def skip_uptodate(self, task: Any) -> None:
-        self.sink.finish(task.name, "up-to-date", 0.0)
+        self.sink.finish(task.name, StageOutcome.UP_TO_DATE, 0.0)
 
     def skip_ignore(self, task: Any) -> None:
-        self.sink.finish(task.name, "up-to-date", 0.0)
+        self.sink.finish(task.name, StageOutcome.UP_TO_DATE, 0.0)
 
     def add_failure(self, task: Any, fail: Any) -> None:
         error = _failure_payload(fail)
-        seconds = 0.0 if error["type"] == "skipped" else None
-        self.sink.finish(task.name, "failed", seconds, error=error)
+        seconds = 0.0 if error["type"] == StageOutcome.SKIPPED else None
+        self.sink.finish(task.name, StageOutcome.FAILED, seconds, error=error)
 
     def cleanup_error(self, exception: Any) -> None:
         self.sink.on_event("error", str(exception))
@@ -149,7 +151,7 @@ def _failure_payload(fail: Any) -> dict[str, Any]:
     from doit.exceptions import UnmetDependency
 
     if isinstance(fail, UnmetDependency):
-        return {"type": "skipped", "message": "not run: " + fail.message.strip(), "exit_code": 1, "hint": None}
+        return {"type": StageOutcome.SKIPPED, "message": "not run: " + fail.message.strip(), "exit_code": 1, "hint": None}
     return decode_failure(getattr(fail, "message", str(fail)))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildsys.fsutil import atomic_write_text, remove
+from buildsys.outcomes import StageOutcome
 from buildsys.stages.base import TargetStage
 from buildsys.stages.report import Report
 from buildsys.stages.report_html import CSS, Raw, code, cosine_text, esc, table
@@ -182,7 +183,7 @@ def _failures(rp: RecipePlan, stage: Report, outcomes: list[Outcome] | None) -> 
     mine = [
         o
         for o in outcomes
-        if o.recipe == rp.recipe.name and o.outcome == "failed" and o.target in (None, stage.target.name)
+        if o.recipe == rp.recipe.name and o.outcome == StageOutcome.FAILED and o.target in (None, stage.target.name)
     ]
     return [_first_line(o) for o in mine]
 
@@ -190,14 +191,14 @@ def _failures(rp: RecipePlan, stage: Report, outcomes: list[Outcome] | None) -> 
 def _reported(stage: Report, outcomes: list[Outcome]) -> bool:
     """Whether this build made (or confirmed) the target's report."""
     return any(
-        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != "failed"
+        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != StageOutcome.FAILED
         for o in outcomes
     )
 
 
 def _first_line(o: Outcome) -> str:
     error = o.error or {}
-    if error.get("type") == "skipped":
+    if error.get("type") == StageOutcome.SKIPPED:
         return ""
     where = f"{o.target}/{o.stage}" if o.target else o.stage
     return f"{where}: {str(error.get('message', 'failed')).splitlines()[0]}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import UsageError
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome
 from buildsys.stages.base import TargetStage
@@ -57,8 +58,8 @@ def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:
     for target in rp.recipe.targets:
         stage = next(s for s in rp.stages if isinstance(s, TargetStage) and s.target is target)
         paths = stage.target_paths
-        stopped = [o for o in mine if o.outcome == "failed" and o.target in (None, target.name)]
-        failed = [o.stage for o in stopped if (o.error or {}).get("type") != "skipped"]
+        stopped = [o for o in mine if o.outcome == StageOutcome.FAILED and o.target in (None, target.name)]
+        failed = [o.stage for o in stopped if (o.error or {}).get("type") != StageOutcome.SKIPPED]
         made = not any(o.target is None or o.stage == "quantize" for o in stopped)  # else: an old artifact
         stale = {o.stage for o in stopped if o.stage not in failed}  # files an earlier build left
         metrics = None if "validate" in stale else _json(paths.metrics)

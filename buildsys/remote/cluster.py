@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
 from buildsys.errors import UsageError
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.runner import Outcome, run_plan
 from buildsys.stages.base import Stage
@@ -35,7 +36,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler: a wrong address must n
 TOOL_TIMEOUT = 60.0  # seconds for a worker offering a tool's resource to answer
 # compile.tool -> the Dask worker resource a worker that has the binary offers
 TOOL_RESOURCES = MappingProxyType({"edgetpu_compiler": "edgetpu_compiler"})
-SKIPPED = ("failed", "skipped")
+SKIPPED = (StageOutcome.FAILED, StageOutcome.SKIPPED)
 
 
 @dataclass
@@ -166,13 +167,13 @@ def _result(name: str, future: Any, upstream: list[dict[str, Any]]) -> dict[str,
     if future.status == "finished":
         return future.result()
     if any(u["outcome"] in SKIPPED for u in upstream):  # Dask fails the dependents of a failed task
-        return {"outcome": "skipped", "seconds": 0.0, "worker": "", "warnings": []}
+        return {"outcome": StageOutcome.SKIPPED, "seconds": 0.0, "worker": "", "warnings": []}
     try:
         why = f"{type(future.exception()).__name__}: {future.exception()}"
     except Exception as exc:  # cancelled: there is no exception to ask for
         why = type(exc).__name__
     error = {"type": "ClusterError", "message": f"the Dask cluster could not run {name}: {why}", "exit_code": 1}
-    return {"outcome": "failed", "seconds": 0.0, "worker": "", "warnings": [], "error": {**error, "hint": None}}
+    return {"outcome": StageOutcome.FAILED, "seconds": 0.0, "worker": "", "warnings": [], "error": {**error, "hint": None}}
 
 
 def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Callable) -> list[Outcome]:
@@ -192,9 +193,9 @@ def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Cal
 def _where(o: Outcome, results: dict[str, dict]) -> Outcome:
     """Restored here from what a worker ran: say it ran, and where."""
     r = results.get(o.task_name, {})
-    if r.get("outcome") != "ran" or o.outcome != "restored (remote)":
+    if r.get("outcome") != StageOutcome.RAN or o.outcome != StageOutcome.RESTORED_REMOTE:
         return o
-    fields = {**asdict(o), "outcome": "ran", "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
+    fields = {**asdict(o), "outcome": StageOutcome.RAN, "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
     return ClusterOutcome(**fields, worker=r["worker"])
 
 
@@ -203,7 +204,7 @@ def _shown(results: dict[str, dict], ui: Any, notify: Callable) -> Callable:
         if kind == "finished":
             data = _where(data, results)
         if isinstance(data, ClusterOutcome):
-            ui.outcome_line("ran", data.task_name, data.seconds, extra=f"on {data.worker}")
+            ui.outcome_line(StageOutcome.RAN, data.task_name, data.seconds, extra=f"on {data.worker}")
         else:
             notify(kind, data)
 
@@ -215,14 +216,14 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
     restored here (no doit run: the failed stages must not be built again on this machine)."""
     from buildsys.stages.engine import decode_failure, execute
 
-    outcome, seconds, error = "failed", r["seconds"], r.get("error")
-    if r["outcome"] == "skipped":
+    outcome, seconds, error = StageOutcome.FAILED, r["seconds"], r.get("error")
+    if r["outcome"] == StageOutcome.SKIPPED:
         seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1}
         error["hint"] = None
-    elif r["outcome"] != "failed":
+    elif r["outcome"] != StageOutcome.FAILED:
         done = execute(stage, plan.env)
         if isinstance(done, dict):
-            outcome = done["outcome"]
+            outcome = StageOutcome(done["outcome"])
         else:
             error = decode_failure(getattr(done, "message", str(done)))
     result = _where(Outcome(stage.recipe.name, stage.target_name, stage.kind, outcome, seconds, error), {stage.task_name: r})

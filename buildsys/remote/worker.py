@@ -22,12 +22,13 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.errors import BuildsysError, StageError
 from buildsys.hashing import digest_data
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.remote.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
 from buildsys.stages.compile import Compile
 
-SKIPPED = ("failed", "skipped")
+SKIPPED = (StageOutcome.FAILED, StageOutcome.SKIPPED)
 PLANS = "buildsys-plans"
 
 
@@ -46,14 +47,14 @@ def run_stage(bundle: Bundle, name: str, build_id: str, *upstream: dict[str, Any
 
     address = get_worker().address
     if any(u["outcome"] in SKIPPED for u in upstream):
-        return {"outcome": "skipped", "seconds": 0.0, "worker": address, "warnings": []}
+        return {"outcome": StageOutcome.SKIPPED, "seconds": 0.0, "worker": address, "warnings": []}
     started = time.perf_counter()
     try:
         result = _build(bundle, name, build_id, Path(get_worker().local_directory))
     except BuildsysError as exc:
         from buildsys.stages.engine import failure_payload
 
-        result = {"outcome": "failed", "error": failure_payload(exc), "warnings": []}
+        result = {"outcome": StageOutcome.FAILED, "error": failure_payload(exc), "warnings": []}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     return {**result, "worker": address}
 
@@ -80,7 +81,7 @@ def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str,
     done = execute(stages[name], plan.env)
     if not isinstance(done, dict):
         return _failed(done)
-    if done["outcome"] == "restored":  # from this worker's own cache: the client needs it on the remote
+    if done["outcome"] == StageOutcome.RESTORED:  # from this worker's own cache: the client needs it on the remote
         _ensure_pushed(stages[name], plan, done["key"])
     return {"outcome": done["outcome"], "seconds": done["seconds"], "warnings": done.get("warnings", [])}
 
@@ -152,7 +153,7 @@ def _failed(fail: Any, where: str = "") -> dict[str, Any]:
     error = decode_failure(getattr(fail, "message", str(fail)))
     if where:
         error["message"] = f"{error.get('message', '')} {where}".strip()
-    return {"outcome": "failed", "error": error, "warnings": []}
+    return {"outcome": StageOutcome.FAILED, "error": error, "warnings": []}
 
 
 def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:

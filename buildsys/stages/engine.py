@@ -29,6 +29,7 @@ from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.hashing import FileHasher, digest_data, is_sha256
+from buildsys.outcomes import StageOutcome
 from buildsys.stages.base import RunContext, Stage, StageEnv
 
 
@@ -117,22 +118,22 @@ def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
     return result
 
 
-def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], list[str]]:
+def _execute(stage: Stage, env: StageEnv) -> tuple[str, StageOutcome, dict[str, dict], list[str]]:
     """(key, outcome, what was committed per role, warnings)."""
     hasher = FileHasher(env.ws.hash_db)
     key = stage_key(key_doc(stage, hasher, env.tools))
     cache = Cache(env.ws.cache_dir)
     outputs = stage.outputs()
     link = _link(stage, env)
-    outcome, manifest = "restored", cache.lookup(key)
+    outcome, manifest = StageOutcome.RESTORED, cache.lookup(key)
     if manifest is None and link is not None:
         with _writing(env, env.ws.cache_dir):
-            outcome, manifest = "restored (remote)", link.pull(key, cache, sorted(outputs))
+            outcome, manifest = StageOutcome.RESTORED_REMOTE, link.pull(key, cache, sorted(outputs))
     with _writing(env, Path(os.path.commonpath(list(outputs.values())))):
         restored = manifest is not None and cache.restore(key, manifest, outputs)
     if manifest is None or not restored:
         started = time.perf_counter()
-        manifest, outcome = _run(stage, env, cache, key, outputs, hasher), "ran"
+        manifest, outcome = _run(stage, env, cache, key, outputs, hasher), StageOutcome.RAN
         if link is not None:
             link.push(key, cache, manifest, time.perf_counter() - started)
     with _writing(env, env.ws.hash_db):
