@@ -15,13 +15,14 @@ from doit.tools import config_changed
 
 from buildsys.doitdb import set_aside_if_damaged
 from buildsys.errors import BuildsysError, StageError
+from buildsys.failures import Failure
 from buildsys.hashing import digest_data
 from buildsys.lifeline import bind_forked_workers
 from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan
 from buildsys.stages import Stage
 from buildsys.stages.base import UNREADABLE
-from buildsys.stages.engine import decode_failure, execute, failure_payload, outputs_intact
+from buildsys.stages.engine import decode_failure, execute, outputs_intact
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Outcome:
     stage: str
     outcome: StageOutcome
     seconds: float
-    error: dict[str, Any] | None = None
+    error: Failure | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -48,7 +49,7 @@ class Outcome:
             "seconds": self.seconds,
         }
         if self.error:
-            out["error"] = self.error
+            out["error"] = self.error.to_dict()
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -71,14 +72,14 @@ class Sink:
         name: str,
         outcome: StageOutcome,
         seconds: float | None = None,
-        error: dict | None = None,
+        error: Failure | None = None,
         warnings: list[str] | None = None,
     ) -> None:
         stage = self.stages[name]
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
         if error is None and (judged := stage.judged()):
-            error, outcome = failure_payload(judged), StageOutcome.FAILED
+            error, outcome = Failure.of(judged), StageOutcome.FAILED
         result = Outcome(
             stage.recipe.name,
             stage.target_name,
@@ -130,8 +131,8 @@ class Reporter:
         self.sink.finish(task.name, StageOutcome.UP_TO_DATE, 0.0)
 
     def add_failure(self, task: Any, fail: Any) -> None:
-        error = _failure_payload(fail)
-        seconds = 0.0 if error["type"] == StageOutcome.SKIPPED else None
+        error = _failure(fail)
+        seconds = 0.0 if error.is_skip else None
         self.sink.finish(task.name, StageOutcome.FAILED, seconds, error=error)
 
     def cleanup_error(self, exception: Any) -> None:
@@ -147,11 +148,11 @@ class Reporter:
         pass
 
 
-def _failure_payload(fail: Any) -> dict[str, Any]:
+def _failure(fail: Any) -> Failure:
     from doit.exceptions import UnmetDependency
 
     if isinstance(fail, UnmetDependency):
-        return {"type": StageOutcome.SKIPPED, "message": "not run: " + fail.message.strip(), "exit_code": 1, "hint": None}
+        return Failure.skipped("not run: " + fail.message.strip())
     return decode_failure(getattr(fail, "message", str(fail)))
 
 

@@ -67,7 +67,7 @@ def run(args: Any, ui: Ui) -> int:
         for note in o.notes:
             ui.warning(f"{o.task_name}: {note}")
     for o in outcomes:
-        if o.outcome == StageOutcome.FAILED and o.error and o.error.get("type") != StageOutcome.SKIPPED:
+        if o.outcome == StageOutcome.FAILED and o.error and not o.error.is_skip:
             ui.failure(o.task_name, o.error)
     return code or lock_code
 
@@ -155,11 +155,11 @@ def _events(ui: Ui):
 
 
 def _word(o: Outcome) -> StageOutcome:
-    return StageOutcome.SKIPPED if o.error and o.error.get("type") == StageOutcome.SKIPPED else o.outcome
+    return StageOutcome.SKIPPED if o.error and o.error.is_skip else o.outcome
 
 
 def _failure_code(outcomes: list[Outcome]) -> int:
-    codes = [int(o.error.get("exit_code", 1)) for o in outcomes if o.outcome == StageOutcome.FAILED and o.error]
+    codes = [int(o.error.exit_code) for o in outcomes if o.outcome == StageOutcome.FAILED and o.error]
     return max(codes, default=0)
 
 

@@ -197,11 +197,11 @@ def _reported(stage: Report, outcomes: list[Outcome]) -> bool:
 
 
 def _first_line(o: Outcome) -> str:
-    error = o.error or {}
-    if error.get("type") == StageOutcome.SKIPPED:
+    if o.error and o.error.is_skip:
         return ""
     where = f"{o.target}/{o.stage}" if o.target else o.stage
-    return f"{where}: {str(error.get('message', 'failed')).splitlines()[0]}"
+    message = o.error.message if o.error else "failed"
+    return f"{where}: {message.splitlines()[0]}"
 
 
 def _key_metric(metrics: dict[str, Any] | None) -> str:

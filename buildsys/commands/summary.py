@@ -59,7 +59,7 @@ def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:
         stage = next(s for s in rp.stages if isinstance(s, TargetStage) and s.target is target)
         paths = stage.target_paths
         stopped = [o for o in mine if o.outcome == StageOutcome.FAILED and o.target in (None, target.name)]
-        failed = [o.stage for o in stopped if (o.error or {}).get("type") != StageOutcome.SKIPPED]
+        failed = [o.stage for o in stopped if not (o.error and o.error.is_skip)]
         made = not any(o.target is None or o.stage == "quantize" for o in stopped)  # else: an old artifact
         stale = {o.stage for o in stopped if o.stage not in failed}  # files an earlier build left
         metrics = None if "validate" in stale else _json(paths.metrics)

@@ -19,11 +19,13 @@ package, installed with buildsys on every worker, so it needs none.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
 from buildsys.errors import UsageError
+from buildsys.failures import Failure
 from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.runner import Outcome, run_plan
@@ -172,8 +174,8 @@ def _result(name: str, future: Any, upstream: list[dict[str, Any]]) -> dict[str,
         why = f"{type(future.exception()).__name__}: {future.exception()}"
     except Exception as exc:  # cancelled: there is no exception to ask for
         why = type(exc).__name__
-    error = {"type": "ClusterError", "message": f"the Dask cluster could not run {name}: {why}", "exit_code": 1}
-    return {"outcome": StageOutcome.FAILED, "seconds": 0.0, "worker": "", "warnings": [], "error": {**error, "hint": None}}
+    error = Failure(f"the Dask cluster could not run {name}: {why}", "ClusterError")
+    return {"outcome": StageOutcome.FAILED, "seconds": 0.0, "worker": "", "warnings": [], "error": error.to_dict()}
 
 
 def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Callable) -> list[Outcome]:
@@ -195,7 +197,7 @@ def _where(o: Outcome, results: dict[str, dict]) -> Outcome:
     r = results.get(o.task_name, {})
     if r.get("outcome") != StageOutcome.RAN or o.outcome != StageOutcome.RESTORED_REMOTE:
         return o
-    fields = {**asdict(o), "outcome": StageOutcome.RAN, "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
+    fields = {**{f.name: getattr(o, f.name) for f in dataclass_fields(o)}, "outcome": StageOutcome.RAN, "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
     return ClusterOutcome(**fields, worker=r["worker"])
 
 
@@ -216,10 +218,10 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
     restored here (no doit run: the failed stages must not be built again on this machine)."""
     from buildsys.stages.engine import decode_failure, execute
 
-    outcome, seconds, error = StageOutcome.FAILED, r["seconds"], r.get("error")
+    outcome, seconds = StageOutcome.FAILED, r["seconds"]
+    error = Failure.from_dict(r["error"]) if r.get("error") else None
     if r["outcome"] == StageOutcome.SKIPPED:
-        seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1}
-        error["hint"] = None
+        seconds, error = 0.0, Failure.skipped("not run: an input stage failed")
     elif r["outcome"] != StageOutcome.FAILED:
         done = execute(stage, plan.env)
         if isinstance(done, dict):

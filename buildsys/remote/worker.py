@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,8 @@ def _failed(fail: Any, where: str = "") -> dict[str, Any]:
 
     error = decode_failure(getattr(fail, "message", str(fail)))
     if where:
-        error["message"] = f"{error.get('message', '')} {where}".strip()
-    return {"outcome": StageOutcome.FAILED, "error": error, "warnings": []}
+        error = replace(error, message=f"{error.message} {where}".strip())
+    return {"outcome": StageOutcome.FAILED, "error": error.to_dict(), "warnings": []}
 
 
 def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:

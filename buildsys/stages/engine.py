@@ -28,6 +28,7 @@ from buildsys.cache import Cache, manifest_problem
 from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
+from buildsys.failures import Failure
 from buildsys.hashing import FileHasher, digest_data, is_sha256
 from buildsys.outcomes import StageOutcome
 from buildsys.stages.base import RunContext, Stage, StageEnv
@@ -222,19 +223,17 @@ def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:
 
 
 def failure_payload(exc: BuildsysError) -> dict[str, Any]:
-    payload = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
-    if isinstance(exc, InternalError):  # for -v: a worker process's error reaches the UI only as this payload
-        payload["traceback"] = exc.traceback
-    return payload
+    return Failure.of(exc).to_dict()
 
 
 def encode_failure(exc: BuildsysError) -> str:
     return json.dumps(failure_payload(exc))
 
 
-def decode_failure(text: str) -> dict[str, Any]:
+def decode_failure(text: str) -> Failure:
+    """The failure encode_failure wrote; doit's own failures are plain text."""
     try:
         data = json.loads(text)
     except ValueError:
-        return {"type": "TaskError", "message": text.strip(), "hint": None, "exit_code": 1}
-    return data if isinstance(data, dict) else {"message": str(data), "exit_code": 1}
+        return Failure(text.strip(), "TaskError")
+    return Failure.from_dict(data) if isinstance(data, dict) else Failure(str(data))
