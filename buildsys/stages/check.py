@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import StageError
+from buildsys.signature import Signature
 from buildsys.stages.base import Input, RunContext, TargetStage
 
 RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
@@ -49,7 +50,7 @@ class Check(TargetStage):
         compat = check_artifact(ctx.input("model"), self.device.format, self.device.data)
         compat = {"device": self.device.name, **compat}
         if self.device.format == "tflite":
-            _name_nodes(compat, _read(ctx.input("signature")), ctx.input("model"))
+            _name_nodes(compat, Signature.read(ctx.input("signature")), ctx.input("model"))
         if self._unrolls_lstm and (unrolled := _unrolled(ctx.input("float"), compat)):
             compat["unrolled"] = {"mode": self.device.mode, **unrolled}
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
@@ -83,7 +84,7 @@ class Check(TargetStage):
         return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *kernels]
 
 
-def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:
+def _name_nodes(compat: dict[str, Any], signature: Signature, model: Path) -> None:
     """The ONNX nodes behind each op, so a problem names what a replacement selects."""
     from buildsys.stages.origins import node_namer
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import InputError
+from buildsys.signature import Signature
 from buildsys.stages.base import Input, RunContext, TargetStage
 from buildsys.stages.convert import from_model
 from buildsys.stages.ranges import measures
@@ -135,8 +136,8 @@ class Quantize(TargetStage):
         from buildsys.tflow import qdq
         from buildsys.tflow.qat import to_tflite_qat
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
-        found = signature.get("quantized")
+        signature = Signature.read(ctx.input("signature"))
+        found = signature.quantized
         if not found or not found.get("activations"):
             raise StageError(
                 f"{self.recipe.source.path.name} is not pre-quantized (no QuantizeLinear -> DequantizeLinear "
@@ -152,7 +153,7 @@ class Quantize(TargetStage):
                 "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
             )
         model = to_tflite_qat(
-            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type,
+            ctx.input("float_qat"), signature.to_dict(), qdq.per_tensor_weights(found), self.device.input_type,
             self.device.output_type, label=self.recipe.source.path.name,
         )
         ctx.out["model"].write_bytes(model)

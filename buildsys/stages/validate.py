@@ -13,6 +13,7 @@ from typing import Any
 
 from buildsys.errors import InputError, StageError
 from buildsys.limits import MAX_DATA_BYTES, file_problem
+from buildsys.signature import Signature, TensorEntry
 from buildsys.stages.base import Input, RunContext, TargetStage
 from buildsys.stages.metrics import compare, judge
 from buildsys.stages.sources import source_input
@@ -100,15 +101,16 @@ class Validate(TargetStage):
     def run(self, ctx: RunContext) -> None:
         from buildsys.tflow.samples import to_onnx_layout, to_stored
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        signature = Signature.read(ctx.input("signature"))
+        doc = signature.to_dict()  # the document tflow/ takes
         samples, origin = self._samples(ctx, signature)
         if self.has_data:
             from buildsys.stages.calibration import check_fit
 
-            check_fit(self.recipe, "val", samples, signature["inputs"])
-        stored = to_stored(samples, signature["inputs"])
+            check_fit(self.recipe, "val", samples, doc["inputs"])
+        stored = to_stored(samples, doc["inputs"])
         ref = None if self.passthrough else self._run_reference(ctx, samples)
-        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), signature["outputs"])
+        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), doc["outputs"])
         ref = got if ref is None else ref
         classification = self.recipe.validate.task == "classification"
         outputs = {name: compare(ref[name], got[name], classification) for name in sorted(ref)}
@@ -128,10 +130,10 @@ class Validate(TargetStage):
             from buildsys.tflow.layers import layer_errors
 
             # per-layer statistics settle within a few samples; all of them would double validate's time
-            batch = signature["inputs"][0]["shape"][0] or 1
+            batch = doc["inputs"][0]["shape"][0] or 1
             keep = max(batch, LAYER_SAMPLES // batch * batch)  # whole batches
             subset = {name: a[:keep] for name, a in stored.items()}
-            report["layers"] = layer_errors(ctx.input("float"), signature, ctx.input("model"), subset)
+            report["layers"] = layer_errors(ctx.input("float"), doc, ctx.input("model"), subset)
             _name_nodes(report["layers"], signature, ctx.input("model"))
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
@@ -174,7 +176,7 @@ class Validate(TargetStage):
 
         return run_source(src, samples)
 
-    def _run_artifact(self, ctx: RunContext, signature: dict, stored: dict[str, Any]) -> dict[str, Any]:
+    def _run_artifact(self, ctx: RunContext, signature: Signature, stored: dict[str, Any]) -> dict[str, Any]:
         """The artifact's outputs; a kernel refusing the data at run time is our defect, said so."""
         from buildsys.tflow.runtime import KernelFailure, run_tflite
 
@@ -192,7 +194,7 @@ class Validate(TargetStage):
         ways = [w for w in (edit, f"another device mode for this target (e.g. {other})") if w]
         return "until it is fixed, work around it with " + " or ".join(ways)
 
-    def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
+    def _samples(self, ctx: RunContext, signature: Signature) -> tuple[dict[str, Any], str]:
         import numpy as np
 
         if self.has_data:
@@ -203,7 +205,7 @@ class Validate(TargetStage):
         # no data in the recipe: uniform [0, 1) noise still catches broken conversions
         rng = np.random.default_rng(RANDOM_SEED)
         n = self.recipe.validate.samples
-        return {t["name"]: rng.random((n, *_sample_dims(t)), dtype=np.float32) for t in signature["inputs"]}, (
+        return {t.name: rng.random((n, *_sample_dims(t)), dtype=np.float32) for t in signature.inputs}, (
             "random-uniform"
         )
 
@@ -220,14 +222,14 @@ class Validate(TargetStage):
         return None
 
 
-def _sample_dims(entry: dict) -> list[int]:
+def _sample_dims(entry: TensorEntry) -> list[int]:
     """A signature input's dims after the batch, in the source model's layout."""
     from buildsys.tflow.samples import source_shape
 
-    dims = source_shape(entry)[1:]
+    dims = source_shape(entry.to_dict())[1:]
     static = [d for d in dims if d is not None]
     if len(static) < len(dims):  # never: convert made every input shape static
-        raise StageError(f"input {entry['name']!r} has dynamic shape {dims} in signature.json")
+        raise StageError(f"input {entry.name!r} has dynamic shape {dims} in signature.json")
     return static
 
 
@@ -241,7 +243,7 @@ def _source_failed(path: Path, exc) -> InputError:
     )
 
 
-def _failed_nodes(exc, signature: dict, model: Path) -> list[str]:
+def _failed_nodes(exc, signature: Signature, model: Path) -> list[str]:
     """The ONNX nodes behind the op that failed (none for other sources)."""
     from buildsys.stages.origins import node_namer
 
@@ -260,7 +262,7 @@ def _defect_message(exc, nodes: list[str]) -> str:
     )
 
 
-def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
+def _name_nodes(layers: dict, signature: Signature, model: Path) -> None:
     """The ONNX nodes behind each of the worst tensors, for the report."""
     from buildsys.stages.origins import node_namer
 
