@@ -52,10 +52,12 @@ class Cache:
         try:
             data = json.loads(raw)
         except ValueError as exc:  # UnicodeDecodeError is one too
-            return self._drop(path, f"not JSON: {exc}")
+            self._drop(path, f"not JSON: {exc}")
+            return None
         problem = manifest_problem(data)
         if problem:
-            return self._drop(path, problem)
+            self._drop(path, problem)
+            return None
         if not all(self._object(o["sha256"]).is_file() for o in data.values()):
             return None
         return data

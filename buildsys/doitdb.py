@@ -48,7 +48,7 @@ def damage(db: Path) -> str | None:
         data = json.loads(db.read_text("utf-8"))
     except UnicodeDecodeError:
         return "not UTF-8"
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return f"not JSON: {exc.msg} at byte {exc.pos}"
     except OSError as exc:
         return exc.strerror or "unreadable"

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 CHUNK = 1 << 20
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -38,7 +38,7 @@ def digest_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def is_sha256(value: object) -> bool:
+def is_sha256(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and SHA256.fullmatch(value) is not None
 
 

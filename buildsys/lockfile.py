@@ -19,7 +19,7 @@ from buildsys.fsutil import atomic_write_text
 from buildsys.hashing import FileHasher, digest_data
 from buildsys.recipe.model import Recipe
 from buildsys.recipe.model import lock_path as lock_path  # where the lock lives: commands ask here
-from buildsys.stages.base import Stage
+from buildsys.stages.base import Stage, TargetStage
 from buildsys.stages.keys import input_digests, key_doc, stage_key, volatile_files
 from buildsys.tools import LOCKED_TOOLS
 from buildsys.workspace import relpath
@@ -40,7 +40,7 @@ def stage_entry(
 ) -> dict[str, Any]:
     base = stage.recipe.base
     doc = key_doc(stage, hasher, tools, volatile)
-    outputs = {}
+    outputs: dict[str, dict[str, Any]] = {}
     for role, path in sorted(stage.outputs().items(), key=lambda kv: str(kv[1])):
         rel = relpath(path, base)
         if role in stage.VOLATILE:
@@ -62,7 +62,7 @@ def stage_entry(
 
 def lock_data(recipe: Recipe, stages: list[Stage], hasher: FileHasher, tools: dict[str, str]) -> dict:
     # by target: two targets may use one device with different overrides
-    devices = {s.target.name: s.device.digest for s in stages if s.device is not None}
+    devices = {s.target.name: s.device.digest for s in stages if isinstance(s, TargetStage)}
     volatile = volatile_files(stages)
     return {
         "version": LOCK_VERSION,

@@ -59,14 +59,16 @@ def _lines(error: BuildsysError) -> list[str]:
 def make_plan(recipes: list[Recipe], ws: Workspace, catalogue: Catalogue | None = None) -> Plan:
     catalogue = catalogue or Catalogue(workspace=ws.root)
     env = StageEnv(ws=ws, tools=tool_versions(LOCKED_TOOLS + STAGE_TOOLS))
-    plans, errors = [], []
+    plans: list[RecipePlan] = []
+    errors: list[BuildsysError] = []
     for recipe in recipes:
         try:
             plans.append(plan_recipe(recipe, catalogue, env))
         except BuildsysError as exc:
             errors.append(exc)
-    if len(errors) > 1 and all(isinstance(e, RecipeError) for e in errors):
-        raise RecipeError(sort_problems([p for e in errors for p in e.problems]))
+    recipe_errors = [e for e in errors if isinstance(e, RecipeError)]
+    if len(errors) > 1 and len(recipe_errors) == len(errors):
+        raise RecipeError(sort_problems([p for e in recipe_errors for p in e.problems]))
     if errors:
         raise errors[0] if len(errors) == 1 else PlanError(errors)
     return Plan(env=env, recipes=plans)
@@ -154,7 +156,8 @@ def _device_fit(recipe: Recipe, index: int, device: Device) -> list[Found]:
 
 def target_devices(recipe: Recipe, catalogue: Catalogue) -> tuple[dict[str, Device], list[Found]]:
     """Each target's device with its overrides, and every problem of the recipe's targets."""
-    devices, problems = {}, []
+    devices: dict[str, Device] = {}
+    problems: list[Found] = []
     for i, target in enumerate(recipe.targets):
         try:
             device = catalogue.resolve(target.device, recipe.base)

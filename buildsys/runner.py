@@ -15,11 +15,13 @@ from doit.tools import config_changed
 
 from buildsys.doitdb import set_aside_if_damaged
 from buildsys.errors import BuildsysError, StageError
+from buildsys.failures import Failure
 from buildsys.lifeline import bind_forked_workers
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan
 from buildsys.stages import Stage
 from buildsys.stages.base import UNREADABLE
-from buildsys.stages.engine import decode_failure, execute, failure_payload, outputs_intact
+from buildsys.stages.engine import decode_failure, execute, outputs_intact
 from buildsys.stages.keys import static_digest
 
 
@@ -28,9 +30,9 @@ class Outcome:
     recipe: str
     target: str | None
     stage: str
-    outcome: str  # ran | restored | up-to-date | failed
+    outcome: StageOutcome
     seconds: float
-    error: dict[str, Any] | None = None
+    error: Failure | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -39,7 +41,7 @@ class Outcome:
         return "/".join(p for p in (self.recipe, self.target, self.stage) if p)
 
     def as_json(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "recipe": self.recipe,
             "target": self.target,
             "stage": self.stage,
@@ -47,7 +49,7 @@ class Outcome:
             "seconds": self.seconds,
         }
         if self.error:
-            out["error"] = self.error
+            out["error"] = self.error.to_dict()
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -68,26 +70,26 @@ class Sink:
     def finish(
         self,
         name: str,
-        outcome: str,
+        outcome: StageOutcome,
         seconds: float | None = None,
-        error: dict | None = None,
+        error: Failure | None = None,
         warnings: list[str] | None = None,
     ) -> None:
         stage = self.stages[name]
         if seconds is None:
             seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 3)
         if error is None and (judged := stage.judged()):
-            error, outcome = failure_payload(judged), "failed"
+            error, outcome = Failure.of(judged), StageOutcome.FAILED
         result = Outcome(
             stage.recipe.name,
-            stage.target.name if stage.target else None,
+            stage.target_name,
             stage.kind,
             outcome,
             seconds,
             error,
             # warnings: what this run of the stage met (a damaged cache entry), said once;
             # an up-to-date stage said its notes before; `buildsys status` repeats them on demand
-            list(warnings or []) + (_notes(stage) if error is None and outcome != "up-to-date" else []),
+            list(warnings or []) + (_notes(stage) if error is None and outcome != StageOutcome.UP_TO_DATE else []),
         )
         self.outcomes[name] = result
         self.on_event("finished", result)
@@ -119,18 +121,19 @@ class Reporter:
 
     def add_success(self, task: Any) -> None:
         values = task.values or {}
-        self.sink.finish(task.name, values.get("outcome", "ran"), values.get("seconds"), warnings=values.get("warnings"))
+        outcome = StageOutcome(values.get("outcome", StageOutcome.RAN))
+        self.sink.finish(task.name, outcome, values.get("seconds"), warnings=values.get("warnings"))
 
     def skip_uptodate(self, task: Any) -> None:
-        self.sink.finish(task.name, "up-to-date", 0.0)
+        self.sink.finish(task.name, StageOutcome.UP_TO_DATE, 0.0)
 
     def skip_ignore(self, task: Any) -> None:
-        self.sink.finish(task.name, "up-to-date", 0.0)
+        self.sink.finish(task.name, StageOutcome.UP_TO_DATE, 0.0)
 
     def add_failure(self, task: Any, fail: Any) -> None:
-        error = _failure_payload(fail)
-        seconds = 0.0 if error["type"] == "skipped" else None
-        self.sink.finish(task.name, "failed", seconds, error=error)
+        error = _failure(fail)
+        seconds = 0.0 if error.is_skip else None
+        self.sink.finish(task.name, StageOutcome.FAILED, seconds, error=error)
 
     def cleanup_error(self, exception: Any) -> None:
         self.sink.on_event("error", str(exception))
@@ -145,11 +148,11 @@ class Reporter:
         pass
 
 
-def _failure_payload(fail: Any) -> dict[str, Any]:
+def _failure(fail: Any) -> Failure:
     from doit.exceptions import UnmetDependency
 
     if isinstance(fail, UnmetDependency):
-        return {"type": "skipped", "message": "not run: " + fail.message.strip(), "exit_code": 1, "hint": None}
+        return Failure.skipped("not run: " + fail.message.strip())
     return decode_failure(getattr(fail, "message", str(fail)))
 
 

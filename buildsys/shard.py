@@ -76,9 +76,9 @@ def _units(recipes: list[RecipePlan], count: int, weight) -> list[Unit]:
         return [Unit(rp.recipe.name, rp.recipe.name, None, weight(rp.stages)) for rp in recipes]
     units = []
     for rp in recipes:
-        common = [s for s in rp.stages if s.target is None]
+        common = [s for s in rp.stages if s.target_name is None]
         for target in rp.recipe.targets:
-            own = [s for s in rp.stages if s.target is not None and s.target.name == target.name]
+            own = [s for s in rp.stages if s.target_name == target.name]
             share = weight(common) / max(len(rp.recipe.targets), 1)
             units.append(Unit(f"{rp.recipe.name}/{target.name}", rp.recipe.name, target.name, weight(own) + share))
     return units
@@ -91,4 +91,4 @@ def _part(rp: RecipePlan, mine: set[tuple[str, str | None]]) -> RecipePlan:
     targets = {t for r, t in mine if r == name}
     if not targets:
         return RecipePlan(rp.recipe, [])
-    return RecipePlan(rp.recipe, [s for s in rp.stages if s.target is None or s.target.name in targets])
+    return RecipePlan(rp.recipe, [s for s in rp.stages if s.target_name is None or s.target_name in targets])

@@ -30,9 +30,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("recipe",),
     ("remote",),  # the shared cache's store
     ("cache",),
-    ("rewrites", "documents", "darknet", "modes"),
-    ("diskerrors", "wslock", "doitdb", "lifeline", "outputs", "hashing", "globwalk", "limits", "schemafiles", "tools", "ui"),
-    ("workspace", "fsutil"),
+    ("rewrites", "documents", "darknet", "modes", "signature", "ui"),
+    ("failures", "diskerrors", "wslock", "doitdb", "lifeline", "outputs", "hashing", "globwalk", "limits", "schemafiles", "tools"),
+    ("outcomes", "workspace", "fsutil"),
     ("errors", "__init__"),
 )
 RANK = {unit: rank for rank, layer in enumerate(LAYERS) for unit in layer}
@@ -82,8 +82,8 @@ def upward(source: str, module: str, is_package: bool = False) -> list[str]:
         there = unit_of(target) if target != "buildsys.__version__" else "__init__"
         if there == here:
             continue
-        if there not in RANK:
-            problems.append(f"{module}:{line} imports {target}, whose layer is not in tests/test_import_layers.py")
+        if here not in RANK or there not in RANK:
+            problems.append(f"{module}:{line} imports {target}: give both a layer in tests/test_import_layers.py")
         elif RANK[there] <= RANK[here]:
             way = "a sibling in its layer" if RANK[there] == RANK[here] else "a higher layer"
             problems.append(f"{module}:{line} imports {target}: {way} ({there} over {here})")

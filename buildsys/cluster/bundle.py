@@ -48,7 +48,7 @@ class Bundle:
 def make_bundle(plan: Plan) -> Bundle:
     """Upload the plan's source inputs (those the remote lacks) and describe the rest."""
     root = plan.env.ws.root
-    store = RemoteStore(plan.env.remote)
+    store = RemoteStore(plan.env.shared_cache())
     files = {}
     for path in source_files(plan):
         sha = digest_file(path)
@@ -62,7 +62,7 @@ def make_bundle(plan: Plan) -> Bundle:
         files=files,
         texts=texts,
         recipes={rp.recipe.name: _inside(root, rp.recipe.path) for rp in plan.recipes},
-        remote=plan.env.remote,
+        remote=plan.env.shared_cache(),
         tools=dict(plan.env.tools),
         compilers={s.task_name: s.version for s in plan.stages() if isinstance(s, Compile)},
         statics={s.task_name: static_digest(s, plan.env.tools) for s in plan.stages()},

@@ -19,20 +19,26 @@ package, installed with buildsys on every worker, so it needs none.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from buildsys.errors import UsageError
+from buildsys.failures import Failure
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.runner import Outcome, run_plan
 from buildsys.stages.base import Stage
+
+if TYPE_CHECKING:
+    from buildsys.stages.compile import Compile
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler: a wrong address must not hang the build
 TOOL_TIMEOUT = 60.0  # seconds for a worker offering a tool's resource to answer
 # compile.tool -> the Dask worker resource a worker that has the binary offers
 TOOL_RESOURCES = MappingProxyType({"edgetpu_compiler": "edgetpu_compiler"})
-SKIPPED = ("failed", "skipped")
+SKIPPED = (StageOutcome.FAILED, StageOutcome.SKIPPED)
 
 
 @dataclass
@@ -103,7 +109,7 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
     the tool, since this machine may not (the keys of client and workers must agree)."""
     from buildsys.cluster.worker import tool_version
 
-    tools = sorted({s.tool for s in plan.stages() if _tool(s) in TOOL_RESOURCES})
+    tools = sorted({s.tool for s in _compiles(plan) if s.tool in TOOL_RESOURCES})
     for tool in tools:
         future = client.submit(tool_version, tool, resources={TOOL_RESOURCES[tool]: 1}, pure=False)
         try:
@@ -115,8 +121,8 @@ def pin_compilers(client: Any, plan: Plan, address: str) -> None:
                 hint=f"start one where {tool} is installed: "
                 f'dask worker {address} --resources "{TOOL_RESOURCES[tool]}=1"',
             ) from None
-        for stage in plan.stages():
-            if _tool(stage) == tool:
+        for stage in _compiles(plan):
+            if stage.tool == tool:
                 stage.version = version
     if tools:  # a compiled stage writes more files: the build folders must list them for `clean`
         from buildsys.plan import claim_outputs
@@ -130,14 +136,21 @@ def _tool(stage: Stage) -> str | None:
     return stage.tool if isinstance(stage, Compile) else None
 
 
+def _compiles(plan: Plan) -> list[Compile]:
+    from buildsys.stages.compile import Compile
+
+    return [s for s in plan.stages() if isinstance(s, Compile)]
+
+
 def build_on(client: Any, plan: Plan, bundle: Any, notify: Callable) -> dict[str, dict[str, Any]]:
     """Submit one task per stage (in dependency order), wait for all; {stage: result}."""
     from buildsys.cluster.worker import run_stage
 
-    ups, futures, build_id = upstreams(plan), {}, plan.env.build_id
+    ups, build_id = upstreams(plan), plan.env.build_id
+    futures: dict[str, Any] = {}
     for stage in plan.stages():  # plan order is dependency order: upstream futures exist
         name = stage.task_name
-        tool = _tool(stage)
+        tool = _tool(stage) or ""  # "": no compiler, no resource
         futures[name] = client.submit(
             run_stage, bundle, name, build_id, *[futures[u] for u in ups[name]],
             key=f"buildsys-{build_id}-{name}", retries=2, pure=False,
@@ -156,13 +169,13 @@ def _result(name: str, future: Any, upstream: list[dict[str, Any]]) -> dict[str,
     if future.status == "finished":
         return future.result()
     if any(u["outcome"] in SKIPPED for u in upstream):  # Dask fails the dependents of a failed task
-        return {"outcome": "skipped", "seconds": 0.0, "worker": "", "warnings": []}
+        return {"outcome": StageOutcome.SKIPPED, "seconds": 0.0, "worker": "", "warnings": []}
     try:
         why = f"{type(future.exception()).__name__}: {future.exception()}"
     except Exception as exc:  # cancelled: there is no exception to ask for
         why = type(exc).__name__
-    error = {"type": "ClusterError", "message": f"the Dask cluster could not run {name}: {why}", "exit_code": 1}
-    return {"outcome": "failed", "seconds": 0.0, "worker": "", "warnings": [], "error": {**error, "hint": None}}
+    error = Failure(f"the Dask cluster could not run {name}: {why}", "ClusterError")
+    return {"outcome": StageOutcome.FAILED, "seconds": 0.0, "worker": "", "warnings": [], "error": error.to_dict()}
 
 
 def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Callable) -> list[Outcome]:
@@ -182,9 +195,9 @@ def finish(plan: Plan, results: dict[str, dict], ui: Any, jobs: int, notify: Cal
 def _where(o: Outcome, results: dict[str, dict]) -> Outcome:
     """Restored here from what a worker ran: say it ran, and where."""
     r = results.get(o.task_name, {})
-    if r.get("outcome") != "ran" or o.outcome != "restored (remote)":
+    if r.get("outcome") != StageOutcome.RAN or o.outcome != StageOutcome.RESTORED_REMOTE:
         return o
-    fields = {**asdict(o), "outcome": "ran", "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
+    fields = {**{f.name: getattr(o, f.name) for f in dataclass_fields(o)}, "outcome": StageOutcome.RAN, "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
     return ClusterOutcome(**fields, worker=r["worker"])
 
 
@@ -193,7 +206,7 @@ def _shown(results: dict[str, dict], ui: Any, notify: Callable) -> Callable:
         if kind == "finished":
             data = _where(data, results)
         if isinstance(data, ClusterOutcome):
-            ui.outcome_line("ran", data.task_name, data.seconds, extra=f"on {data.worker}")
+            ui.outcome_line(StageOutcome.RAN, data.task_name, data.seconds, extra=f"on {data.worker}")
         else:
             notify(kind, data)
 
@@ -205,17 +218,16 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
     restored here (no doit run: the failed stages must not be built again on this machine)."""
     from buildsys.stages.engine import decode_failure, execute
 
-    outcome, seconds, error = "failed", r["seconds"], r.get("error")
-    if r["outcome"] == "skipped":
-        seconds, error = 0.0, {"type": "skipped", "message": "not run: an input stage failed", "exit_code": 1}
-        error["hint"] = None
-    elif r["outcome"] != "failed":
+    outcome, seconds = StageOutcome.FAILED, r["seconds"]
+    error = Failure.from_dict(r["error"]) if r.get("error") else None
+    if r["outcome"] == StageOutcome.SKIPPED:
+        seconds, error = 0.0, Failure.skipped("not run: an input stage failed")
+    elif r["outcome"] != StageOutcome.FAILED:
         done = execute(stage, plan.env)
         if isinstance(done, dict):
-            outcome = done["outcome"]
+            outcome = StageOutcome(done["outcome"])
         else:
             error = decode_failure(getattr(done, "message", str(done)))
-    target = stage.target.name if stage.target else None
-    result = _where(Outcome(stage.recipe.name, target, stage.kind, outcome, seconds, error), {stage.task_name: r})
+    result = _where(Outcome(stage.recipe.name, stage.target_name, stage.kind, outcome, seconds, error), {stage.task_name: r})
     shown("finished", result)
     return result

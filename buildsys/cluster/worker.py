@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.errors import BuildsysError, StageError
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
+from buildsys.stages.compile import Compile
 from buildsys.stages.keys import static_digest
 
-SKIPPED = ("failed", "skipped")
+SKIPPED = (StageOutcome.FAILED, StageOutcome.SKIPPED)
 PLANS = "buildsys-plans"
 
 
@@ -45,14 +48,14 @@ def run_stage(bundle: Bundle, name: str, build_id: str, *upstream: dict[str, Any
 
     address = get_worker().address
     if any(u["outcome"] in SKIPPED for u in upstream):
-        return {"outcome": "skipped", "seconds": 0.0, "worker": address, "warnings": []}
+        return {"outcome": StageOutcome.SKIPPED, "seconds": 0.0, "worker": address, "warnings": []}
     started = time.perf_counter()
     try:
         result = _build(bundle, name, build_id, Path(get_worker().local_directory))
     except BuildsysError as exc:
         from buildsys.stages.engine import failure_payload
 
-        result = {"outcome": "failed", "error": failure_payload(exc), "warnings": []}
+        result = {"outcome": StageOutcome.FAILED, "error": failure_payload(exc), "warnings": []}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     return {**result, "worker": address}
 
@@ -79,7 +82,7 @@ def _build(bundle: Bundle, name: str, build_id: str, scratch: Path) -> dict[str,
     done = execute(stages[name], plan.env)
     if not isinstance(done, dict):
         return _failed(done)
-    if done["outcome"] == "restored":  # from this worker's own cache: the client needs it on the remote
+    if done["outcome"] == StageOutcome.RESTORED:  # from this worker's own cache: the client needs it on the remote
         _ensure_pushed(stages[name], plan, done["key"])
     return {"outcome": done["outcome"], "seconds": done["seconds"], "warnings": done.get("warnings", [])}
 
@@ -110,7 +113,8 @@ def worker_plan(bundle: Bundle, build_id: str, root: Path, recipe: str) -> Plan:
     plan = make_plan(RecipeLoader().load_all([root / bundle.recipes[recipe]], root), ws)
     plan.env.remote, plan.env.build_id = bundle.remote, build_id
     for stage in plan.stages():
-        if stage.task_name in bundle.compilers:  # the compiler version the client's keys use
+        # the compiler version the client's keys use
+        if isinstance(stage, Compile) and stage.task_name in bundle.compilers:
             stage.version = bundle.compilers[stage.task_name]
     _same_stages(plan, bundle)
     return plan
@@ -149,8 +153,8 @@ def _failed(fail: Any, where: str = "") -> dict[str, Any]:
 
     error = decode_failure(getattr(fail, "message", str(fail)))
     if where:
-        error["message"] = f"{error.get('message', '')} {where}".strip()
-    return {"outcome": "failed", "error": error, "warnings": []}
+        error = replace(error, message=f"{error.message} {where}".strip())
+    return {"outcome": StageOutcome.FAILED, "error": error.to_dict(), "warnings": []}
 
 
 def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:
@@ -159,7 +163,7 @@ def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:
 
     from buildsys.remote.store import RemoteUnavailable
 
-    link = RemoteLink(plan.env.remote, plan.env.ws, plan.env.build_id, stage.task_name)
+    link = RemoteLink(plan.env.shared_cache(), plan.env.ws, plan.env.build_id, stage.task_name)
     cache = Cache(plan.env.ws.cache_dir)
     manifest = cache.lookup(key)
     try:

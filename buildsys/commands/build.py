@@ -10,6 +10,7 @@ from buildsys import lockfile
 from buildsys.commands.common import plan as make_plan
 from buildsys.errors import LockMismatch
 from buildsys.hashing import FileHasher
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, RecipePlan, claim_outputs
 from buildsys.runner import Outcome, run_plan
 from buildsys.schemafiles import load_schema
@@ -66,7 +67,7 @@ def run(args: Any, ui: Ui) -> int:
         for note in o.notes:
             ui.warning(f"{o.task_name}: {note}")
     for o in outcomes:
-        if o.outcome == "failed" and o.error and o.error.get("type") != "skipped":
+        if o.outcome == StageOutcome.FAILED and o.error and not o.error.is_skip:
             ui.failure(o.task_name, o.error)
     return code or lock_code
 
@@ -114,14 +115,14 @@ def _keep_times(plan: Plan, shard: Shard | None, outcomes: list[Outcome], ui: Ui
     if down_marker(plan.env.ws, plan.env.build_id).exists():
         return  # said once already
 
-    ran = {o.task_name: o.seconds for o in outcomes if o.outcome == "ran"}
+    ran = {o.task_name: o.seconds for o in outcomes if o.outcome == StageOutcome.RAN}
     slot = f"shard-{shard.index}-of-{shard.count}" if shard else ALL
     if warning := keep_times(plan.env.remote, slot, ran):
         ui.warning(warning)
 
 
 def _share(plan: Plan) -> str:
-    targets = sorted({f"{s.recipe.name}/{s.target.name}" for s in plan.stages() if s.target is not None})
+    targets = sorted({f"{s.recipe.name}/{s.target_name}" for s in plan.stages() if s.target_name is not None})
     shown = ", ".join(targets[:4]) + (f" and {len(targets) - 4} more" if len(targets) > 4 else "")
     return f"{len(targets)} target{'s' if len(targets) != 1 else ''} ({shown or 'none'})"
 
@@ -132,10 +133,10 @@ def _events(ui: Ui):
             ui.progress(f"building {data}")
         elif kind == "finished":
             o: Outcome = data
-            if _word(o) == "skipped":
-                ui.outcome_line("skipped", o.task_name, extra="an input stage failed")
-            elif o.outcome != "up-to-date" or ui.verbose:
-                ui.outcome_line(o.outcome, o.task_name, o.seconds if o.outcome != "up-to-date" else None)
+            if _word(o) == StageOutcome.SKIPPED:
+                ui.outcome_line(StageOutcome.SKIPPED, o.task_name, extra="an input stage failed")
+            elif o.outcome != StageOutcome.UP_TO_DATE or ui.verbose:
+                ui.outcome_line(o.outcome, o.task_name, o.seconds if o.outcome != StageOutcome.UP_TO_DATE else None)
         elif kind == "error":
             ui.err.print(f"error: {data}")
         elif kind == "warning":
@@ -144,18 +145,18 @@ def _events(ui: Ui):
     return on_event
 
 
-def _word(o: Outcome) -> str:
-    return "skipped" if o.error and o.error.get("type") == "skipped" else o.outcome
+def _word(o: Outcome) -> StageOutcome:
+    return StageOutcome.SKIPPED if o.error and o.error.is_skip else o.outcome
 
 
 def _failure_code(outcomes: list[Outcome]) -> int:
-    codes = [int(o.error.get("exit_code", 1)) for o in outcomes if o.outcome == "failed" and o.error]
+    codes = [int(o.error.exit_code) for o in outcomes if o.outcome == StageOutcome.FAILED and o.error]
     return max(codes, default=0)
 
 
 def _summary(ui: Ui, outcomes: list[Outcome], seconds: float) -> None:
     words = [_word(o) for o in outcomes]
-    counts = {k: words.count(k) for k in ("ran", "restored", "restored (remote)", "up-to-date", "failed", "skipped")}
+    counts = {k: words.count(k) for k in StageOutcome}
     parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     ui.line(f"{len(outcomes)} stages: {parts or 'nothing to do'} in {seconds:.2f}s", style="bold")
 
@@ -204,7 +205,7 @@ def install_hint(locked: dict[str, str]) -> str | None:
 
 
 def settle_locks(plan: Plan, outcomes: list[Outcome], ui: Ui, locked: bool) -> int:
-    failed = {o.recipe for o in outcomes if o.outcome == "failed"}
+    failed = {o.recipe for o in outcomes if o.outcome == StageOutcome.FAILED}
     hasher = FileHasher(plan.env.ws.hash_db)
     schema = load_schema("lock.schema.json")
     mismatches: list[str] = []

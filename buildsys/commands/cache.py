@@ -74,7 +74,7 @@ def _usage_line(where: str, facts: dict[str, Any]) -> str:
     return f"{where:<7} {name}: {facts['entries']} entries, {facts['objects']} objects, {_size(facts['bytes'])}"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -87,7 +87,7 @@ def _push(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
 
     link = _link(ws, remote, "push", write=True)
     pushed, present = push_all(link, Cache(ws.cache_dir))
-    ui.line(f"pushed {pushed} entries ({_size(link.moved)}) to {remote.shown()}; {present} were there already")
+    ui.line(f"pushed {pushed} entries ({_size(link.moved)}) to {link.config.shown()}; {present} were there already")
     return _finish(ui, ws, link)
 
 
@@ -132,7 +132,7 @@ def _gc(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
         except RemoteUnavailable as exc:
             ui.warning(exc.message)
             return 1
-        where = remote.shown()
+        where = link.config.shown()
     else:
         with exclusive(ws, "cache gc"):
             removed = local_gc(Cache(ws.cache_dir), age, record_keys(ws.records_dir))

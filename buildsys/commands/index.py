@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildsys.fsutil import atomic_write_text, remove
+from buildsys.outcomes import StageOutcome
+from buildsys.stages.base import TargetStage
+from buildsys.stages.report import Report
 from buildsys.stages.report_html import CSS, Raw, code, cosine_text, esc, table
 from buildsys.stages.report_md import failure_lines, size_text
 
 if TYPE_CHECKING:  # type names only: importing the runner would load doit for `buildsys report`
     from buildsys.plan import Plan, RecipePlan
     from buildsys.runner import Outcome
-    from buildsys.stages import Stage
     from buildsys.workspace import Workspace
 
 INDEX_CSS = (
@@ -127,7 +129,7 @@ def rows(plan: Plan, outcomes: list[Outcome] | None) -> list[Row]:
     out = []
     for rp in plan.recipes:
         lock = _lock(rp, plan.env.ws)
-        out += [_row(rp, s, outcomes, *lock) for s in rp.stages if s.kind == "report"]
+        out += [_row(rp, s, outcomes, *lock) for s in rp.stages if isinstance(s, Report)]
     return out
 
 
@@ -143,9 +145,9 @@ def _lock(rp: RecipePlan, ws: Workspace) -> tuple[str, str | None]:
         return ws.show(path), None
 
 
-def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None, lock: str, lock_sha256: str | None) -> Row:
-    tdir = stage.paths.target_dir(stage.target)
-    metrics, compat = _json(tdir / "metrics.json"), _json(tdir / "compat.json")
+def _row(rp: RecipePlan, stage: Report, outcomes: list[Outcome] | None, lock: str, lock_sha256: str | None) -> Row:
+    paths = stage.target_paths
+    metrics, compat = _json(paths.metrics), _json(paths.compat)
     report = stage.outputs()["html"]
     failed = _failures(rp, stage, outcomes)
     details = [e for e in failed if e]
@@ -155,7 +157,7 @@ def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None, lock: str
         status = "failed"
     else:
         status = "ok" if report.is_file() else "not built"
-    artifact = tdir / stage.device.artifact_name
+    artifact = paths.model
     return Row(
         recipe=rp.recipe.name,
         target=stage.target.name,
@@ -172,34 +174,34 @@ def _row(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None, lock: str
     )
 
 
-def _failures(rp: RecipePlan, stage: Stage, outcomes: list[Outcome] | None) -> list[str]:
+def _failures(rp: RecipePlan, stage: Report, outcomes: list[Outcome] | None) -> list[str]:
     """First lines of what failed this target ("" for a skipped stage): this build's
     outcomes, or without them the verdicts of the files the last build left."""
     if outcomes is None:
-        judged = [(s, s.judged()) for s in rp.stages if s.target is stage.target]
+        judged = [(s, s.judged()) for s in rp.stages if isinstance(s, TargetStage) and s.target is stage.target]
         return [f"{s.local_id}: {e.message.splitlines()[0]}" for s, e in judged if e]
     mine = [
         o
         for o in outcomes
-        if o.recipe == rp.recipe.name and o.outcome == "failed" and o.target in (None, stage.target.name)
+        if o.recipe == rp.recipe.name and o.outcome == StageOutcome.FAILED and o.target in (None, stage.target.name)
     ]
     return [_first_line(o) for o in mine]
 
 
-def _reported(stage: Stage, outcomes: list[Outcome]) -> bool:
+def _reported(stage: Report, outcomes: list[Outcome]) -> bool:
     """Whether this build made (or confirmed) the target's report."""
     return any(
-        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != "failed"
+        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != StageOutcome.FAILED
         for o in outcomes
     )
 
 
 def _first_line(o: Outcome) -> str:
-    error = o.error or {}
-    if error.get("type") == "skipped":
+    if o.error and o.error.is_skip:
         return ""
     where = f"{o.target}/{o.stage}" if o.target else o.stage
-    return f"{where}: {str(error.get('message', 'failed')).splitlines()[0]}"
+    message = o.error.message if o.error else "failed"
+    return f"{where}: {message.splitlines()[0]}"
 
 
 def _key_metric(metrics: dict[str, Any] | None) -> str:

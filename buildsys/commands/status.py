@@ -52,7 +52,7 @@ def statuses(plan: Plan) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "recipe": stage.recipe.name,
-                    "target": stage.target.name if stage.target else None,
+                    "target": stage.target_name,
                     "stage": stage.kind,
                     "state": "stale" if reasons else "up-to-date",
                     "reasons": reasons,

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import UsageError
+from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, RecipePlan
 from buildsys.runner import Outcome
+from buildsys.stages.base import TargetStage
 
 HEADER = (
     "| recipe | target | device | artifact | cosine | max abs error | accuracy | ops on device | status |\n"
@@ -54,19 +56,19 @@ def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:
     mine = [o for o in outcomes if o.recipe == recipe]
     rows = []
     for target in rp.recipe.targets:
-        stage = next(s for s in rp.stages if s.target is target)
-        tdir = stage.paths.target_dir(target)
-        stopped = [o for o in mine if o.outcome == "failed" and o.target in (None, target.name)]
-        failed = [o.stage for o in stopped if (o.error or {}).get("type") != "skipped"]
+        stage = next(s for s in rp.stages if isinstance(s, TargetStage) and s.target is target)
+        paths = stage.target_paths
+        stopped = [o for o in mine if o.outcome == StageOutcome.FAILED and o.target in (None, target.name)]
+        failed = [o.stage for o in stopped if not (o.error and o.error.is_skip)]
         made = not any(o.target is None or o.stage == "quantize" for o in stopped)  # else: an old artifact
         stale = {o.stage for o in stopped if o.stage not in failed}  # files an earlier build left
-        metrics = None if "validate" in stale else _json(tdir / "metrics.json")
-        compat = None if "check" in stale else _json(tdir / "compat.json")
+        metrics = None if "validate" in stale else _json(paths.metrics)
+        compat = None if "check" in stale else _json(paths.compat)
         cells = [
             recipe,
             target.name,
             stage.device.name,
-            _size(tdir / stage.device.artifact_name) if made else "-",
+            _size(paths.model) if made else "-",
             _worst(metrics, "cosine", min),
             _worst(metrics, "max_abs_error", max),
             _accuracy(metrics),

@@ -9,6 +9,7 @@ from a constant count as constant weights with that many scales (QDQ models).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -178,6 +179,10 @@ def _spatial(kind: str, attrs: dict, at: dict) -> tuple[int, ...] | None:
 def _spatial_attr(attrs: dict, name: str, spatial) -> tuple[int, ...] | None:
     if spatial is None:
         return None
+    return _spatial_values(attrs, name, spatial)
+
+
+def _spatial_values(attrs: dict, name: str, spatial: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(v) for v in attrs.get(name, [1] * len(spatial)))
 
 
@@ -206,8 +211,8 @@ def _same_pads(attrs: dict, spatial, data: TensorView) -> list[list[int]]:
     sizes = data.shape[2:]
     if len(sizes) != len(spatial) or min(sizes, default=0) <= 0:
         return []
-    strides = _spatial_attr(attrs, "strides", spatial)
-    dilations = _spatial_attr(attrs, "dilations", spatial)
+    strides = _spatial_values(attrs, "strides", spatial)
+    dilations = _spatial_values(attrs, "dilations", spatial)
     totals = [
         max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
         for n, k, s, d in zip(sizes, spatial, strides, dilations, strict=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class _Model:
     """What every reader function needs: the schema, the parsed root and the raw bytes."""
 
     s: ModuleType
-    root: object
+    root: Any  # the schema module's Model, generated at run time
     data: bytes
     op_names: tuple[str, ...]  # by opcode index
 
@@ -153,7 +154,7 @@ def _options(s: ModuleType, op):
     kind = op.BuiltinOptionsType()
     table = op.BuiltinOptions() if kind else None
     cls = getattr(s, enum_names(s.BuiltinOptions).get(kind, ""), None) if table is not None else None
-    if cls is None:
+    if cls is None or table is None:
         return None
     options = cls()
     options.Init(table.Bytes, table.Pos)

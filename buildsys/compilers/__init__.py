@@ -7,6 +7,7 @@ tool raises CompilerMissing from compile(), a failed run StageError.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from buildsys.compilers.base import CompileResult, Compiler, CompilerMissing
@@ -14,6 +15,6 @@ from buildsys.compilers.edgetpu import EdgeTpuCompiler
 from buildsys.compilers.vela import Vela
 
 # keys are the schema's compile.tool enum
-COMPILERS = MappingProxyType({"vela": Vela(), "edgetpu_compiler": EdgeTpuCompiler()})
+COMPILERS: Mapping[str, Compiler] = MappingProxyType({"vela": Vela(), "edgetpu_compiler": EdgeTpuCompiler()})
 
 __all__ = ["COMPILERS", "CompileResult", "Compiler", "CompilerMissing"]

@@ -107,7 +107,7 @@ def _estimate(workdir: Path, stem: str) -> dict:
     """Accelerator, configuration and performance estimate from Vela's summary CSV."""
     row = _csv_row(workdir, stem)
     accel = row.get("accelerator_configuration")
-    out = {
+    out: dict[str, str | int | float | None] = {
         # Ethos_U55_128 -> ethos-u55-128, the spelling --accelerator-config takes
         "accelerator": accel.lower().replace("_", "-") if accel else None,
         "system_config": row.get("system_config"),
@@ -128,6 +128,8 @@ def _csv_row(workdir: Path, stem: str) -> dict[str, str]:
 
 
 def _number(text: str | None, scale: float, decimals: int | None) -> int | float | None:
+    if text is None:
+        return None
     try:
         value = float(text) * scale
     except (TypeError, ValueError):

@@ -80,7 +80,8 @@ class Converter:
         return outs
 
     def _trace(self, ctx: ConversionContext) -> list[Rejected]:
-        rejected, poisoned = [], set()
+        rejected: list[Rejected] = []
+        poisoned: set[str] = set()
         for node in self.graph.nodes:
             handler = self._handler(node)
             if handler is None:

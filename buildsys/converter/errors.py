@@ -79,7 +79,7 @@ def _hint(rejected: list[Rejected], cut: Suggestion | None) -> str:
 def table(rows: list[Rejected]) -> str:
     if len(rows) > GROUP_OVER:
         return _render(("op type", "domain", "opset", "nodes", "examples", "reason"), _grouped(rows))
-    cells = [(r.op_type, r.domain or "ai.onnx", str(r.opset), r.node, r.reason) for r in rows]
+    cells: list[tuple[str, ...]] = [(r.op_type, r.domain or "ai.onnx", str(r.opset), r.node, r.reason) for r in rows]
     return _render(("op type", "domain", "opset", "node", "reason"), cells)
 
 
@@ -88,7 +88,7 @@ def _grouped(rows: list[Rejected]) -> list[tuple[str, ...]]:
     groups: dict[tuple[str, str, int], list[Rejected]] = {}
     for r in rows:
         groups.setdefault((r.op_type, r.domain, r.opset), []).append(r)
-    out = []
+    out: list[tuple[str, ...]] = []
     for (op_type, domain, opset), members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
         names = [m.node for m in members[:EXAMPLES]] + (["..."] if len(members) > EXAMPLES else [])
         reasons = [m.reason for m in members]

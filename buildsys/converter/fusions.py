@@ -118,7 +118,8 @@ def product(view: View, node: Node, depth: int = PRODUCT_DEPTH) -> Product | Non
         return Product(Counter({node.input(0): int(power)}), 1.0, frozenset({node.index}))
     if node.op_type not in ("Mul", "Div") or len(node.inputs) != 2:
         return None
-    factors, scale, nodes = Counter(), 1.0, {node.index}
+    factors: Counter[str] = Counter()
+    scale, nodes = 1.0, {node.index}
     for i, name in enumerate(node.inputs):
         divide = node.op_type == "Div" and i == 1
         c = view.scalar(name)
@@ -178,7 +179,7 @@ def plus_const(view: View, node: Node | None, want: float) -> str | None:
 def _gelu_tail(view: View, anchor: Node, x: str, inner: frozenset[int], approximate: str) -> Match | None:
     """`0.5 * x * (1 + anchor)` above an Erf/Tanh anchor whose argument is `x` scaled."""
     one_plus = view.sole_reader(anchor.outputs[0])
-    if plus_const(view, one_plus, 1.0) != anchor.outputs[0]:
+    if one_plus is None or plus_const(view, one_plus, 1.0) != anchor.outputs[0]:
         return None
     outer = outer_product(view, one_plus.outputs[0], Counter({x: 1, one_plus.outputs[0]: 1}), 0.5)
     if outer is None:
@@ -233,7 +234,7 @@ def relu6_swish(view: View, node: Node) -> Match | None:
         return None
     shifted = view.private_producer(node.input(0))
     x = plus_const(view, shifted, 3.0)
-    if x is None:
+    if x is None or shifted is None:
         return None
     outer = outer_product(view, node.outputs[0], Counter({x: 1, node.outputs[0]: 1}), 1.0 / 6.0)
     return None if outer is None else Match("HardSwish", x, outer[0], outer[1] | {node.index, shifted.index})
@@ -268,7 +269,8 @@ def rewritten(graph: Graph, nodes: frozenset[int]) -> bool:
 
 def find_matches(graph: Graph) -> list[Match]:
     view = View(graph)
-    found, taken = [], set()
+    found: list[Match] = []
+    taken: set[int] = set()
     for node in graph.nodes:
         for matcher in ANCHORS.get(node.op_type, ()):
             m = matcher(view, node)

@@ -173,7 +173,8 @@ def fuse_relayouts(graph: Graph) -> Graph:
 
 
 def _chains(graph: Graph, view: View) -> list[list[Node]]:
-    chains, taken = [], set()
+    chains: list[list[Node]] = []
+    taken: set[int] = set()
     for n in graph.nodes:
         if n.index in taken or not _movable(n, view):
             continue

@@ -52,7 +52,7 @@ _FLOATS = {"upsample": ("scale",), "dropout": ("probability",), "softmax": ("tem
 _WITH_ACTIVATION = ("convolutional", "connected", "shortcut")
 # Options that change what a layer computes, with the one value that leaves it supported
 # (None: any value is unsupported).
-_UNSUPPORTED_OPTIONS = {
+_UNSUPPORTED_OPTIONS: dict[str, dict[str, str | None]] = {
     "convolutional": {
         "dilation": "1",
         "antialiasing": "0",

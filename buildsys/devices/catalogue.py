@@ -86,6 +86,7 @@ class Catalogue:
         spec = parsed.data.get("extends") if isinstance(parsed.data, dict) else None
         if not isinstance(spec, str):
             return None, []
+        hint: str | None
         if is_profile_path(spec):
             target, hint = path.parent / spec, "a path is relative to this profile file"
         else:

@@ -97,8 +97,8 @@ def _syntax_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
     if isinstance(exc, yaml.reader.ReaderError):
         # No mark, and libyaml's offset counts bytes: find the first such character instead.
         before = text[: text.find(chr(exc.character))] if chr(exc.character) in text else ""
-        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
-        return Problem(file, line, column, "", f"YAML error: {exc.reason} (#x{exc.character:04x})")
+        at = before.count("\n") + 1, len(before) - before.rfind("\n")
+        return Problem(file, *at, "", f"YAML error: {exc.reason} (#x{exc.character:04x})")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None)
     if problem is None:
@@ -174,6 +174,7 @@ class _Builder:
         return self.parsed.at_value(path, message, "remove the tag, or quote the value if it is meant as text")
 
     def _unsupported(self, node: Node, path: KeyPath) -> None:
+        hint: str | None
         if node.tag == _TAG + "merge":
             message, hint = "YAML merge keys (<<) are not supported", "write the keys out"
         else:
@@ -202,7 +203,8 @@ class _Builder:
         if isinstance(node, ScalarNode) and node.tag == _TAG + "str":
             return node.value
         if node.tag == _TAG + "merge":
-            return self._unsupported(node, path)
+            self._unsupported(node, path)
+            return None
         if isinstance(node, ScalarNode):
             # cut short: the key may be a number of thousands of digits
             shown, where = clip(node.value, 40), path + (node.value,)

@@ -115,9 +115,9 @@ def _bind(fn: ast.FunctionDef, call: ast.Call) -> dict[str, Any]:
     env: dict[str, Any] = {}
     for name, default in zip(params[len(params) - len(fn.args.defaults) :], fn.args.defaults):
         _try_set(env, name, default)
-    for name, default in zip((a.arg for a in fn.args.kwonlyargs), fn.args.kw_defaults):
-        if default is not None:
-            _try_set(env, name, default)
+    for name, kw_default in zip((a.arg for a in fn.args.kwonlyargs), fn.args.kw_defaults):
+        if kw_default is not None:
+            _try_set(env, name, kw_default)
     for name, arg in zip(params, call.args):
         _try_set(env, name, arg)
     for kw in call.keywords:

@@ -108,6 +108,8 @@ class _Trial:
         self._error = RewriteError
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
+        self._ctx: RewriteContext | None
+        self._why_not: str | None
         try:
             self._ctx = RewriteContext(copy)
             self._why_not = None

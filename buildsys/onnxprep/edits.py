@@ -42,7 +42,7 @@ def describe(node: onnx.NodeProto, schema: onnx.defs.OpSchema | None) -> str:
 
 def set_attributes(node: onnx.NodeProto, schema, values: dict[str, Any]) -> list[tuple[tuple, str, str | None]]:
     """Set (or, for null, remove) attributes; [(key path, problem, hint)] for those that do not fit."""
-    problems = []
+    problems: list[tuple[tuple, str, str | None]] = []
     for name, value in values.items():
         path = ("attributes", name)
         if schema is not None and name not in schema.attributes:
@@ -70,11 +70,12 @@ def _attribute(name: str, value: Any, spec) -> tuple[onnx.AttributeProto | None,
         return (None, f"is {kind} in the op schema; got {_show(value)}") if typed is None else (helper.make_attribute(name, typed), None)
     if spec.type in _LIST_KINDS:
         kind, convert = _SCALAR_KINDS[_LIST_KINDS[spec.type]]
-        typed = [convert(v) for v in value] if isinstance(value, list) else None
-        if typed is None or any(v is None for v in typed):
+        items = [convert(v) for v in value] if isinstance(value, list) else None
+        if items is None or any(v is None for v in items):
             return None, f"is a list of {kind.split(' ', 1)[1]}s in the op schema; got {_show(value)}"
-        return helper.make_attribute(name, typed, attr_type=spec.type), None
-    return None, f"is a {_ATTR(spec.type).name} attribute, which a recipe cannot set"
+        return helper.make_attribute(name, items, attr_type=spec.type), None
+    # onnx's stub gives the pybind11 enum neither its int constructor nor `.name`
+    return None, f"is a {_ATTR(spec.type).name} attribute, which a recipe cannot set"  # type: ignore[call-arg, attr-defined]
 
 
 def _put_attribute(node: onnx.NodeProto, name: str, attr: onnx.AttributeProto | None) -> None:

@@ -81,6 +81,12 @@ class _Loaded:
     parsed: Parsed
     problems: list[Problem]
 
+    def built(self) -> Recipe:
+        """The recipe; a file without one has problems, raised as they are everywhere."""
+        if self.recipe is None:
+            raise RecipeError(sort_problems(self.problems))
+        return self.recipe
+
 
 class RecipeLoader:
     """Loads recipes; holds the compiled schema so many files are checked fast."""
@@ -103,7 +109,7 @@ class RecipeLoader:
         problems = loaded.problems or _placements([loaded], workspace)
         if problems:
             raise RecipeError(sort_problems(problems))
-        return loaded.recipe
+        return loaded.built()
 
     def load_all(self, paths: list[Path], workspace: Path) -> list[Recipe]:
         """All recipes, or one RecipeError with the problems of every file and every clash."""
@@ -115,7 +121,7 @@ class RecipeLoader:
         if problems:
             raise RecipeError(sort_problems(problems))
         self._memo.save()
-        return [one.recipe for one in loaded]
+        return [one.built() for one in loaded]
 
     def _load(self, path: Path, workspace: Path) -> _Loaded:
         parsed = parse_file(path, shown_path(path, workspace))
@@ -205,7 +211,7 @@ def _clashes(loaded: list[_Loaded], workspace: Path) -> list[Problem]:
     outputs: dict[Path, Recipe] = {}
     problems = []
     for one in loaded:
-        recipe = one.recipe
+        recipe = one.built()
         if (other := names.setdefault(recipe.name, recipe)) is not recipe:
             message = f"recipe name '{recipe.name}' is also used by {shown_path(other.path, workspace)}"
             problems.append(one.parsed.at_key(("name",), message, "recipe names must be unique; set `name:`"))
@@ -287,6 +293,11 @@ def _inputs(data: dict[str, dict[str, Any]], base: Path) -> dict[str, InputSourc
     return {name: _input_source(name, source, base) for name, source in data.items()}
 
 
+def _size_pair(values: list[Any]) -> tuple[int, int]:
+    height, width = (int(v) for v in values)  # the schema takes exactly [height, width]
+    return height, width
+
+
 def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
     kind = next(k for k in INPUT_KINDS if k in data)
     if kind == "zeros":
@@ -298,7 +309,7 @@ def _input_source(name: str, data: dict[str, Any], base: Path) -> InputSource:
         return InputSource(**common)
     return InputSource(
         **common,
-        resize=tuple(int(v) for v in data["resize"]) if "resize" in data else None,
+        resize=_size_pair(data["resize"]) if "resize" in data else None,
         color=data.get("color", "rgb"),
         scale=float(data.get("scale", 1.0)),
         mean=tuple(float(v) for v in data.get("mean", [0.0])),

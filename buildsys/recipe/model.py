@@ -61,6 +61,10 @@ class Source:
     def part(self, name: str) -> Path | None:
         return dict(self.parts).get(name)
 
+    def required_part(self, name: str) -> Path:
+        """A part the schema requires of the source's format (darknet's weights)."""
+        return dict(self.parts)[name]
+
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 

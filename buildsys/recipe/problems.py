@@ -59,14 +59,14 @@ def _file_names(data: dict) -> Iterator[tuple[KeyPath, str]]:
             found += [(("source", k, n), w) for n, w in nested if n not in ("inputs", "outputs", "kwargs")]
             found += [] if k == "sha256" or nested else [(("source", k), v)]
     for section in ("calibration", "validate"):
-        part = data.get(section) if isinstance(data.get(section), dict) else {}
-        inputs = part.get("inputs") if isinstance(part.get("inputs"), dict) else {}
+        part = data[section] if isinstance(data.get(section), dict) else {}
+        inputs = part["inputs"] if isinstance(part.get("inputs"), dict) else {}
         for name, source in inputs.items():
             if isinstance(source, dict):
                 found += [((section, "inputs", name, k), v) for k, v in source.items() if k in ("images", "npy", "npz")]
     if isinstance(data.get("validate"), dict):
         found.append((("validate", "labels"), data["validate"].get("labels")))
-    for i, target in enumerate(data.get("targets") if isinstance(data.get("targets"), list) else []):
+    for i, target in enumerate(data["targets"] if isinstance(data.get("targets"), list) else []):
         if isinstance(target, dict):
             found += [(("targets", i, k), target.get(k)) for k in ("device", "name")]
     return ((path, value) for path, value in found if isinstance(value, str))

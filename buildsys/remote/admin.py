@@ -59,7 +59,8 @@ def local_usage(cache: Cache) -> Usage:
 def local_gc(cache: Cache, max_age: float | None, keep: set[str]) -> Usage:
     """Drop manifests unused for `max_age` (never those in `keep`: the last build's), then
     every object no manifest names. Returns what was removed."""
-    now, removed, named = time.time(), Usage(), set()
+    now, removed = time.time(), Usage()
+    named: set[str] = set()
     for path in local_files(cache, "keys"):
         if not _HEX.match(path.stem):
             continue
@@ -118,7 +119,8 @@ def pull_keys(link: RemoteLink, cache: Cache, keys: Iterable[tuple[str, list[str
 
 
 def remote_gc(store: RemoteStore, max_age: float) -> Usage:
-    now, removed, named = time.time(), Usage(), set()
+    now, removed = time.time(), Usage()
+    named: set[str] = set()
     for path, info in store.listing("keys"):
         if _named_manifest(path) is None:
             continue
@@ -146,7 +148,7 @@ def _object_names(store: RemoteStore, path: str) -> set[str]:
     except ValueError:
         return set()
     outputs = doc.get("outputs") if isinstance(doc, dict) else None
-    if manifest_problem(outputs) is not None:
+    if outputs is None or manifest_problem(outputs) is not None:
         return set()
     return {entry["sha256"] for entry in outputs.values() if is_sha256(entry["sha256"])}
 

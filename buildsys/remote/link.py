@@ -60,15 +60,18 @@ class RemoteLink:
         try:
             doc = self.store.read_json(self.store.manifest_path(key))
         except ValueError as exc:
-            return self._refuse("manifest", f"its manifest is not JSON ({exc})")
+            self._refuse("manifest", f"its manifest is not JSON ({exc})")
+            return None
         if doc is None:
             return None
         why = _doc_problem(doc, key) or signature_problem(self.config.secret, doc)
         if why:
-            return self._refuse("manifest", why)
+            self._refuse("manifest", why)
+            return None
         outputs: dict[str, dict] = doc["outputs"]
         if not set(roles) <= outputs.keys():
-            return self._refuse("manifest", f"it lacks {', '.join(sorted(set(roles) - outputs.keys()))}")
+            self._refuse("manifest", f"it lacks {', '.join(sorted(set(roles) - outputs.keys()))}")
+            return None
         for role in roles:
             if not self._fetch(cache, role, outputs[role]):
                 return None
@@ -81,7 +84,10 @@ class RemoteLink:
             return True
         moved, why = self.store.fetch_object(sha, cache.object_path(sha), entry["size"])
         self.moved += moved
-        return why is None or bool(self._refuse(sha, f"its {role} object {sha[:12]}... {why}"))
+        if why is None:
+            return True
+        self._refuse(sha, f"its {role} object {sha[:12]}... {why}")
+        return False
 
     def push(self, key: str, cache: Cache, manifest: dict[str, dict], seconds: float | None) -> None:
         """Upload a fresh result: objects first, the signed manifest last."""
@@ -107,7 +113,6 @@ class RemoteLink:
     def _refuse(self, what: str, why: str) -> None:
         self._refused.add(what)
         self.warnings.append(f"refused the remote cache entry for {self.task}: {why}; ran the stage")
-        return None
 
     def _went_down(self, exc: RemoteUnavailable) -> None:
         if mark_down(self.ws, self.build_id, exc.message):

@@ -9,6 +9,7 @@ time: `rewrites` builds its registry from these functions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +40,7 @@ MAX_EXACT_INDEX = 1 << 24  # float32 counts exactly up to here
 class Builder:
     """Emits the nodes replacing one node (or a group), named after it and the rewrite."""
 
-    def __init__(self, ctx: RewriteContext, node: onnx.NodeProto, rewrite: str, error: type[Exception]):
+    def __init__(self, ctx: RewriteContext, node: onnx.NodeProto, rewrite: str, error: Callable[..., Exception]):
         self.ctx = ctx
         self.nodes: list[onnx.NodeProto] = []
         self._error = error

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from buildsys.devices import Device
-from buildsys.errors import BuildsysError, StageError
+from buildsys.errors import BuildsysError, StageError, UsageError
 from buildsys.hashing import FileHasher
 from buildsys.recipe.model import Recipe, Target
 from buildsys.remote.config import RemoteConfig
@@ -52,6 +52,108 @@ class RecipePaths:
     def target_dir(self, target: Target) -> Path:
         return self.recipe.output / target.name
 
+    def target(self, target: Target, device: Device) -> TargetPaths:
+        return TargetPaths(self.target_dir(target), device.artifact_name)
+
+    # -- the files the targets share ------------------------------------------------
+    @property
+    def source_record(self) -> Path:
+        """What fetch found: the source's digest and size."""
+        return self.common / "source.json"
+
+    @property
+    def exported(self) -> Path:
+        return self.common / "exported.onnx"
+
+    @property
+    def export_record(self) -> Path:
+        return self.common / "export.json"
+
+    @property
+    def prepared(self) -> Path:
+        return self.common / "prepared.onnx"
+
+    @property
+    def signature(self) -> Path:
+        return self.common / "signature.json"
+
+    @property
+    def float_model(self) -> Path:
+        return self.common / "float.pb"
+
+    @property
+    def float_qat(self) -> Path:
+        """The fake-quant float model of a pre-quantized (QDQ) source."""
+        return self.common / "float_qat.pb"
+
+    def samples(self, role: str) -> Path:
+        """A sample set: "calib" for quantization, "val" for validation."""
+        return self.common / f"{role}.npz"
+
+    @property
+    def calib(self) -> Path:
+        return self.samples("calib")
+
+    @property
+    def val(self) -> Path:
+        return self.samples("val")
+
+    @property
+    def val_index(self) -> Path:
+        return self.common / "val.index.json"
+
+    @property
+    def ranges(self) -> Path:
+        return self.common / "ranges.json"
+
+    @property
+    def calibrated(self) -> Path:
+        return self.common / "calibrated.npz"
+
+
+@dataclass(frozen=True)
+class TargetPaths:
+    """Where one target's stages write: its folder, and the device's artifact in it."""
+
+    dir: Path
+    artifact_name: str  # the device's: model.tflite, or model.onnx for toolchains that take ONNX
+
+    @property
+    def model(self) -> Path:
+        return self.dir / self.artifact_name
+
+    @property
+    def tflite(self) -> Path:
+        """The TFLite artifact the compilers take, named so whatever the device's format."""
+        return self.dir / "model.tflite"
+
+    def compiled(self, suffix: str) -> Path:
+        return self.dir / f"model_{suffix}.tflite"
+
+    @property
+    def compat(self) -> Path:
+        return self.dir / "compat.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.json"
+
+    @property
+    def compile_summary(self) -> Path:
+        return self.dir / "compile.json"
+
+    @property
+    def compile_log(self) -> Path:
+        return self.dir / "compile.log"
+
+    @property
+    def report_md(self) -> Path:
+        return self.dir / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.dir / "report.html"
+
 
 @dataclass
 class StageEnv:
@@ -78,8 +180,14 @@ class StageEnv:
         from buildsys.remote.store import RemoteStore
 
         if self._remote_store is None or self._remote_store[0] != os.getpid():
-            self._remote_store = (os.getpid(), RemoteStore(self.remote))
+            self._remote_store = (os.getpid(), RemoteStore(self.shared_cache()))
         return self._remote_store[1]
+
+    def shared_cache(self) -> RemoteConfig:
+        """The remote this build uses, for the code that runs only when it uses one."""
+        if self.remote is None:
+            raise UsageError("this build uses no remote cache", hint="name one with --remote URL or BUILDSYS_REMOTE")
+        return self.remote
 
     def __getstate__(self) -> dict[str, Any]:
         # workers hash with their own FileHasher; the scheduler's entries stay home
@@ -93,16 +201,19 @@ class Stage:
     # outputs whose bytes are not a function of the key (e.g. timings): not content-pinned
     VOLATILE: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, recipe: Recipe, target: Target | None = None, device: Device | None = None):
+    def __init__(self, recipe: Recipe):
         self.recipe = recipe
-        self.target = target
-        self.device = device
         self.paths = RecipePaths(recipe)
 
     # -- identity -------------------------------------------------------------
     @property
+    def target_name(self) -> str | None:
+        """The target the stage builds for; None for a stage the recipe's targets share."""
+        return None
+
+    @property
     def local_id(self) -> str:
-        return f"{self.target.name}/{self.kind}" if self.target else self.kind
+        return self.kind
 
     @property
     def task_name(self) -> str:
@@ -171,6 +282,24 @@ class Stage:
     # -- derived ------------------------------------------------------------------
     def input_files(self) -> list[Path]:
         return [f for inp in self.inputs() for f in inp.files]
+
+
+class TargetStage(Stage):
+    """A stage of one target: what it builds is for that target's device."""
+
+    def __init__(self, recipe: Recipe, target: Target, device: Device):
+        super().__init__(recipe)
+        self.target = target
+        self.device = device
+        self.target_paths = self.paths.target(target, device)
+
+    @property
+    def target_name(self) -> str:
+        return self.target.name
+
+    @property
+    def local_id(self) -> str:
+        return f"{self.target.name}/{self.kind}"
 
 
 @dataclass

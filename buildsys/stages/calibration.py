@@ -89,9 +89,9 @@ class Calibration(Stage):
         return params
 
     def outputs(self) -> dict[str, Path]:
-        out = {role: self.paths.common / f"{role}.npz" for role in self.sets}
+        out = {role: self.paths.samples(role) for role in self.sets}
         if "val" in self.sets:
-            out["val_index"] = self.paths.common / "val.index.json"
+            out["val_index"] = self.paths.val_index
         return out
 
     @property
@@ -123,7 +123,8 @@ def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[
     inputs fed `zeros: true` are added to `samples` here, where the model's shapes are known."""
     from buildsys.tflow.samples import misfits
 
-    sources = recipe.calibration.inputs if role == "calib" else (recipe.validate.inputs or recipe.calibration.inputs)
+    calibration = recipe.calibration.inputs if recipe.calibration else {}  # a check of "calib" has a section
+    sources = calibration if role == "calib" else (recipe.validate.inputs or calibration)
     _check_names(recipe, role, sources, entries)
     _add_zeros(recipe, role, sources, samples, entries)
     for name, shape, want in misfits(samples, entries):
@@ -193,7 +194,7 @@ def _add_zeros(
 
 def _set_size(recipe: Recipe, role: str) -> int:
     """Samples in a set none of whose inputs has files: the role's `samples:` (see Calibration.run)."""
-    return recipe.calibration.samples if role == "calib" else recipe.validate.samples
+    return recipe.calibration.samples if role == "calib" and recipe.calibration else recipe.validate.samples
 
 
 def _with_files(sources: dict[str, InputSource]) -> dict[str, InputSource]:

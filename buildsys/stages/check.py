@@ -12,22 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import StageError
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.signature import Signature
+from buildsys.stages.base import Input, RunContext, TargetStage
 
 RULE_KEYS = ("format", "quantization", "ops", "tensors", "partition")
 
 
-class Check(Stage):
+class Check(TargetStage):
     kind = "check"
     VERSION = 6  # 5: ops an integer artifact runs in float32 (no kernel of that width) are listed; 6: unrolled LSTMs
     TOOLS = ("tensorflow", "onnx")  # TensorFlow's TFLite schema reads the artifact
 
     def inputs(self) -> list[Input]:
-        out = [Input("model", (self.paths.target_dir(self.target) / self.device.artifact_name,))]
+        out = [Input("model", (self.target_paths.model,))]
         if self.device.format == "tflite":  # maps TFLite op names back to ONNX nodes
-            out.append(Input("signature", (self.paths.common / "signature.json",)))
+            out.append(Input("signature", (self.paths.signature,)))
         if self._unrolls_lstm:  # the fused LSTMs the float model asked for
-            out.append(Input("float", (self.paths.common / "float.pb",)))
+            out.append(Input("float", (self.paths.float_model,)))
         return out
 
     @property
@@ -41,7 +42,7 @@ class Check(Stage):
         return {"device": self.device.name, "rules": rules, "on_unsupported": self.device.on_unsupported}
 
     def outputs(self) -> dict[str, Path]:
-        return {"compat": self.paths.target_dir(self.target) / "compat.json"}
+        return {"compat": self.target_paths.compat}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.compat import check_artifact
@@ -49,7 +50,7 @@ class Check(Stage):
         compat = check_artifact(ctx.input("model"), self.device.format, self.device.data)
         compat = {"device": self.device.name, **compat}
         if self.device.format == "tflite":
-            _name_nodes(compat, _read(ctx.input("signature")), ctx.input("model"))
+            _name_nodes(compat, Signature.read(ctx.input("signature")), ctx.input("model"))
         if self._unrolls_lstm and (unrolled := _unrolled(ctx.input("float"), compat)):
             compat["unrolled"] = {"mode": self.device.mode, **unrolled}
         ctx.out["compat"].write_text(json.dumps(compat, indent=2) + "\n", "utf-8")
@@ -65,7 +66,7 @@ class Check(Stage):
             return StageError(
                 f"{_count(compat)} cannot run on {self.device.name}\n  "
                 + "\n  ".join(_lines(compat)),
-                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
+                hint=f"see {self.target_paths.report_html} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
                 "`on_unsupported: warn` on the target to ship with CPU fallback",
             )
         return None
@@ -83,7 +84,7 @@ class Check(Stage):
         return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *kernels]
 
 
-def _name_nodes(compat: dict[str, Any], signature: dict[str, Any], model: Path) -> None:
+def _name_nodes(compat: dict[str, Any], signature: Signature, model: Path) -> None:
     """The ONNX nodes behind each op, so a problem names what a replacement selects."""
     from buildsys.stages.origins import node_namer
 

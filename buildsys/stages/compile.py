@@ -13,36 +13,40 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.devices import Device
+from buildsys.recipe.model import Recipe, Target
+from buildsys.stages.base import Input, RunContext, TargetStage
 
 
-class Compile(Stage):
+class Compile(TargetStage):
     kind = "compile"
     VERSION = 1
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, recipe: Recipe, target: Target, device: Device):
+        super().__init__(recipe, target, device)
         from buildsys.compilers import COMPILERS
 
-        self.tool = self.device.compile["tool"]
+        # planned only for a device whose profile has a compile step
+        self.spec: dict[str, Any] = device.compile or {}
+        self.tool: str = self.spec["tool"]
         self.version = COMPILERS[self.tool].version()
 
     @property
     def args(self) -> list[str]:
-        return list(self.device.compile.get("args", []))
+        return list(self.spec.get("args", []))
 
     def inputs(self) -> list[Input]:
-        return [Input("model", (self.paths.target_dir(self.target) / "model.tflite",))]
+        return [Input("model", (self.target_paths.tflite,))]
 
     def params(self) -> dict[str, Any]:
         return {"tool": self.tool, "version": self.version, "args": self.args}
 
     def outputs(self) -> dict[str, Path]:
-        tdir = self.paths.target_dir(self.target)
-        out = {"summary": tdir / "compile.json"}
+        paths = self.target_paths
+        out = {"summary": paths.compile_summary}
         if self.version is not None:
             suffix = "vela" if self.tool == "vela" else "edgetpu"
-            out.update(model=tdir / f"model_{suffix}.tflite", log=tdir / "compile.log")
+            out.update(model=paths.compiled(suffix), log=paths.compile_log)
         return out
 
     def run(self, ctx: RunContext) -> None:
@@ -55,7 +59,7 @@ class Compile(Stage):
             return
         work = ctx.out["summary"].parent / "work"
         work.mkdir()
-        model = work / "model.tflite"
+        model = work / self.target_paths.tflite.name
         shutil.copyfile(ctx.input("model"), model)
         result = compiler.compile(model, work, self.args)
         shutil.copyfile(result.artifact, ctx.out["model"])
@@ -67,7 +71,7 @@ class Compile(Stage):
         summary = json.loads(outputs["summary"].read_text("utf-8"))
         if summary.get("status") != "not-installed":
             return []
-        artifact = self.paths.target_dir(self.target) / "model.tflite"
+        artifact = self.target_paths.tflite
         return [
             f"{self.tool} is not installed, so {artifact} is ready but not compiled for "
             f"{self.device.name}; to compile it: {summary['install']}"

@@ -42,7 +42,7 @@ class Convert(Stage):
     @property
     def layouts(self) -> dict[str, list[str]]:
         """Graph inputs kept in the ONNX layout and outputs given channels-last, from the recipe."""
-        picked = {"keep_layout": [], "nhwc_outputs": []}
+        picked: dict[str, list[str]] = {"keep_layout": [], "nhwc_outputs": []}
         for r in self.recipe.replacements:
             if r.action == "keep_layout":
                 picked["keep_layout"].append(r.data["input"])
@@ -53,10 +53,10 @@ class Convert(Stage):
     def inputs(self) -> list[Input]:
         src = self.recipe.source
         if self.from_onnx:
-            prepared = Input("prepared", (self.paths.common / "prepared.onnx",))
+            prepared = Input("prepared", (self.paths.prepared,))
             # prepare folds weight DequantizeLinear nodes: their scales are read from the source
             return [prepared, Input("source", source_files(src))] if self.keeps_quantization else [prepared]
-        return [Input("fetch", (self.paths.common / "source.json",)), source_input(src)]
+        return [Input("fetch", (self.paths.source_record,)), source_input(src)]
 
     def params(self) -> dict[str, Any]:
         if self.from_onnx:  # shapes and graph edits were applied by prepare
@@ -65,11 +65,11 @@ class Convert(Stage):
         return {"format": self.recipe.source.format, "shapes": shapes, "batch": self.batch}
 
     def outputs(self) -> dict[str, Path]:
-        out = {"signature": self.paths.common / "signature.json"}
+        out = {"signature": self.paths.signature}
         if not self.passthrough:
-            out["float"] = self.paths.common / "float.pb"
+            out["float"] = self.paths.float_model
         if self.keeps_quantization:
-            out["float_qat"] = self.paths.common / "float_qat.pb"
+            out["float_qat"] = self.paths.float_qat
         return out
 
     def run(self, ctx: RunContext) -> None:

@@ -28,7 +28,9 @@ from buildsys.cache import Cache, manifest_problem
 from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
 from buildsys.fsutil import atomic_copy, atomic_write_text, remove
+from buildsys.failures import Failure
 from buildsys.hashing import FileHasher, is_sha256
+from buildsys.outcomes import StageOutcome
 from buildsys.stages.base import RunContext, Stage, StageEnv
 from buildsys.stages.keys import cache_key
 
@@ -97,22 +99,22 @@ def execute(stage: Stage, env: StageEnv) -> dict[str, Any] | TaskFailed:
     return result
 
 
-def _execute(stage: Stage, env: StageEnv) -> tuple[str, str, dict[str, dict], list[str]]:
+def _execute(stage: Stage, env: StageEnv) -> tuple[str, StageOutcome, dict[str, dict], list[str]]:
     """(key, outcome, what was committed per role, warnings)."""
     hasher = FileHasher(env.ws.hash_db)
     key = cache_key(stage, hasher, env.tools)
     cache = Cache(env.ws.cache_dir)
     outputs = stage.outputs()
     link = _link(stage, env)
-    outcome, manifest = "restored", cache.lookup(key)
+    outcome, manifest = StageOutcome.RESTORED, cache.lookup(key)
     if manifest is None and link is not None:
         with _writing(env, env.ws.cache_dir):
-            outcome, manifest = "restored (remote)", link.pull(key, cache, sorted(outputs))
+            outcome, manifest = StageOutcome.RESTORED_REMOTE, link.pull(key, cache, sorted(outputs))
     with _writing(env, Path(os.path.commonpath(list(outputs.values())))):
         restored = manifest is not None and cache.restore(key, manifest, outputs)
-    if not restored:
+    if manifest is None or not restored:
         started = time.perf_counter()
-        manifest, outcome = _run(stage, env, cache, key, outputs, hasher), "ran"
+        manifest, outcome = _run(stage, env, cache, key, outputs, hasher), StageOutcome.RAN
         if link is not None:
             link.push(key, cache, manifest, time.perf_counter() - started)
     with _writing(env, env.ws.hash_db):
@@ -201,19 +203,17 @@ def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:
 
 
 def failure_payload(exc: BuildsysError) -> dict[str, Any]:
-    payload = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
-    if isinstance(exc, InternalError):  # for -v: a worker process's error reaches the UI only as this payload
-        payload["traceback"] = exc.traceback
-    return payload
+    return Failure.of(exc).to_dict()
 
 
 def encode_failure(exc: BuildsysError) -> str:
     return json.dumps(failure_payload(exc))
 
 
-def decode_failure(text: str) -> dict[str, Any]:
+def decode_failure(text: str) -> Failure:
+    """The failure encode_failure wrote; doit's own failures are plain text."""
     try:
         data = json.loads(text)
     except ValueError:
-        return {"type": "TaskError", "message": text.strip(), "hint": None, "exit_code": 1}
-    return data if isinstance(data, dict) else {"message": str(data), "exit_code": 1}
+        return Failure(text.strip(), "TaskError")
+    return Failure.from_dict(data) if isinstance(data, dict) else Failure(str(data))

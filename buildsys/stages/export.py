@@ -16,7 +16,7 @@ class Export(Stage):
     TOOLS = ("torch", "onnxscript", "onnx")  # onnxscript writes the dynamo exporter's ONNX
 
     def inputs(self) -> list[Input]:
-        return [Input("fetch", (self.paths.common / "source.json",)), source_input(self.recipe.source)]
+        return [Input("fetch", (self.paths.source_record,)), source_input(self.recipe.source)]
 
     def params(self) -> dict[str, Any]:
         src = self.recipe.source
@@ -24,7 +24,7 @@ class Export(Stage):
         return {"exporter": src.option("exporter"), "shapes": shapes, "batch": self.recipe.batch}
 
     def outputs(self) -> dict[str, Path]:
-        return {"exported": self.paths.common / "exported.onnx", "export": self.paths.common / "export.json"}
+        return {"exported": self.paths.exported, "export": self.paths.export_record}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.torchsrc import export

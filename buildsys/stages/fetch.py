@@ -31,7 +31,7 @@ class Fetch(Stage):
         return {**params, "options": options} if options else params
 
     def outputs(self) -> dict[str, Path]:
-        return {"source": self.paths.common / "source.json"}
+        return {"source": self.paths.source_record}
 
     def run(self, ctx: RunContext) -> None:
         src = self.recipe.source

@@ -21,7 +21,7 @@ LABEL_METRICS = frozenset({"accuracy", "accuracy_drop"})
 SNR_CAP_DB = 999.0  # an exact match has infinite SNR, which JSON cannot hold
 
 
-def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float]:
+def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, Any]:
     import numpy as np
 
     ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
@@ -33,7 +33,7 @@ def compare(ref: Any, got: Any, classification: bool = False) -> dict[str, float
     got = np.where(np.isfinite(got) & finite, got, 0.0)
     ref = np.where(finite, ref, 0.0)
     diff = np.abs(ref - got)
-    out = {
+    out: dict[str, Any] = {
         "max_abs_error": float(diff.max()),
         "mean_abs_error": float(diff.mean()),
         "rmse": float(np.sqrt(np.mean(diff**2))),

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from buildsys.signature import Signature
+
 
 def onnx_nodes(tensor: str, scopes: dict[str, str]) -> list[str]:
     """The ONNX nodes behind `tensor`, in the order its name lists them."""
@@ -27,15 +29,16 @@ def onnx_nodes(tensor: str, scopes: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def node_namer(signature: dict, model: Path) -> Callable[[str, int], list[str]] | None:
+def node_namer(signature: Signature, model: Path) -> Callable[[str, int], list[str]] | None:
     """(tensor name, op index) -> the ONNX nodes behind that op of the artifact `model`;
     None when the source is not ONNX. Ops making a model output are found by the output:
     TFLite names their tensors after the signature, not the op."""
-    if not signature.get("nodes"):
+    scopes = signature.nodes
+    if not scopes:
         return None
     from buildsys.tflow.inspect import output_ops
 
-    scopes, by_output = signature["nodes"], signature.get("output_nodes", {})
+    by_output = signature.output_nodes or {}
     outputs = output_ops(model)
 
     def name(tensor: str, index: int) -> list[str]:

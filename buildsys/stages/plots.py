@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import io
 import re
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 # rcParams for every figure; applied in a context so nothing global changes
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "buildsys-report",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -90,19 +93,23 @@ def layer_errors(worst: Sequence[dict[str, Any]], prefix: str) -> str:
 def op_split(rows: Sequence[tuple[str, int, int, int]], prefix: str) -> str:
     """Stacked bars per op: (op, on accelerator, on CPU, placement unknown)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = list(rows)[::-1]
     fig = Figure(figsize=(WIDTH, 0.9 + 0.3 * max(len(rows), 1)))
     ax = fig.add_subplot()
     y = range(len(rows))
     left = [0] * len(rows)
-    for column, (label, color) in enumerate((("accelerator", ACCELERATOR), ("CPU", CPU), ("unknown", UNKNOWN)), 1):
-        values = [r[column] for r in rows]
+    counts = [(r[1], r[2], r[3]) for r in rows]
+    for column, (label, color) in enumerate((("accelerator", ACCELERATOR), ("CPU", CPU), ("unknown", UNKNOWN))):
+        values = [c[column] for c in counts]
         if any(values):
             ax.barh(y, values, left=left, color=color, height=0.6, label=label)
             left = [a + b for a, b in zip(left, values)]
     ax.set_yticks(y, [r[0] for r in rows])
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # a linear axis's AutoLocator is one
+        locator.set_params(integer=True)
     ax.set_xlabel("operators")
     ax.grid(axis="y", visible=False)
     ax.legend(loc="lower right", frameon=False)

@@ -18,22 +18,22 @@ class Prepare(Stage):
 
     def inputs(self) -> list[Input]:
         if self.recipe.source.exported:  # what the export stage wrote, in its place
-            return [Input("source", (self.paths.common / "exported.onnx",))]
+            return [Input("source", (self.paths.exported,))]
         return [
-            Input("fetch", (self.paths.common / "source.json",)),
+            Input("fetch", (self.paths.source_record,)),
             Input("source", source_files(self.recipe.source)),
         ]
 
     def params(self) -> dict[str, Any]:
         shapes = {name: list(dims) for name, dims in sorted(self.recipe.shapes.items())}
         edits = [r.data for r in self.recipe.replacements if r.edits_graph]
-        params = {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
+        params: dict[str, Any] = {"shapes": shapes, "batch": self.recipe.batch, "replacements": edits}
         if self.recipe.outputs:  # only when set: keys of recipes without a cut stay as they were
             params["outputs"] = list(self.recipe.outputs)
         return params
 
     def outputs(self) -> dict[str, Path]:
-        return {"prepared": self.paths.common / "prepared.onnx"}
+        return {"prepared": self.paths.prepared}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.onnxprep.prepare import load_onnx, prepare_model

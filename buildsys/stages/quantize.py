@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from buildsys.errors import InputError
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.signature import Signature
+from buildsys.stages.base import Input, RunContext, TargetStage
 from buildsys.stages.convert import from_model
 from buildsys.stages.ranges import measures
 from buildsys.stages.sources import source_files
@@ -22,7 +23,7 @@ REQUANTIZE_NOTE = (
 )
 
 
-class Quantize(Stage):
+class Quantize(TargetStage):
     kind = "quantize"
     VERSION = 4  # 4: int8 from the ranges stage's calibrated model (calibrated once per recipe); 3: int8 calibration ranges measured without shared buffers (tflow/calibranges.py)
     TOOLS = ("tensorflow", "numpy")
@@ -36,19 +37,19 @@ class Quantize(Stage):
         return from_model(self.target.overrides) and self.recipe.source.format == "onnx"
 
     def inputs(self) -> list[Input]:
-        common = self.paths.common
+        paths = self.paths
         if self.passthrough:
             return [Input("source", source_files(self.recipe.source))]
         if self.device.format == "onnx":
-            return [Input("prepared", (common / "prepared.onnx",))]
+            return [Input("prepared", (paths.prepared,))]
         if self.from_model:
-            return [Input("float_qat", (common / "float_qat.pb",)), Input("signature", (common / "signature.json",))]
+            return [Input("float_qat", (paths.float_qat,)), Input("signature", (paths.signature,))]
         if self.reads_ranges:  # the float model and the samples are in the calibrated model
-            return [Input("ranges", (common / "ranges.json",)), Input("calibrated", (common / "calibrated.npz",)),
-                    Input("signature", (common / "signature.json",))]
-        out = [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",))]
+            return [Input("ranges", (paths.ranges,)), Input("calibrated", (paths.calibrated,)),
+                    Input("signature", (paths.signature,))]
+        out = [Input("float", (paths.float_model,)), Input("signature", (paths.signature,))]
         if self.device.needs_calibration:
-            out.append(Input("calib", (common / "calib.npz",)))
+            out.append(Input("calib", (paths.calib,)))
         return out
 
     @property
@@ -77,7 +78,7 @@ class Quantize(Stage):
         return "unfold_batchmatmul" in self.device.op_forms
 
     def outputs(self) -> dict[str, Path]:
-        return {"model": self.paths.target_dir(self.target) / self.device.artifact_name}
+        return {"model": self.target_paths.model}
 
     def run(self, ctx: RunContext) -> None:
         if self.passthrough:
@@ -127,7 +128,7 @@ class Quantize(Stage):
         d = self.device
         model = from_calibrated(read_npz(ctx.input("calibrated"))[found].tobytes(), doc["models"][found],
                                 json.loads(ctx.input("signature").read_text("utf-8")), d.per_channel, d.input_type,
-                                d.output_type, self.paths.common / "float.pb")
+                                d.output_type, self.paths.float_model)
         ctx.out["model"].write_bytes(model)
 
     def _from_model(self, ctx: RunContext) -> None:
@@ -135,8 +136,8 @@ class Quantize(Stage):
         from buildsys.tflow import qdq
         from buildsys.tflow.qat import to_tflite_qat
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
-        found = signature.get("quantized")
+        signature = Signature.read(ctx.input("signature"))
+        found = signature.quantized
         if not found or not found.get("activations"):
             raise StageError(
                 f"{self.recipe.source.path.name} is not pre-quantized (no QuantizeLinear -> DequantizeLinear "
@@ -152,7 +153,7 @@ class Quantize(Stage):
                 "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
             )
         model = to_tflite_qat(
-            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type,
+            ctx.input("float_qat"), signature.to_dict(), qdq.per_tensor_weights(found), self.device.input_type,
             self.device.output_type, label=self.recipe.source.path.name,
         )
         ctx.out["model"].write_bytes(model)
@@ -160,7 +161,7 @@ class Quantize(Stage):
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         if not self.device.needs_calibration or self.passthrough or self._requantize:
             return []
-        path = self.paths.common / "signature.json"
+        path = self.paths.signature
         try:
             signature = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError):

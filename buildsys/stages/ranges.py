@@ -37,15 +37,15 @@ class Ranges(Stage):
         self.variants = sorted({tuple(sorted(v)) for v in variants})
 
     def inputs(self) -> list[Input]:
-        common = self.paths.common
-        return [Input("float", (common / "float.pb",)), Input("signature", (common / "signature.json",)),
-                Input("calib", (common / "calib.npz",))]
+        paths = self.paths
+        return [Input("float", (paths.float_model,)), Input("signature", (paths.signature,)),
+                Input("calib", (paths.calib,))]
 
     def params(self) -> dict[str, Any]:
         return {"variants": [list(v) for v in self.variants]}
 
     def outputs(self) -> dict[str, Path]:
-        return {"ranges": self.paths.common / "ranges.json", "calibrated": self.paths.common / "calibrated.npz"}
+        return {"ranges": self.paths.ranges, "calibrated": self.paths.calibrated}
 
     def run(self, ctx: RunContext) -> None:
         import numpy as np

@@ -19,19 +19,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from buildsys.devices import Device
 from buildsys.errors import StageError
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.recipe.model import Recipe, Target
+from buildsys.stages.base import Input, RunContext, Stage, TargetStage
 from buildsys.stages.report_md import render
 
 
-class Report(Stage):
+class Report(TargetStage):
     kind = "report"
     VERSION = 10  # 10: report.html wraps long tensor names, lists IO conversions
     TOOLS = ("tensorflow", "matplotlib")  # matplotlib draws the SVG plots
     VOLATILE = ("report", "html")
 
-    def __init__(self, *args: Any, upstream: tuple[Stage, ...] = (), **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, recipe: Recipe, target: Target, device: Device, upstream: tuple[Stage, ...] = ()):
+        super().__init__(recipe, target, device)
         self.upstream = upstream
 
     @property
@@ -39,18 +41,18 @@ class Report(Stage):
         return self.recipe.source.format != "tflite" and self.device.format == "tflite"
 
     def inputs(self) -> list[Input]:
-        common, tdir = self.paths.common, self.paths.target_dir(self.target)
+        paths, mine = self.paths, self.target_paths
         out = [
-            Input("source", (common / "source.json",)),
-            Input("model", (tdir / self.device.artifact_name,)),
-            Input("compat", (tdir / "compat.json",)),
+            Input("source", (paths.source_record,)),
+            Input("model", (mine.model,)),
+            Input("compat", (mine.compat,)),
         ]
         if self.device.format == "tflite":
-            out.append(Input("signature", (common / "signature.json",)))
+            out.append(Input("signature", (paths.signature,)))
         if self.validated:
-            out.append(Input("metrics", (tdir / "metrics.json",)))
+            out.append(Input("metrics", (mine.metrics,)))
         if self.device.compile:
-            out.append(Input("compile", (tdir / "compile.json",)))
+            out.append(Input("compile", (mine.compile_summary,)))
         return out
 
     def params(self) -> dict[str, Any]:
@@ -61,8 +63,7 @@ class Report(Stage):
         }
 
     def outputs(self) -> dict[str, Path]:
-        tdir = self.paths.target_dir(self.target)
-        return {"report": tdir / "report.md", "html": tdir / "report.html"}
+        return {"report": self.target_paths.report_md, "html": self.target_paths.report_html}
 
     def run(self, ctx: RunContext) -> None:
         facts = gather(self, ctx)
@@ -75,7 +76,7 @@ def gather(stage: Report, ctx: RunContext) -> dict[str, Any]:
     from buildsys.recipe.model import lock_path
     from buildsys.stages.engine import read_record
 
-    tdir = stage.paths.target_dir(stage.target)
+    tdir = stage.target_paths.dir
     return {
         "source": _json(ctx.input("source")),
         "metrics": _json(ctx.input("metrics")) if stage.validated else None,

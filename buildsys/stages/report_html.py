@@ -390,7 +390,8 @@ def next_steps(stage: Any, f: Facts) -> str:
 
 
 def timings(stage: Any, f: Facts) -> str:
-    rows, outcomes = [], {}
+    rows: list[list[Any]] = []
+    outcomes: dict[str, int] = {}
     for local_id, rec in f["timings"]:
         outcome = rec.get("outcome", "-")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1

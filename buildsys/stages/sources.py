@@ -126,8 +126,8 @@ def check_size(source: Source, recipe_file: Path) -> None:
             size = sum(f.stat().st_size for f in source_files(source))
         except InputError as exc:
             raise InputError(f"{recipe_at(recipe_file, key)}: {exc.message}", hint=exc.hint) from None
-        problem = f"holds {size_text(size)}, over the {size_text(MAX_MODEL_BYTES)} limit for models"
-        problem = problem if size > MAX_MODEL_BYTES else None
+        over = f"holds {size_text(size)}, over the {size_text(MAX_MODEL_BYTES)} limit for models"
+        problem = over if size > MAX_MODEL_BYTES else None
     else:
         problem = next(filter(None, (file_problem(f, MAX_MODEL_BYTES, "models") for f in source_files(source))), None)
     if problem:
@@ -137,7 +137,7 @@ def check_size(source: Source, recipe_file: Path) -> None:
         )
 
 
-def recipe_at(recipe_file: Path, key: tuple[str, ...]) -> str:
+def recipe_at(recipe_file: Path, key: tuple[str | int, ...]) -> str:
     """`recipes/r.yaml:5: source.onnx`, for a problem found after the recipe loaded (a loaded
     recipe keeps no positions: the file is parsed again, only on the way to an error)."""
     from buildsys.documents.files import absolute, parse_file, shown_path
@@ -205,7 +205,7 @@ def _tf1(source: Source) -> None:
 def _darknet(source: Source) -> None:
     from buildsys.darknet.weights import check_files
 
-    check_files(source.path, source.part("weights"))
+    check_files(source.path, source.required_part("weights"))
 
 
 FORMAT_CHECKS = {

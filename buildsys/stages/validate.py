@@ -13,7 +13,8 @@ from typing import Any
 
 from buildsys.errors import InputError, StageError
 from buildsys.limits import MAX_DATA_BYTES, file_problem
-from buildsys.stages.base import Input, RunContext, Stage
+from buildsys.signature import Signature, TensorEntry
+from buildsys.stages.base import Input, RunContext, TargetStage
 from buildsys.stages.metrics import compare, judge
 from buildsys.stages.sources import source_input
 
@@ -21,7 +22,7 @@ RANDOM_SEED = 0
 LAYER_SAMPLES = 16  # validation samples the per-layer int8 error is measured on
 
 
-class Validate(Stage):
+class Validate(TargetStage):
     kind = "validate"
     VERSION = 14  # 12: missed limits read as written (0.9999999, not 1); 13: NaN references not measured, TFLite sources run; 14: per-layer sums from float32 partial dot products (last-digit changes)
     TOOLS = ("tensorflow", "numpy", "onnxruntime", "litert")  # litert runs the artifact
@@ -48,19 +49,20 @@ class Validate(Stage):
         return self.device.needs_calibration and not self.passthrough
 
     def inputs(self) -> list[Input]:
-        common = self.paths.common
+        paths = self.paths
         out = [
-            Input("model", (self.paths.target_dir(self.target) / "model.tflite",)),
-            Input("signature", (common / "signature.json",)),
+            # planned for TFLite devices only, whose artifact is model.tflite
+            Input("model", (self.target_paths.model,)),
+            Input("signature", (paths.signature,)),
             self._reference(),
         ]
         if self.has_data:
-            out.append(Input("val", (common / "val.npz",)))
+            out.append(Input("val", (paths.val,)))
         if self.recipe.validate.labels and self.has_data:
             out.append(Input("labels", (self.recipe.validate.labels,)))
-            out.append(Input("val_index", (common / "val.index.json",)))
+            out.append(Input("val_index", (paths.val_index,)))
         if self.measures_layers:  # per-layer error needs the float graph
-            out.append(Input("float", (common / "float.pb",)))
+            out.append(Input("float", (paths.float_model,)))
         return out
 
     def tools_used(self) -> tuple[str, ...]:
@@ -81,7 +83,7 @@ class Validate(Stage):
 
     def _reference(self) -> Input:
         if self.reference == "onnx":
-            return Input("source", (self.paths.common / "prepared.onnx",))
+            return Input("source", (self.paths.prepared,))
         return source_input(self.recipe.source)
 
     def params(self) -> dict[str, Any]:
@@ -94,26 +96,27 @@ class Validate(Stage):
         }
 
     def outputs(self) -> dict[str, Path]:
-        return {"metrics": self.paths.target_dir(self.target) / "metrics.json"}
+        return {"metrics": self.target_paths.metrics}
 
     def run(self, ctx: RunContext) -> None:
         from buildsys.tflow.samples import to_onnx_layout, to_stored
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        signature = Signature.read(ctx.input("signature"))
+        doc = signature.to_dict()  # the document tflow/ takes
         samples, origin = self._samples(ctx, signature)
         if self.has_data:
             from buildsys.stages.calibration import check_fit
 
-            check_fit(self.recipe, "val", samples, signature["inputs"])
-        stored = to_stored(samples, signature["inputs"])
+            check_fit(self.recipe, "val", samples, doc["inputs"])
+        stored = to_stored(samples, doc["inputs"])
         ref = None if self.passthrough else self._run_reference(ctx, samples)
-        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), signature["outputs"])
+        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), doc["outputs"])
         ref = got if ref is None else ref
         classification = self.recipe.validate.task == "classification"
         outputs = {name: compare(ref[name], got[name], classification) for name in sorted(ref)}
         if self.recipe.validate.labels:
             self._add_accuracy(ctx, outputs, ref, got)
-        report = {
+        report: dict[str, Any] = {
             "samples": len(next(iter(samples.values()))),
             "data": origin,
             "outputs": outputs,
@@ -127,10 +130,10 @@ class Validate(Stage):
             from buildsys.tflow.layers import layer_errors
 
             # per-layer statistics settle within a few samples; all of them would double validate's time
-            batch = signature["inputs"][0]["shape"][0] or 1
+            batch = doc["inputs"][0]["shape"][0] or 1
             keep = max(batch, LAYER_SAMPLES // batch * batch)  # whole batches
             subset = {name: a[:keep] for name, a in stored.items()}
-            report["layers"] = layer_errors(ctx.input("float"), signature, ctx.input("model"), subset)
+            report["layers"] = layer_errors(ctx.input("float"), doc, ctx.input("model"), subset)
             _name_nodes(report["layers"], signature, ctx.input("model"))
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
@@ -173,7 +176,7 @@ class Validate(Stage):
 
         return run_source(src, samples)
 
-    def _run_artifact(self, ctx: RunContext, signature: dict, stored: dict[str, Any]) -> dict[str, Any]:
+    def _run_artifact(self, ctx: RunContext, signature: Signature, stored: dict[str, Any]) -> dict[str, Any]:
         """The artifact's outputs; a kernel refusing the data at run time is our defect, said so."""
         from buildsys.tflow.runtime import KernelFailure, run_tflite
 
@@ -191,10 +194,8 @@ class Validate(Stage):
         ways = [w for w in (edit, f"another device mode for this target (e.g. {other})") if w]
         return "until it is fixed, work around it with " + " or ".join(ways)
 
-    def _samples(self, ctx: RunContext, signature: dict) -> tuple[dict[str, Any], str]:
+    def _samples(self, ctx: RunContext, signature: Signature) -> tuple[dict[str, Any], str]:
         import numpy as np
-
-        from buildsys.tflow.samples import source_shape
 
         if self.has_data:
             from buildsys.stages.datasets import read_npz
@@ -204,7 +205,7 @@ class Validate(Stage):
         # no data in the recipe: uniform [0, 1) noise still catches broken conversions
         rng = np.random.default_rng(RANDOM_SEED)
         n = self.recipe.validate.samples
-        return {t["name"]: rng.random((n, *source_shape(t)[1:]), dtype=np.float32) for t in signature["inputs"]}, (
+        return {t.name: rng.random((n, *_sample_dims(t)), dtype=np.float32) for t in signature.inputs}, (
             "random-uniform"
         )
 
@@ -216,9 +217,20 @@ class Validate(Stage):
         if lines:
             return StageError(
                 "validation thresholds missed\n  " + "\n  ".join(lines),
-                hint=f"see {self.paths.target_dir(self.target) / 'report.html'} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
+                hint=f"see {self.target_paths.report_html} (per-layer error, histograms); loosen validate.thresholds in the recipe only if the error is acceptable (device defaults: `buildsys devices {self.device.name}`)",
             )
         return None
+
+
+def _sample_dims(entry: TensorEntry) -> list[int]:
+    """A signature input's dims after the batch, in the source model's layout."""
+    from buildsys.tflow.samples import source_shape
+
+    dims = source_shape(entry.to_dict())[1:]
+    static = [d for d in dims if d is not None]
+    if len(static) < len(dims):  # never: convert made every input shape static
+        raise StageError(f"input {entry.name!r} has dynamic shape {dims} in signature.json")
+    return static
 
 
 def _source_failed(path: Path, exc) -> InputError:
@@ -231,7 +243,7 @@ def _source_failed(path: Path, exc) -> InputError:
     )
 
 
-def _failed_nodes(exc, signature: dict, model: Path) -> list[str]:
+def _failed_nodes(exc, signature: Signature, model: Path) -> list[str]:
     """The ONNX nodes behind the op that failed (none for other sources)."""
     from buildsys.stages.origins import node_namer
 
@@ -250,10 +262,12 @@ def _defect_message(exc, nodes: list[str]) -> str:
     )
 
 
-def _name_nodes(layers: dict, signature: dict, model: Path) -> None:
+def _name_nodes(layers: dict, signature: Signature, model: Path) -> None:
     """The ONNX nodes behind each of the worst tensors, for the report."""
     from buildsys.stages.origins import node_namer
 
     name = node_namer(signature, model)
-    for entry in layers.get("worst", []) if name else ():
+    if name is None:
+        return
+    for entry in layers.get("worst", []):
         entry["nodes"] = name(entry["tensor"], entry["position"])

@@ -42,7 +42,7 @@ def const_value(node: Any, max_size: int | None = None) -> np.ndarray | None:
     return tf.make_ndarray(node.attr["value"].tensor)
 
 
-def add_const(graph_def: Any, name: str, value: np.ndarray) -> str:
+def add_const(graph_def: Any, name: str, value: np.ndarray | np.generic) -> str:
     """Appends a Const node holding `value`; returns its name."""
     import tensorflow as tf
 

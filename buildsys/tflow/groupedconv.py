@@ -53,11 +53,12 @@ def _groups(graph_def: Any):
 
 
 def _group_of(nodes: dict, readers: dict, split: Any) -> _Group | None:
-    convs = [_only_reader(readers, split.name, i) for i in range(split.attr["num_split"].i)]
+    # NodeDefs (untyped protobufs), None where a tensor has not exactly one reader
+    convs: list[Any] = [_only_reader(readers, split.name, i) for i in range(split.attr["num_split"].i)]
     if any(c is None or c.op != "Conv2D" or not _same_conv(convs[0], c) or not _const_input(nodes, c) for c in convs):
         return None
-    tails = [_only_reader(readers, c.name, 0) for c in convs]
-    biases = []
+    tails: list[Any] = [_only_reader(readers, c.name, 0) for c in convs]
+    biases: list[Any] = []
     if all(t is not None and t.op == "BiasAdd" and _const_input(nodes, t) for t in tails):
         biases, tails = tails, [_only_reader(readers, b.name, 0) for b in tails]
     concat = tails[0]

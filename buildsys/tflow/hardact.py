@@ -49,7 +49,10 @@ def _hard_sigmoids(graph_def: Any):
         chain = _chain(nodes, top, ("Minimum", 1.0), ("Maximum", 0.0), ("AddV2", None), ("Mul", None))
         if chain is None or any(len(readers.get((n.name, 0), [])) != 1 for n in chain[1:]):
             continue
-        (_, b), (x, a) = _scalar_operand(nodes, chain[2]), _scalar_operand(nodes, chain[3])
+        added, scaled = _scalar_operand(nodes, chain[2]), _scalar_operand(nodes, chain[3])
+        if added is None or scaled is None:  # never: _chain matched both by their scalar
+            continue
+        (_, b), (x, a) = added, scaled
         yield [n.name for n in reversed(chain)], x, a, b
 
 
@@ -96,7 +99,7 @@ def _matches(graph_def: Any):
             continue
         for inner_ref, sixth_ref in (outer.input, outer.input[::-1]):
             inner = nodes.get(node_name(inner_ref))
-            if _is_scalar(nodes.get(node_name(sixth_ref)), 1.0 / 6.0) and _is_mul(inner):
+            if inner is not None and _is_scalar(nodes.get(node_name(sixth_ref)), 1.0 / 6.0) and _is_mul(inner):
                 found = _swish_operands(nodes, inner)
                 if found is not None and len(readers.get((inner.name, 0), [])) == 1:
                     yield outer.name, inner.name, found[0], found[1], sixth_ref

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from buildsys.errors import InputError
 from buildsys.tflow.tflschema import enum_names, schema
@@ -162,11 +163,11 @@ def _output_ops(root) -> dict[int, str]:
             producers[op.Outputs(j)] = k
     found = {}
     for name, tensor in outputs:
-        k = producers.get(tensor)
-        if k is None:
+        made = producers.get(tensor)
+        if made is None:
             continue
-        found[k] = name
-        op = sg.Operators(k)
+        found[made] = name
+        op = sg.Operators(made)
         if _op_name(root.OperatorCodes(op.OpcodeIndex())) in ("QUANTIZE", "DEQUANTIZE") and op.InputsLength():
             inner = producers.get(op.Inputs(0))
             if inner is not None:
@@ -219,7 +220,7 @@ def _type_name(tensor) -> str:
     return _dtype(tensor).lower()
 
 
-def _named_io(root) -> tuple[object, list, list]:
+def _named_io(root) -> tuple[Any, list, list]:
     """The signature's subgraph and [(name, tensor index)] for its inputs and outputs."""
     if root.SignatureDefsLength() > 0:
         sig = root.SignatureDefs(0)

@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class _Activation:
 class _Side:
     """An allocated interpreter, its activations in execution order, its inputs by signature name."""
 
-    interpreter: object
+    interpreter: Any  # LiteRT's or TensorFlow's Interpreter, whichever is installed
     activations: tuple[_Activation, ...]
     inputs: dict
 

@@ -51,7 +51,7 @@ def export_onnx(
     return signature
 
 
-def _ours(exc: BaseException) -> BuildsysError | None:
+def _ours(exc: BaseException | None) -> BuildsysError | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, BuildsysError):
@@ -94,7 +94,7 @@ def run_onnx(src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     arrays, count = check_samples(names, inputs, str(src))
     outs = [o.name for o in session.get_outputs()]
     types = {i.name: _np_type(i.type) for i in session.get_inputs()}
-    results = {o: [] for o in outs}
+    results: dict[str, list[np.ndarray]] = {o: [] for o in outs}
     for k in range(count):
         feed = {n: arrays[n][k : k + 1].astype(types[n]) for n in names}
         for name, value in zip(outs, session.run(outs, feed)):

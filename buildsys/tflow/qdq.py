@@ -76,6 +76,8 @@ def activation_pairs(model: onnx.ModelProto) -> list[dict]:
         if q is None or q.op_type != "QuantizeLinear" or not _same_grid(consts, q, dq):
             continue
         scale, zero_point = _param(consts, q, 1), _param(consts, q, 2)
+        if scale is None:  # never: _same_grid passes constant scales only
+            continue
         pairs.append({
             "node": _label(dq, index),
             "tensor": q.input[0],
@@ -90,7 +92,7 @@ def activation_pairs(model: onnx.ModelProto) -> list[dict]:
 def _same_grid(consts: dict[str, np.ndarray], q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
     for i in (1, 2):
         a, b = _param(consts, q, i), _param(consts, dq, i)
-        if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+        if (a is None) != (b is None) or (a is not None and b is not None and not np.array_equal(a, b)):
             return False
     # a computed scale cannot become a fake-quant range
     return _param(consts, q, 1) is not None and _attr(q, "axis", 1) == _attr(dq, "axis", 1)
@@ -189,7 +191,7 @@ def _quantized_constants(graph: onnx.GraphProto, consts: dict[str, np.ndarray]) 
 
 
 def _weight(consts, dq: onnx.NodeProto, q: np.ndarray, node: onnx.NodeProto, index: int) -> dict:
-    scale = np.ravel(_param(consts, dq, 1))
+    scale = np.ravel(np.asarray(_param(consts, dq, 1)))  # a computed scale: [None], which float() refuses
     zp = _param(consts, dq, 2)
     zp = np.zeros(scale.shape, np.int64) if zp is None else np.ravel(zp).astype(np.int64)
     axis = int(_attr(dq, "axis", 1)) % max(q.ndim, 1) if scale.size > 1 else None

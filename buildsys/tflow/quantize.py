@@ -193,7 +193,7 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
     for what, value in chosen.items():
         if value not in allowed:
             raise ValueError(f"{what} {value!r} is not possible in quantization mode {mode!r}; one of {allowed}")
-    return _Options(mode, bool(per_channel), **chosen)
+    return _Options(mode, bool(per_channel), input_type=chosen["input_type"], output_type=chosen["output_type"])
 
 
 def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:

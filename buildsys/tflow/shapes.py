@@ -47,13 +47,14 @@ def _resolve_one(info: TensorInfo, override: list[int] | None, batch: int | None
     shape = _apply_override(info, override, model)
     if batch is not None and shape and shape[0] is None:
         shape[0] = _positive(batch, info.name, model)
-    if any(d is None for d in shape):
+    static = [d for d in shape if d is not None]
+    if len(static) < len(shape):
         raise InputError(
             f"input {info.name!r} of {model} has dynamic shape {_fmt(shape)}",
             hint=f"set `shapes: {{{info.name}: [...]}}` (all dimensions) or `batch:` in the recipe",
             path=model,
         )
-    return [int(d) for d in shape]
+    return [int(d) for d in static]
 
 
 def _apply_override(info: TensorInfo, override: list[int] | None, model: str) -> Shape:

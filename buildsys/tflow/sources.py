@@ -51,11 +51,11 @@ def _load_tf1(model: ModelSource) -> Source:
 def _load_darknet(model: ModelSource) -> Source:
     from buildsys.tflow.darknet import load_source as load_darknet
 
-    return load_darknet(model.path, model.part("weights"))
+    return load_darknet(model.path, model.required_part("weights"))
 
 
-def _load_keras(model: ModelSource) -> Source:
-    src = model.path
+def _load_keras(source: ModelSource) -> Source:
+    src = source.path
     if not src.is_file():
         raise InputError(f"Keras model {src} does not exist or is not a file", path=str(src))
     if src.suffix == ".keras" and not zipfile.is_zipfile(src):

@@ -49,6 +49,8 @@ def _schema_file() -> Path:
 
 def _load(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(_OWN_NAME, path)
+    if spec is None or spec.loader is None:  # a .py path always has both
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     # registered before running, the way importlib does, so a failed load leaves nothing behind
     sys.modules[_OWN_NAME] = module

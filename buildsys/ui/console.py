@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
 
 from buildsys.errors import BuildsysError, RecipeError
+
+if TYPE_CHECKING:
+    from buildsys.failures import Failure
 
 STYLES = {"ran": "green", "restored": "cyan", "restored (remote)": "cyan", "up-to-date": "dim", "failed": "bold red", "stale": "yellow", "skipped": "dim red"}
 
@@ -75,15 +78,15 @@ class Ui:
         head.append(text)
         self.err.print(head)
 
-    def failure(self, name: str, error: dict[str, Any]) -> None:
+    def failure(self, name: str, error: Failure) -> None:
         head = Text("error: ", style="bold red")
         head.append(f"{name}: ", style="bold")
-        head.append(str(error.get("message", "")))
+        head.append(error.message)
         self.err.print(head)
-        if error.get("hint"):
-            self.err.print(Text(f"  hint: {error['hint']}", style="yellow"))
-        if self.verbose and error.get("traceback"):  # internal errors: a bug report needs it
-            self.err.print(Text(error["traceback"].rstrip(), style="dim"))
+        if error.hint:
+            self.err.print(Text(f"  hint: {error.hint}", style="yellow"))
+        if self.verbose and error.traceback:  # internal errors: a bug report needs it
+            self.err.print(Text(error.traceback.rstrip(), style="dim"))
 
 
 def _problem(p: Any, show: Any) -> Text:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -132,7 +132,7 @@ def per_group(x: tf.Tensor, w: np.ndarray, bias, group: int, fn) -> tf.Tensor:
     parts = tf.split(x, group, axis=-1)
     weights = np.split(w, group, axis=0)
     if bias is None:
-        biases = [None] * group
+        biases: list[Any] = [None] * group
     else:
         biases = np.split(bias, group) if isinstance(bias, np.ndarray) else tf.split(bias, group)
     return tf.concat([with_bias(fn(p, wg), b) for p, wg, b in zip(parts, weights, biases)], axis=-1)

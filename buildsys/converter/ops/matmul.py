@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import string
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +35,7 @@ from buildsys.converter.registry import handles
 class Term:
     """A tensor (tf, or numpy when constant) with one letter per axis, in stored order."""
 
-    data: object
+    data: Any  # a tf.Tensor, or an np.ndarray when constant
     letters: str
 
     @property
@@ -236,13 +237,15 @@ def head_slice(ctx: ConversionContext, name: str) -> Value | None:
     a TRANSPOSE of its own: one transpose of the QKV tensor serves all three, and K's own
     Transpose becomes BATCH_MATMUL's adj_y. A scalar Mul (timm's sqrt(scale) on Q and K) is
     taken along on the slice, or it would pin K's layout to a materialised transpose."""
-    transposes, scales, node = [], [], ctx.producer(name)
+    transposes: list[tuple[int, ...]] = []
+    scales: list[np.ndarray] = []
+    node = ctx.producer(name)
     while node is not None:
         if node.op_type == "Transpose" and ctx.value(node.input(0)).const is None:
             rank = ctx.value(node.input(0)).rank
             transposes.append(tuple(node.attr("perm") or range(rank - 1, -1, -1)))
-        elif node.op_type == "Mul" and _scalar_operand(ctx, node) is not None:
-            scales.append(_scalar_operand(ctx, node))
+        elif node.op_type == "Mul" and (scale := _scalar_operand(ctx, node)) is not None:
+            scales.append(scale)
         else:
             break
         node = ctx.producer(_tensor_operand(ctx, node))
@@ -311,7 +314,10 @@ def _moved_split(ctx: ConversionContext, split: Node, order: tuple[int, ...]) ->
 def _split_output(ctx: ConversionContext, split: Node, name: str) -> str:
     """The Split output that `name` is computed from (through Transposes and scalar Muls)."""
     while name not in split.outputs:
-        name = _tensor_operand(ctx, ctx.producer(name))
+        producer = ctx.producer(name)
+        if producer is None:  # never: the walk that found `split` came this way
+            raise Unsupported(f"{name} is not computed from {split.outputs[0]}")
+        name = _tensor_operand(ctx, producer)
     return name
 
 

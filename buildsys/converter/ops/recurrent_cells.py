@@ -139,7 +139,7 @@ def keras_weights(wt: Weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return reorder(wt.w).T.copy(), reorder(wt.r).T.copy(), reorder(wt.wb + wt.rb)
 
 
-def _keras_lstm(x, h, c, kernel, recurrent_kernel, bias, axis: int):
+def _keras_lstm(x, h, c, kernel, recurrent_kernel, bias, *, axis: int):
     # The body only runs where the TFLite converter does not fuse (TF itself, tests);
     # the converter matches the 6 arguments and 5 results by position.
     outs = []

@@ -28,15 +28,21 @@ def relayout(ctx, node):
     chain = node.attr("chain")
     x = ctx.value(chain[0].input(0))
     in_shape = ctx.static_shape(chain[0].input(0)) if x.const is None else None
-    steps, out_shape = _steps(ctx, chain, in_shape) if in_shape is not None else (None, None)
-    mv = movement(in_shape, steps) if steps is not None else None
-    if mv is None or not _moved(ctx, node, mv, out_shape):
+    if in_shape is None or not _as_one_movement(ctx, node, chain, in_shape):
         _one_by_one(ctx, chain)
 
 
-def _steps(ctx: ConversionContext, chain: tuple[Node, ...], dims: list[int]):
+def _as_one_movement(ctx: ConversionContext, node: Node, chain: tuple[Node, ...], in_shape: list[int]) -> bool:
+    steps, out_shape = _steps(ctx, chain, in_shape)
+    mv = movement(in_shape, steps)
+    return mv is not None and _moved(ctx, node, mv, out_shape)
+
+
+def _steps(
+    ctx: ConversionContext, chain: tuple[Node, ...], dims: list[int]
+) -> tuple[list[tuple[str, list[int]]], list[int]]:
     """The chain as ("reshape", dims) / ("transpose", perm) steps, and the output shape."""
-    steps = []
+    steps: list[tuple[str, list[int]]] = []
     for n in chain:
         if n.op_type == "Transpose":
             order = list(n.attr("perm") or reversed(range(len(dims))))

@@ -113,7 +113,7 @@ def original_coords(coord: str, in_len: int, out_len: int, scale: np.float32) ->
     raise Unsupported(f"coordinate_transformation_mode {coord!r} is not supported")
 
 
-def round_half_away(v: np.ndarray) -> np.ndarray:
+def round_half_away(v: np.ndarray | np.floating) -> np.ndarray:
     return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
@@ -152,7 +152,7 @@ def axis_taps(method: Method, in_len: int, out_len: int, scale: np.float32) -> T
         return identity_taps(out_len)
     orig = original_coords(method.coord, in_len, out_len, scale)
     if method.mode == "nearest":
-        index = np.clip(nearest_index(orig, method.nearest, scale < 1), 0, in_len - 1).astype(np.int64)
+        index = np.clip(nearest_index(orig, method.nearest, bool(scale < 1)), 0, in_len - 1).astype(np.int64)
         return Taps(index[:, None], np.ones((out_len, 1), F32))
     if method.mode == "linear":
         return linear_taps(orig, in_len).compact(in_len)
@@ -253,10 +253,10 @@ def sizes_from_scales(scales: np.ndarray, in_shape: list[int]) -> tuple[list[int
 
 
 def scales_from_sizes(sizes: np.ndarray, in_shape: list[int], policy: str, axes) -> tuple[list[int], np.ndarray]:
-    sizes = [int(s) for s in sizes]
-    scales = np.array([F32(o) / F32(n) for o, n in zip(sizes, in_shape)], dtype=F32)
+    wanted = [int(s) for s in sizes]
+    scales = np.array([F32(o) / F32(n) for o, n in zip(wanted, in_shape)], dtype=F32)
     if policy == "stretch":
-        return sizes, scales
+        return wanted, scales
     if policy not in ("not_larger", "not_smaller"):
         raise Unsupported(f"keep_aspect_ratio_policy {policy!r} is not supported")
     chosen = axes if axes else list(range(len(in_shape)))
