@@ -23,6 +23,7 @@ from buildsys.devices import Device
 from buildsys.errors import StageError
 from buildsys.recipe.model import Recipe, Target
 from buildsys.stages.base import Input, RunContext, Stage, TargetStage
+from buildsys.stages.facts import ReportFacts
 from buildsys.stages.report_md import render
 
 
@@ -71,25 +72,25 @@ class Report(TargetStage):
         ctx.out["html"].write_text(_render_html(self, facts), "utf-8")
 
 
-def gather(stage: Report, ctx: RunContext) -> dict[str, Any]:
+def gather(stage: Report, ctx: RunContext) -> ReportFacts:
     """Everything both reports show: the stage's inputs, the build records, the recipe's text."""
     from buildsys.recipe.model import lock_path
     from buildsys.stages.engine import read_record
 
     tdir = stage.target_paths.dir
-    return {
-        "source": _json(ctx.input("source")),
-        "metrics": _json(ctx.input("metrics")) if stage.validated else None,
-        "compat": _json(ctx.input("compat")),
-        "compile": _json(ctx.input("compile")) if stage.device.compile else None,
+    return ReportFacts(
+        source=_json(ctx.input("source")),
+        metrics=_json(ctx.input("metrics")) if stage.validated else None,
+        compat=_json(ctx.input("compat")),
+        compile=_json(ctx.input("compile")) if stage.device.compile else None,
         **artifact_facts(ctx.input("model"), stage.device.format),
-        "timings": [(s.local_id, read_record(ctx.env, s)) for s in stage.upstream],
-        "signature": _json(ctx.input("signature")) if stage.device.format == "tflite" else None,
-        "recipe_text": stage.recipe.path.read_text("utf-8"),
+        timings=[(s.local_id, read_record(ctx.env, s)) for s in stage.upstream],
+        signature=_json(ctx.input("signature")) if stage.device.format == "tflite" else None,
+        recipe_text=stage.recipe.path.read_text("utf-8"),
         # relative, so reports of two checkouts are byte-identical and links survive a move
-        "recipe_href": Path(os.path.relpath(stage.recipe.path, tdir)).as_posix(),
-        "lock_name": lock_path(stage.recipe).name,
-    }
+        recipe_href=Path(os.path.relpath(stage.recipe.path, tdir)).as_posix(),
+        lock_name=lock_path(stage.recipe).name,
+    )
 
 
 def artifact_facts(path: Path, fmt: str) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def _onnx_ops(data: bytes) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _render_html(stage: Report, facts: dict[str, Any]) -> str:
+def _render_html(stage: Report, facts: ReportFacts) -> str:
     if importlib.util.find_spec("matplotlib") is None:
         raise StageError(
             f"stage {stage.task_name} draws report.html with matplotlib, which is not installed",

@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 from buildsys.compat.check import op_name, render_kernel_notes
 from buildsys.stages import plots
+from buildsys.stages.facts import ReportFacts
 from buildsys.stages.metrics import THRESHOLDS
 from buildsys.stages.report_md import (
-    short_key,
     failure_lines,
     has_accuracy,
     not_validated_reason,
     quantization,
+    short_key,
     size_text,
     target_verdict,
 )
@@ -58,7 +59,6 @@ figure{margin:8px 0 14px}figcaption{color:var(--muted);font-size:12px}
 svg{max-width:100%;height:auto}
 """
 
-Facts = dict[str, Any]
 # (column heading, metrics.json key, format) of the metrics table
 METRIC_COLUMNS = (
     ("max abs error", "max_abs_error", ".6g"),
@@ -96,7 +96,7 @@ def esc(value: Any) -> str:
     return value if isinstance(value, Raw) else html.escape(str(value))
 
 
-def render_html(stage: Any, facts: Facts) -> str:
+def render_html(stage: Any, facts: ReportFacts) -> str:
     title = f"{stage.recipe.name} / {stage.target.name}"
     parts = [(sid, name, make(stage, facts)) for sid, (name, make) in SECTIONS.items()]
     parts = [(sid, name, body) for sid, name, body in parts if body]
@@ -155,8 +155,8 @@ def _badge(verdict: str) -> Raw:
     return Raw(f'<span class="badge {verdict}">{VERDICT_WORDS[verdict]}</span>')
 
 
-def _verdict(f: Facts) -> tuple[str, list[tuple[str, str]]]:
-    metrics = f["metrics"]
+def _verdict(f: ReportFacts) -> tuple[str, list[tuple[str, str]]]:
+    metrics = f.metrics
     if metrics is None:
         return "unvalidated", []
     return ("passed" if metrics["passed"] else "failed"), failure_lines(metrics)
@@ -165,24 +165,24 @@ def _verdict(f: Facts) -> tuple[str, list[tuple[str, str]]]:
 # -- sections -------------------------------------------------------------------------
 
 
-def summary(stage: Any, f: Facts) -> str:
-    r, t, d, src = stage.recipe, stage.target, stage.device, f["source"]
-    share = f["size"] / max(src["size"], 1)
+def summary(stage: Any, f: ReportFacts) -> str:
+    r, t, d, src = stage.recipe, stage.target, stage.device, f.source
+    share = f.size / max(src["size"], 1)
     rows = [
         ("status", _status_line(f, d)),
-        ("recipe", Raw(f"{esc(r.name)} ({_a(f['recipe_href'], r.path.name)})")),
+        ("recipe", Raw(f"{esc(r.name)} ({_a(f.recipe_href, r.path.name)})")),
         ("target", t.name),
         ("device", Raw(f"{code(d.name)} {esc(d.description)}")),
         ("source", Raw(f"{code(r.source.written)} {esc(src['format'])}, {esc(size_text(src['size']))}")),
         ("source sha256", code(src["sha256"])),
-        ("artifact", Raw(f"{code(d.artifact_name)} {esc(size_text(f['size']))}, {share:.1%} of the source")
+        ("artifact", Raw(f"{code(d.artifact_name)} {esc(size_text(f.size))}, {share:.1%} of the source")
                      + _meter(share)),
         ("quantization", quantization(d)),
         ("validation", _validation_line(stage, f)),
-        ("device check", _placement_line(f["compat"], d)),
+        ("device check", _placement_line(f.compat, d)),
     ]
-    if f["compile"] is not None:
-        rows.append(("compiler", _compiler_line(f["compile"])))
+    if f.compile is not None:
+        rows.append(("compiler", _compiler_line(f.compile)))
     items = "\n".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f'<dl class="card">\n{items}\n</dl>'
 
@@ -196,17 +196,17 @@ def _a(href: str, text: str) -> Raw:
     return Raw(f'<a href="{esc(href)}">{esc(text)}</a>')
 
 
-def _status_line(f: Facts, d: Any) -> Raw:
+def _status_line(f: ReportFacts, d: Any) -> Raw:
     verdict, missed = target_verdict(f, d)
     items = "".join(f"<li>{esc(line)}</li>" for line in missed)
     return Raw(str(_badge(verdict)) + (f'<ul class="bad">{items}</ul>' if items else ""))
 
 
-def _validation_line(stage: Any, f: Facts) -> Raw:
+def _validation_line(stage: Any, f: ReportFacts) -> Raw:
     verdict, missed = _verdict(f)
-    if verdict == "unvalidated":
+    m = f.metrics
+    if m is None:  # _verdict's "unvalidated"
         return Raw(f"{_badge(verdict)} {esc(not_validated_reason(stage.device))}")
-    m = f["metrics"]
     text = f"{_badge(verdict)} {esc(m['samples'])} samples ({esc(m['data'])} data)"
     if missed:
         items = "".join(f"<li>{code(name)}: {esc(line)}</li>" for name, line in missed)
@@ -226,8 +226,8 @@ def _compiler_line(summary: dict[str, Any]) -> str:
     return f"{summary.get('tool', '?')} {summary.get('version', '')}: {summary.get('status', 'done')}"
 
 
-def metrics_section(stage: Any, f: Facts) -> str:
-    m = f["metrics"]
+def metrics_section(stage: Any, f: ReportFacts) -> str:
+    m = f.metrics
     if m is None:
         return para(f"Not validated: {not_validated_reason(stage.device)}.")
     given = m["thresholds"]
@@ -271,8 +271,8 @@ def _thresholds(thresholds: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in thresholds.items()) or "none (NaN/Inf always fail)"
 
 
-def histograms(stage: Any, f: Facts) -> str:
-    outputs = (f["metrics"] or {}).get("outputs", {})
+def histograms(stage: Any, f: ReportFacts) -> str:
+    outputs = (f.metrics or {}).get("outputs", {})
     figs = [
         figure(
             plots.error_histogram(h["edges"], h["counts"], name, f"hist{i}"),
@@ -285,8 +285,8 @@ def histograms(stage: Any, f: Facts) -> str:
     return "\n".join(figs)
 
 
-def layers(stage: Any, f: Facts) -> str:
-    data = (f["metrics"] or {}).get("layers")
+def layers(stage: Any, f: ReportFacts) -> str:
+    data = (f.metrics or {}).get("layers")
     if not data or not data.get("quantized") or not data.get("worst"):
         return ""
     intro = para(
@@ -312,9 +312,9 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def operators(stage: Any, f: Facts) -> str:
-    split = f["compat"]["summary"].get("by_op", {})
-    rows = [(op, *_placement(split.get(op), n)) for op, n in f["ops"].items()]
+def operators(stage: Any, f: ReportFacts) -> str:
+    split = f.compat["summary"].get("by_op", {})
+    rows = [(op, *_placement(split.get(op), n)) for op, n in f.ops.items()]
     caption = "operators of the artifact by type, split by where they run on the device"
     chart = figure(plots.op_split(rows, "ops"), caption)
     body = [[code(op), acc + cpu + unknown, acc, cpu] for op, acc, cpu, unknown in rows]
@@ -328,20 +328,20 @@ def _placement(where: dict[str, int] | None, n: int) -> tuple[int, int, int]:
     return acc, cpu, max(n - acc - cpu, 0)
 
 
-def _signature(f: Facts) -> str:
-    sig = f.get("signature")
+def _signature(f: ReportFacts) -> str:
+    sig = f.signature
     if not sig:
         return ""
     rows = [
-        [io[:-1], code(t["name"]), str(t["shape"]), (f["dtypes"] or {}).get(io, {}).get(t["name"], t["dtype"])]
+        [io[:-1], code(t["name"]), str(t["shape"]), (f.dtypes or {}).get(io, {}).get(t["name"], t["dtype"])]
         for io in ("inputs", "outputs")
         for t in sig[io]
     ]
     return "<h3>Signature</h3>" + table(["io", "name", "shape", "dtype"], rows, id="signature")
 
 
-def device_check(stage: Any, f: Facts) -> str:
-    compat, d = f["compat"], stage.device
+def device_check(stage: Any, f: ReportFacts) -> str:
+    compat, d = f.compat, stage.device
     s = compat["summary"]
     out = para(
         f"{s['ops']} operators: {s['accelerator']} on {d.name}'s accelerator, {s['cpu']} on the CPU, "
@@ -368,8 +368,8 @@ def device_check(stage: Any, f: Facts) -> str:
     return out + (f"<ul>{tensors}</ul>" if tensors else "")
 
 
-def compiler(stage: Any, f: Facts) -> str:
-    summary = f["compile"]
+def compiler(stage: Any, f: ReportFacts) -> str:
+    summary = f.compile
     if summary is None:
         return ""
     if summary.get("status") == "not-installed":
@@ -384,15 +384,15 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def next_steps(stage: Any, f: Facts) -> str:
+def next_steps(stage: Any, f: ReportFacts) -> str:
     steps = stage.device.docs.get("next_steps")
     return para(steps.strip()) if steps else ""
 
 
-def timings(stage: Any, f: Facts) -> str:
+def timings(stage: Any, f: ReportFacts) -> str:
     rows: list[list[Any]] = []
     outcomes: dict[str, int] = {}
-    for local_id, rec in f["timings"]:
+    for local_id, rec in f.timings:
         outcome = rec.get("outcome", "-")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         # the only numbers that differ between two builds of the same inputs: marked for diffing
@@ -404,7 +404,7 @@ def timings(stage: Any, f: Facts) -> str:
         "\"ran\" means the stage computed its outputs. Each key starts the ",
         code("key"),
         " of that stage in the lockfile ",
-        code(f["lock_name"]),
+        code(f.lock_name),
         ".",
     )
     return intro + table(["stage", "outcome", "seconds", "key"], rows, frozenset({2}), id="timings")
@@ -414,26 +414,26 @@ def _seconds(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
-def recipe(stage: Any, f: Facts) -> str:
+def recipe(stage: Any, f: ReportFacts) -> str:
     r = stage.recipe
     digest = para(
         "recipe digest ",
         code(r.digest),
         " (sha256 of the recipe's canonical data, blind to comments and key order; the lockfile ",
-        code(f["lock_name"]),
+        code(f.lock_name),
         ", written after the build, records it as ",
         code("recipe_digest"),
         ").",
     )
     link = para(
-        _a(f["recipe_href"], r.path.name),
+        _a(f.recipe_href, r.path.name),
         " as read when this report was made (an edit that changes nothing this target depends on,"
         " a comment for one, does not remake it):",
     )
-    return digest + link + f'<pre id="recipe-text">{esc(f["recipe_text"])}</pre>'
+    return digest + link + f'<pre id="recipe-text">{esc(f.recipe_text)}</pre>'
 
 
-Section = Callable[[Any, Facts], str]
+Section = Callable[[Any, ReportFacts], str]
 # section id (distinct from the tables' ids) -> (heading, renderer); page order
 SECTIONS: MappingProxyType[str, tuple[str, Section]] = MappingProxyType(
     {

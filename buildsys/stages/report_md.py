@@ -9,46 +9,47 @@ from __future__ import annotations
 from typing import Any
 
 from buildsys.compat.check import op_name, render_kernel_notes
+from buildsys.stages.facts import ReportFacts
 
 
-def render(stage: Any, f: dict[str, Any]) -> str:
+def render(stage: Any, f: ReportFacts) -> str:
     r, t, d = stage.recipe, stage.target, stage.device
-    src = f["source"]
+    src = f.source
     lines = [
         f"# {r.name} / {t.name}",
         "",
         f"- device: `{d.name}` ({d.description})",
         f"- source: `{r.source.written}` ({src['format']}, {size_text(src['size'])}, sha256 `{src['sha256']}`)",
-        f"- artifact: `{d.artifact_name}`, {size_text(f['size'])} ({f['size'] / max(src['size'], 1):.1%} of the source)",
+        f"- artifact: `{d.artifact_name}`, {size_text(f.size)} ({f.size / max(src['size'], 1):.1%} of the source)",
         f"- quantization: {quantization(d)}",
         f"- status: {_status(f, d)}",
     ]
-    lines += _signature(f.get("signature"), f["dtypes"])
-    lines += _operators(f["ops"], f["compat"])
-    lines += ["", *_metrics(f["metrics"], d)]
-    lines += _layers((f["metrics"] or {}).get("layers"))
-    lines += _check(f["compat"], d)
-    lines += _compiled(f["compile"])
+    lines += _signature(f.signature, f.dtypes)
+    lines += _operators(f.ops, f.compat)
+    lines += ["", *_metrics(f.metrics, d)]
+    lines += _layers((f.metrics or {}).get("layers"))
+    lines += _check(f.compat, d)
+    lines += _compiled(f.compile)
     lines += _next_steps(d)
-    lines += ["", "## Stage timings", "", f"Keys are the start of each stage's `key` in `{f['lock_name']}`.", ""]
+    lines += ["", "## Stage timings", "", f"Keys are the start of each stage's `key` in `{f.lock_name}`.", ""]
     lines += ["| stage | outcome | seconds | key |", "|---|---|---|---|"]
-    for local_id, rec in f["timings"]:
+    for local_id, rec in f.timings:
         lines.append(f"| {local_id} | {rec.get('outcome', '-')} | {rec.get('seconds', '-')} | `{short_key(rec)}` |")
     return "\n".join(lines) + "\n"
 
 
-def target_verdict(f: dict[str, Any], d: Any) -> tuple[str, list[str]]:
+def target_verdict(f: ReportFacts, d: Any) -> tuple[str, list[str]]:
     """passed | failed | unvalidated, with every reason the target failed."""
-    missed = [f"validation, output {name}: {line}" for name, line in failure_lines(f["metrics"])]
-    unsupported = f["compat"]["summary"]["unsupported"]
+    missed = [f"validation, output {name}: {line}" for name, line in failure_lines(f.metrics)]
+    unsupported = f.compat["summary"]["unsupported"]
     if d.on_unsupported == "fail" and unsupported:
         missed.append(f"device check: {unsupported} operator{'s' if unsupported != 1 else ''} {d.name} cannot run (on_unsupported: fail)")
     if missed:
         return "failed", missed
-    return ("passed" if f["metrics"] else "unvalidated"), []
+    return ("passed" if f.metrics else "unvalidated"), []
 
 
-def _status(f: dict[str, Any], d: Any) -> str:
+def _status(f: ReportFacts, d: Any) -> str:
     verdict, missed = target_verdict(f, d)
     words = {"passed": "passed", "failed": "**FAILED**", "unvalidated": "not validated"}
     return words[verdict] + "".join(f"\n  - {line}" for line in missed)
