@@ -1,9 +1,9 @@
 """signature.json: the float model's inputs and outputs as convert wrote them, typed.
 
-Convert writes the document (keys sorted) and the TF-side functions (tflow/) take it
-as the JSON object it is; the stages read it through `Signature`. `to_dict` gives
-back the document that was read, in its order, so what a stage hands on is what
-convert wrote.
+The tflow/ exporters build a `Signature`, convert writes its `to_dict()` (keys sorted)
+and every reader, stages and tflow/ alike, takes it as a `Signature`. `to_dict` gives
+back the document that was read, in its order, so the JSON written (signature.json, the
+float model's embedded copy) is what it was when the code passed the plain document.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
 from buildsys.tflow.samples import to_onnx_layout, to_stored
@@ -110,7 +111,7 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], optimize: bool
 @dataclass
 class Converted:
     tflite: bytes
-    signature: dict
+    signature: Signature
     ops: dict[str, int]
 
     @property
@@ -121,9 +122,9 @@ class Converted:
         """Run on ONNX-layout feeds (whole arrays, no batching); outputs in ONNX layout."""
         interpreter = load_interpreter(self.tflite)
         runner = interpreter.get_signature_runner("serving_default")
-        stored = to_stored(feeds, self.signature["inputs"])
+        stored = to_stored(feeds, self.signature.inputs)
         outs = runner(**stored)
-        return to_onnx_layout({k: np.asarray(v) for k, v in outs.items()}, self.signature["outputs"])
+        return to_onnx_layout({k: np.asarray(v) for k, v in outs.items()}, self.signature.outputs)
 
 
 def convert(model: onnx.ModelProto, **options) -> Converted:

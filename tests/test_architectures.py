@@ -23,6 +23,7 @@ import pytest
 
 import archs
 from onnx_harness import Converted
+from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
 from buildsys.tflow.samples import to_stored
@@ -87,7 +88,7 @@ class Conversions:
         model = archs.ARCHITECTURES[name]()
         return prepare_model(model) if prepare_model else model
 
-    def _float(self, name: str) -> tuple[Path, dict]:
+    def _float(self, name: str) -> tuple[Path, Signature]:
         path = self.workdir / f"{name}.pb"
         return path, export_onnx(self.get(name, "model"), path)
 
@@ -99,7 +100,7 @@ class Conversions:
     def _int8(self, name: str) -> Converted:
         model = self.get(name, "model")
         path, signature = self.get(name, "float")
-        calib = to_stored(archs.sample_inputs(model, CALIB_SAMPLES, seed=100), signature["inputs"])
+        calib = to_stored(archs.sample_inputs(model, CALIB_SAMPLES, seed=100), signature.inputs)
         data = to_tflite(path, signature, "int8", calib=calib, per_channel=True, input_type="float32", output_type="float32")
         return Converted(data, signature, op_histogram(data))
 

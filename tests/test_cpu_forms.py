@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 import archs
+from buildsys.signature import Signature
 from test_fusions import cosine, int8_build, int8_run
 
 
-def fp32_build(m, *forms: str) -> tuple[bytes, dict]:
+def fp32_build(m, *forms: str) -> tuple[bytes, Signature]:
     from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
@@ -62,7 +63,7 @@ def test_grouped_conv_fp32_is_one_op_and_exact(regnet):
     assert "SPLIT" not in have and "CONCATENATION" not in have, have
     assert have["CONV_2D"] == onnx_count(regnet, "Conv"), have
     feeds = archs.sample_inputs(regnet, 2, seed=3)
-    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])
+    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)
     archs.assert_fp32_matches("regnet_x grouped", got, archs.run_ort(regnet, feeds))
 
 
@@ -102,7 +103,7 @@ def test_hard_activation_forms_are_exact_in_float(mobilenet):
     data, sig = fp32_build(mobilenet, "split_hard_activations")
     assert "HARD_SWISH" not in ops(data) and "MINIMUM" not in ops(data)
     feeds = archs.sample_inputs(mobilenet, 2, seed=3)
-    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])
+    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)
     archs.assert_fp32_matches("mobilenet_v3_small split", got, archs.run_ort(mobilenet, feeds))
 
 

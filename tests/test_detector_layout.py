@@ -47,11 +47,11 @@ def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path, nhwc_outputs=nhwc_outputs)
-        data = to_tflite(path, sig, "int8", to_stored(calib, sig["inputs"]), per_channel=True,
+        data = to_tflite(path, sig, "int8", to_stored(calib, sig.inputs), per_channel=True,
                          input_type="int8", output_type="int8", forms=["unfold_batchmatmul"])
     feeds = image(shape, seed=7)
     want = run_ort(m, feeds)["y"].reshape(-1).astype(np.float64)
-    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])["y"]
+    got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)["y"]
     got = got.reshape(-1).astype(np.float64)
     return op_histogram(data).get("TRANSPOSE", 0), float(want @ got / (np.linalg.norm(want) * np.linalg.norm(got)))
 
@@ -304,11 +304,11 @@ def test_moved_kv_attention_int8_has_no_transpose_per_head():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
-        data = to_tflite(path, sig, "int8", to_stored(calib, sig["inputs"]), per_channel=True,
+        data = to_tflite(path, sig, "int8", to_stored(calib, sig.inputs), per_channel=True,
                          input_type="int8", output_type="int8", forms=["unfold_batchmatmul"])
     ops = op_histogram(data)
     assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
     x = {"x": np.random.default_rng(7).standard_normal((1, TOKENS, DIM)).astype(F)}
     want = run_ort(m, x)["y"].reshape(-1).astype(np.float64)
-    got = to_onnx_layout(run_tflite(data, to_stored(x, sig["inputs"])), sig["outputs"])["y"].reshape(-1)
+    got = to_onnx_layout(run_tflite(data, to_stored(x, sig.inputs)), sig.outputs)["y"].reshape(-1)
     assert float(want @ got / (np.linalg.norm(want) * np.linalg.norm(got))) > 0.99

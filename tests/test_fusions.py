@@ -15,6 +15,7 @@ from onnx import helper
 import archs
 from buildsys.converter.fusions import FUSED, find_matches
 from buildsys.converter.ir import from_model
+from buildsys.signature import Signature
 from onnx_harness import check, make_model
 
 SHAPE = [1, 8, 6, 6]
@@ -247,7 +248,7 @@ def test_gelu_models_build_and_run_in_int8(which, request):
     assert cosine(want, got) > 0.95
 
 
-def int8_build(m, calib_onnx: dict, *forms: str) -> tuple[bytes, dict]:
+def int8_build(m, calib_onnx: dict, *forms: str) -> tuple[bytes, Signature]:
     """cpu-int8's conversion (per-channel, int8 IO) through the build's library functions; `forms`:
     to_tflite's op forms ("unfold_batchmatmul", ...)."""
     from buildsys.onnxprep.prepare import prepare_model
@@ -258,16 +259,16 @@ def int8_build(m, calib_onnx: dict, *forms: str) -> tuple[bytes, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
-        calib = to_stored(calib_onnx, sig["inputs"])
+        calib = to_stored(calib_onnx, sig.inputs)
         data = to_tflite(path, sig, "int8", calib, per_channel=True, input_type="int8", output_type="int8", forms=forms)
         return data, sig
 
 
-def int8_run(data: bytes, sig: dict, feeds: dict) -> dict:
+def int8_run(data: bytes, sig: Signature, feeds: dict) -> dict:
     from buildsys.tflow.runtime import run_tflite
     from buildsys.tflow.samples import to_onnx_layout, to_stored
 
-    return to_onnx_layout(run_tflite(data, to_stored(feeds, sig["inputs"])), sig["outputs"])
+    return to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

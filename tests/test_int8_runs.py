@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import run_cli
 from buildsys.onnxprep.prepare import prepare_model
+from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
 from buildsys.tflow.quantize import to_tflite
@@ -180,9 +181,9 @@ def floats(tmp_path_factory):
     return out
 
 
-def run_artifact(data: bytes, signature: dict, x: np.ndarray) -> np.ndarray:
-    got = run_tflite(data, to_stored({"x": x}, signature["inputs"]))
-    return to_onnx_layout(got, signature["outputs"])["y"]
+def run_artifact(data: bytes, signature: Signature, x: np.ndarray) -> np.ndarray:
+    got = run_tflite(data, to_stored({"x": x}, signature.inputs))
+    return to_onnx_layout(got, signature.outputs)["y"]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -206,7 +207,7 @@ INT8_MODES = {
 @pytest.mark.parametrize("name", list(MODELS))
 def test_int8_runs_on_tiny_and_zero_divisors(floats, name, mode):
     model, path, signature = floats[name]
-    calib = to_stored({"x": samples(32, seed=2)}, signature["inputs"])
+    calib = to_stored({"x": samples(32, seed=2)}, signature.inputs)
     data = to_tflite(path, signature, "int8", calib=calib, **INT8_MODES[mode])
     assert "DIV" not in op_histogram(data), op_histogram(data)
     x = samples(8, seed=3)
@@ -224,7 +225,7 @@ def test_sqrt_of_a_maybe_negative_value_runs_in_int8(tmp_path):
     model = prepare_model(_model([N("Sub", ["x", "one"], ["d"]), N("Sqrt", ["d"], ["y"])], {"one": _f32(1.0)}))
     signature = export_onnx(model, tmp_path / "sqrt.pb")
     x = np.abs(samples(8, seed=10))
-    calib = to_stored({"x": np.abs(samples(32, seed=11))}, signature["inputs"])
+    calib = to_stored({"x": np.abs(samples(32, seed=11))}, signature.inputs)
     for data in (to_tflite(tmp_path / "sqrt.pb", signature, "none"),
                  to_tflite(tmp_path / "sqrt.pb", signature, "int8", calib=calib, **INT8_MODES["per-channel, float IO"])):
         got = run_artifact(data, signature, x)

@@ -67,8 +67,8 @@ class _Case:
         model = _cnn(activation)
         self.path = workdir / f"{activation}.pb"
         self.signature = export_onnx(model, self.path)
-        self.calib = to_stored(archs.sample_inputs(model, CALIB_SAMPLES, seed=100), self.signature["inputs"])
-        self.samples = to_stored(archs.sample_inputs(model, HELD_OUT, seed=200), self.signature["inputs"])
+        self.calib = to_stored(archs.sample_inputs(model, CALIB_SAMPLES, seed=100), self.signature.inputs)
+        self.samples = to_stored(archs.sample_inputs(model, HELD_OUT, seed=200), self.signature.inputs)
         self.int8 = self.convert("int8")
         started = time.perf_counter()
         self.result = self.analyse(self.int8)

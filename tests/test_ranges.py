@@ -60,15 +60,16 @@ def quantize_stages(ws: Path) -> list:
 
 def one_shot(ws: Path, stage) -> bytes:
     """The target's int8 conversion calibrating on every sample inside the call (no table)."""
+    from buildsys.signature import Signature
     from buildsys.stages.datasets import read_npz
     from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.samples import to_stored
 
     common = ws / "build" / "tiny" / "_common"
-    signature = json.loads((common / "signature.json").read_text())
+    signature = Signature.read(common / "signature.json")
     d = stage.device
     return to_tflite(common / "float.pb", signature, d.mode, calib=to_stored(read_npz(common / "calib.npz"),
-                     signature["inputs"]), per_channel=d.per_channel, input_type=d.input_type,
+                     signature.inputs), per_channel=d.per_channel, input_type=d.input_type,
                      output_type=d.output_type, forms=d.op_forms)
 
 

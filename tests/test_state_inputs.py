@@ -8,6 +8,7 @@ model's state passing without the recurrent op itself.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from buildsys.errors import InputError, RecipeError
 from buildsys.recipe import RecipeLoader
+from buildsys.signature import TensorEntry
 from buildsys.stages.calibration import check_fit
 from conftest import build_json, run_cli
 
 FEATURES, HIDDEN = 8, 4
-X_ENTRY = {"name": "x", "shape": [1, FEATURES], "dtype": "float32", "perm": [0, 1]}
-H_ENTRY = {"name": "h", "shape": [1, 1, HIDDEN], "dtype": "float32", "perm": [0, 1, 2]}
+X_ENTRY = TensorEntry("x", [1, FEATURES], "float32", [0, 1])
+H_ENTRY = TensorEntry("h", [1, 1, HIDDEN], "float32", [0, 1, 2])
 
 HEAD = """\
 version: 1
@@ -121,14 +123,14 @@ def test_zeros_take_the_input_shape_dtype_and_the_sample_count(tmp_path):
     assert not samples["h"].any()
     # an integer state (a step counter) gets integer zeros
     samples = {"x": np.ones((3, FEATURES), np.float32)}
-    check_fit(recipe, "calib", samples, [X_ENTRY, {**H_ENTRY, "dtype": "int32"}])
+    check_fit(recipe, "calib", samples, [X_ENTRY, replace(H_ENTRY, dtype="int32")])
     assert samples["h"].dtype == np.int32 and samples["h"].shape == (3, 1, HIDDEN)
 
 
 def test_zeros_in_the_source_layout_of_a_permuted_input(tmp_path):
     """A stored-NHWC image input gets zeros in the ONNX layout (NCHW) the samples are kept in."""
     recipe = load(tmp_path, "calibration:\n  inputs:\n    img: {zeros: true}\ntargets: [{device: cpu-int8}]\n")
-    entry = {"name": "img", "shape": [1, 16, 12, 3], "dtype": "float32", "perm": [0, 2, 3, 1]}
+    entry = TensorEntry("img", [1, 16, 12, 3], "float32", [0, 2, 3, 1])
     samples: dict = {}
     check_fit(recipe, "calib", samples, [entry])
     # no input with files: as many samples as calibration.samples (default 64)
@@ -138,14 +140,14 @@ def test_zeros_in_the_source_layout_of_a_permuted_input(tmp_path):
 def test_zeros_of_a_dynamic_input_name_the_fix(tmp_path):
     recipe = load(tmp_path, "calibration:\n  inputs:\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n")
     with pytest.raises(InputError) as info:
-        check_fit(recipe, "calib", {}, [{**H_ENTRY, "shape": [1, None, HIDDEN]}])
+        check_fit(recipe, "calib", {}, [replace(H_ENTRY, shape=[1, None, HIDDEN])])
     assert "r.yaml:7: calibration.inputs.h.zeros" in info.value.message
     assert "static shape" in info.value.message and "shapes:" in info.value.hint
 
 
 def test_a_missing_input_lists_the_lines_to_add(tmp_path):
     recipe = load(tmp_path, "calibration:\n  inputs:\n    x: {npy: x.npy}\ntargets: [{device: cpu-int8}]\n")
-    entries = [X_ENTRY, H_ENTRY, {**H_ENTRY, "name": "cell/c:0"}]
+    entries = [X_ENTRY, H_ENTRY, replace(H_ENTRY, name="cell/c:0")]
     with pytest.raises(InputError) as info:
         check_fit(recipe, "calib", {"x": np.ones((2, FEATURES), np.float32)}, entries)
     message = info.value.message

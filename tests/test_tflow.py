@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from buildsys.errors import InputError, StageError  # noqa: E402
 from buildsys.tflow.images import load_images  # noqa: E402
 from buildsys.tflow.inspect import op_histogram, tensor_dtypes  # noqa: E402
 from buildsys.recipe.model import Source  # noqa: E402
+from buildsys.signature import Signature  # noqa: E402
 from buildsys.tflow.models import export_float, run_source  # noqa: E402
 from buildsys.tflow.quantize import to_tflite  # noqa: E402
 from buildsys.tflow.runtime import run_tflite, tflite_inputs_outputs  # noqa: E402
@@ -91,7 +93,7 @@ def samples() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def conv_float(models, tmp_path_factory) -> tuple[Path, dict]:
+def conv_float(models, tmp_path_factory) -> tuple[Path, Signature]:
     out = tmp_path_factory.mktemp("float") / "conv.pb"
     return out, export_float(model_source("keras", models["keras"]), None, 1, out)
 
@@ -116,11 +118,11 @@ def flat_int8(models, tmp_path_factory) -> dict:
 )
 def test_export_signature_for_each_format(models, tmp_path, fmt, key, out_name):
     sig = export_float(model_source(fmt, models[key]), None, 1, tmp_path / "f.pb")
-    assert sig == {
+    assert sig.to_dict() == {
         "inputs": [{"name": "image", "shape": [1, 16, 16, 3], "dtype": "float32"}],
         "outputs": [{"name": out_name, "shape": [1, 3], "dtype": "float32"}],
     }
-    json.dumps(sig)  # JSON-able
+    json.dumps(sig.to_dict())  # JSON-able
     assert (tmp_path / "f.pb").stat().st_size > 0
 
 
@@ -132,13 +134,13 @@ def test_keras_and_h5_give_identical_float_model(models, tmp_path):
 
 def test_batch_and_shapes_overrides(models, tmp_path):
     sig = export_float(model_source("keras", models["keras"]), None, 4, tmp_path / "a.pb")
-    assert sig["inputs"][0]["shape"] == [4, 16, 16, 3]
-    assert sig["outputs"][0]["shape"] == [4, 3]
+    assert sig.inputs[0].shape == [4, 16, 16, 3]
+    assert sig.outputs[0].shape == [4, 3]
     sig = export_float(model_source("keras", models["dynamic"]), {"image": [1, 12, 10, 3]}, None, tmp_path / "b.pb")
-    assert sig["inputs"][0]["shape"] == [1, 12, 10, 3]
+    assert sig.inputs[0].shape == [1, 12, 10, 3]
     # batch fills the leading dim the shapes entry leaves open (-1)
     sig = export_float(model_source("keras", models["dynamic"]), {"image": [-1, 12, 10, 3]}, 2, tmp_path / "c.pb")
-    assert sig["inputs"][0]["shape"] == [2, 12, 10, 3]
+    assert sig.inputs[0].shape == [2, 12, 10, 3]
 
 
 def test_dynamic_dim_left_is_an_input_error(models, tmp_path):
@@ -410,8 +412,7 @@ def test_bad_float_file_or_signature(conv_float, tmp_path):
     (tmp_path / "bad.pb").write_bytes(b"\xff\xff\xff garbage")
     with pytest.raises(InputError, match="bad.pb"):
         to_tflite(tmp_path / "bad.pb", sig, "none")
-    other = json.loads(json.dumps(sig))
-    other["inputs"][0]["name"] = "renamed"
+    other = replace(sig, inputs=[replace(sig.inputs[0], name="renamed"), *sig.inputs[1:]])
     with pytest.raises(StageError, match="differs"):
         to_tflite(path, other, "none")
 

@@ -146,4 +146,4 @@ def test_torch_export_converts_once_shaped(name: str) -> None:
     rng = np.random.default_rng(0)
     feeds = {"image": rng.random(shape, dtype=np.float32)}
     conv = check(prepared, feeds, atol=1e-4, rtol=1e-4, transposes=transposes)
-    assert conv.signature["inputs"][0]["shape"] == [shape[0], shape[2], shape[3], shape[1]]
+    assert conv.signature.inputs[0].shape == [shape[0], shape[2], shape[3], shape[1]]

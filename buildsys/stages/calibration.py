@@ -25,6 +25,7 @@ from typing import Any
 from buildsys.errors import InputError
 from buildsys.recipe.model import InputSource, Recipe
 from buildsys.documents.yamlmarks import yaml_text
+from buildsys.signature import TensorEntry
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import recipe_at
@@ -117,7 +118,7 @@ class Calibration(Stage):
                 ctx.out["val_index"].write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", "utf-8")
 
 
-def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[dict]) -> None:
+def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[TensorEntry]) -> None:
     """Samples of a set ("calib" or "val") must fit the model's inputs (signature.json entries);
     a misfit names its data source and both shapes in the source model's own layout. The
     inputs fed `zeros: true` are added to `samples` here, where the model's shapes are known."""
@@ -138,39 +139,39 @@ def check_fit(recipe: Recipe, role: str, samples: dict[str, Any], entries: list[
         )
 
 
-def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], entries: list[dict]) -> None:
+def _check_names(recipe: Recipe, role: str, sources: dict[str, InputSource], entries: list[TensorEntry]) -> None:
     """Every model input has a source, and every source a model input (a typo is not a new input)."""
     from buildsys.documents.problems import did_you_mean
 
     key = sources_key(recipe, role)
-    names = [e["name"] for e in entries]
+    names = [e.name for e in entries]
     shown = ", ".join(f"'{n}'" for n in names)
     for name in sorted(set(sources) - set(names)):
         hint = did_you_mean(name, names) or f"name the sources by the model's inputs: {shown}"
         raise InputError(f"{recipe_at(recipe.path, (*key, name))}: the model has no input '{name}'", hint=hint)
-    if missing := [e for e in entries if e["name"] not in sources]:
+    if missing := [e for e in entries if e.name not in sources]:
         plural = "s" if len(missing) > 1 else ""
         raise InputError(
             f"{recipe_at(recipe.path, key)}: no data for the model's input{plural}"
-            f" {', '.join(repr(e['name']) for e in missing)} (it takes {shown}); add under {'.'.join(key)}:\n"
+            f" {', '.join(repr(e.name) for e in missing)} (it takes {shown}); add under {'.'.join(key)}:\n"
             + "\n".join(_source_line(e) for e in missing),
             hint="every input needs a source; `zeros: true` feeds all-zero samples (a streaming model's"
             " initial state), `npy:` an (N, ...) array of samples in the input's shape",
         )
 
 
-def _source_line(entry: dict) -> str:
+def _source_line(entry: TensorEntry) -> str:
     """A recipe line that feeds one input, to paste: the array a `.npy` would hold, as a comment."""
     from buildsys.tflow.samples import source_shape
 
-    name = entry["name"]
+    name = entry.name
     key = yaml_text(name)
     array = datasets.shape_text(["N", *source_shape(entry)[1:]])
     return f"    {key}: {{zeros: true}}   # or {{npy: {SAFE_FILE.sub('_', name)}.npy}} holding an array {array}"
 
 
 def _add_zeros(
-    recipe: Recipe, role: str, sources: dict[str, InputSource], samples: dict[str, Any], entries: list[dict]
+    recipe: Recipe, role: str, sources: dict[str, InputSource], samples: dict[str, Any], entries: list[TensorEntry]
 ) -> None:
     """All-zero samples of the model input's own shape and dtype, one per sample of the set."""
     import numpy as np
@@ -179,7 +180,7 @@ def _add_zeros(
 
     count = len(next(iter(samples.values()))) if samples else _set_size(recipe, role)
     for entry in entries:
-        name = entry["name"]
+        name = entry.name
         if sources[name].kind != "zeros":
             continue
         shape = source_shape(entry)[1:]
@@ -189,7 +190,7 @@ def _add_zeros(
                 f" dynamic dims ({datasets.shape_text(source_shape(entry))}): zeros need a static shape",
                 hint=f"fix its size with `shapes:` ({name}: [...]) in the recipe, or give it an `npy:` source",
             )
-        samples[name] = np.zeros((count, *shape), dtype=entry["dtype"])
+        samples[name] = np.zeros((count, *shape), dtype=entry.dtype)
 
 
 def _set_size(recipe: Recipe, role: str) -> int:
@@ -209,9 +210,9 @@ def _gives(src: InputSource, drawn: tuple, recipe_file: Path, key: tuple[str, ..
     return f"holds an array {datasets.shape_text(datasets.data_header(src, recipe_file, key)[1])}: {each}"
 
 
-def _layout(recipe: Recipe, entries: list[dict], name: str) -> str:
+def _layout(recipe: Recipe, entries: list[TensorEntry], name: str) -> str:
     # the model runs channels-last inside, but data is given as the ONNX model takes it
-    perm = next((e.get("perm") for e in entries if e["name"] == name), None)
+    perm = next((e.perm for e in entries if e.name == name), None)
     if recipe.source.onnx_graph and perm and perm != sorted(perm):
         return ", channels first as the ONNX model takes it (NCHW)"
     return ""

@@ -8,9 +8,11 @@ model describes its quantization under `quantized` (tflow/qdq.py summary)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from buildsys.signature import Signature
 from buildsys.stages.base import Input, RunContext, Stage
 from buildsys.stages.sources import source_files, source_input
 
@@ -75,9 +77,9 @@ class Convert(Stage):
     def run(self, ctx: RunContext) -> None:
         src = self.recipe.source
         if self.passthrough:
-            from buildsys.tflow.runtime import tflite_inputs_outputs
+            from buildsys.tflow.runtime import tflite_signature
 
-            signature = tflite_inputs_outputs(src.path)
+            signature = tflite_signature(src.path)
         elif self.from_onnx:
             from buildsys.tflow.onnxsource import export_onnx
 
@@ -89,10 +91,10 @@ class Convert(Stage):
 
             shapes = {k: list(v) for k, v in self.recipe.shapes.items()}
             signature = export_float(src, shapes, self.batch, ctx.out["float"])
-        text = json.dumps(signature, sort_keys=True, indent=2) + "\n"
+        text = json.dumps(signature.to_dict(), sort_keys=True, indent=2) + "\n"
         ctx.out["signature"].write_text(text, "utf-8")
 
-    def _quantized(self, ctx: RunContext, signature: dict, label: str) -> dict:
+    def _quantized(self, ctx: RunContext, signature: Signature, label: str) -> Signature:
         from buildsys.tflow import qdq
         from buildsys.onnxprep.prepare import load_onnx
         from buildsys.tflow.onnxsource import export_onnx
@@ -102,7 +104,7 @@ class Convert(Stage):
         found = qdq.summary(prepared, source)
         if self.keeps_quantization:
             export_onnx(qdq.fake_quant_model(prepared), ctx.out["float_qat"], label=label, **self.layouts)
-        return signature if found is None else {**signature, "quantized": found}
+        return signature if found is None else replace(signature, quantized=found)
 
 
 def from_model(overrides: dict) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from buildsys.signature import Signature
+
 
 @dataclass(frozen=True)
 class ReportFacts:
@@ -17,7 +19,7 @@ class ReportFacts:
     dtypes: dict[str, Any] | None  # the artifact's IO element types (TFLite artifacts only)
     size: int  # the artifact's bytes
     timings: list[tuple[str, dict[str, Any]]]  # (stage id, its build record) for each upstream stage
-    signature: dict[str, Any] | None  # signature.json (TFLite artifacts only)
+    signature: Signature | None  # signature.json (TFLite artifacts only)
     recipe_text: str
     recipe_href: str  # relative to the target folder, so two checkouts' reports are byte-identical
     lock_name: str

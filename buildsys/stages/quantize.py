@@ -99,13 +99,13 @@ class Quantize(TargetStage):
         from buildsys.tflow.quantize import to_tflite
         from buildsys.tflow.samples import to_stored
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        signature = Signature.read(ctx.input("signature"))
         calib = None
         if self.device.needs_calibration:
             # samples are kept in the source model's layout; the float model may store them permuted
             calib = read_npz(ctx.input("calib"))
-            check_fit(self.recipe, "calib", calib, signature["inputs"])
-            calib = to_stored(calib, signature["inputs"])
+            check_fit(self.recipe, "calib", calib, signature.inputs)
+            calib = to_stored(calib, signature.inputs)
         model = to_tflite(
             ctx.input("float"),
             signature,
@@ -127,7 +127,7 @@ class Quantize(TargetStage):
         found = next(v["model"] for v in doc["variants"] if v["forms"] == forms)
         d = self.device
         model = from_calibrated(read_npz(ctx.input("calibrated"))[found].tobytes(), doc["models"][found],
-                                json.loads(ctx.input("signature").read_text("utf-8")), d.per_channel, d.input_type,
+                                Signature.read(ctx.input("signature")), d.per_channel, d.input_type,
                                 d.output_type, self.paths.float_model)
         ctx.out["model"].write_bytes(model)
 
@@ -153,7 +153,7 @@ class Quantize(TargetStage):
                 "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
             )
         model = to_tflite_qat(
-            ctx.input("float_qat"), signature.to_dict(), qdq.per_tensor_weights(found), self.device.input_type,
+            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type,
             self.device.output_type, label=self.recipe.source.path.name,
         )
         ctx.out["model"].write_bytes(model)
@@ -161,12 +161,11 @@ class Quantize(TargetStage):
     def notes(self, outputs: dict[str, Path]) -> list[str]:
         if not self.device.needs_calibration or self.passthrough or self._requantize:
             return []
-        path = self.paths.signature
         try:
-            signature = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+            signature = Signature.read(self.paths.signature)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing or damaged: no note to give
             return []
-        return [REQUANTIZE_NOTE] if isinstance(signature, dict) and signature.get("quantized") else []
+        return [REQUANTIZE_NOTE] if signature.quantized else []
 
     @property
     def _requantize(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from buildsys.devices import Device
 from buildsys.recipe.model import Recipe
+from buildsys.signature import Signature
 from buildsys.stages.base import Input, RunContext, Stage
 
 
@@ -55,10 +56,10 @@ class Ranges(Stage):
         from buildsys.tflow.quantize import activation_ranges
         from buildsys.tflow.samples import to_stored
 
-        signature = json.loads(ctx.input("signature").read_text("utf-8"))
+        signature = Signature.read(ctx.input("signature"))
         # samples are kept in the source model's layout; the float model may store them permuted
         calib = read_npz(ctx.input("calib"))
-        check_fit(self.recipe, "calib", calib, signature["inputs"])
-        doc, models = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature["inputs"]), self.variants)
+        check_fit(self.recipe, "calib", calib, signature.inputs)
+        doc, models = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature.inputs), self.variants)
         ctx.out["ranges"].write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")), "utf-8")
         write_npz(ctx.out["calibrated"], {k: np.frombuffer(v, np.uint8) for k, v in models.items()})

@@ -22,6 +22,7 @@ from typing import Any
 from buildsys.devices import Device
 from buildsys.errors import StageError
 from buildsys.recipe.model import Recipe, Target
+from buildsys.signature import Signature
 from buildsys.stages.base import Input, RunContext, Stage, TargetStage
 from buildsys.stages.facts import ReportFacts
 from buildsys.stages.report_md import render
@@ -85,7 +86,7 @@ def gather(stage: Report, ctx: RunContext) -> ReportFacts:
         compile=_json(ctx.input("compile")) if stage.device.compile else None,
         **artifact_facts(ctx.input("model"), stage.device.format),
         timings=[(s.local_id, read_record(ctx.env, s)) for s in stage.upstream],
-        signature=_json(ctx.input("signature")) if stage.device.format == "tflite" else None,
+        signature=Signature.read(ctx.input("signature")) if stage.device.format == "tflite" else None,
         recipe_text=stage.recipe.path.read_text("utf-8"),
         # relative, so reports of two checkouts are byte-identical and links survive a move
         recipe_href=Path(os.path.relpath(stage.recipe.path, tdir)).as_posix(),

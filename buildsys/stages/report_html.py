@@ -333,9 +333,9 @@ def _signature(f: ReportFacts) -> str:
     if not sig:
         return ""
     rows = [
-        [io[:-1], code(t["name"]), str(t["shape"]), (f.dtypes or {}).get(io, {}).get(t["name"], t["dtype"])]
-        for io in ("inputs", "outputs")
-        for t in sig[io]
+        [io[:-1], code(t.name), str(t.shape), (f.dtypes or {}).get(io, {}).get(t.name, t.dtype)]
+        for io, tensors in (("inputs", sig.inputs), ("outputs", sig.outputs))
+        for t in tensors
     ]
     return "<h3>Signature</h3>" + table(["io", "name", "shape", "dtype"], rows, id="signature")
 

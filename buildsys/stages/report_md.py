@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from buildsys.compat.check import op_name, render_kernel_notes
+from buildsys.signature import Signature
 from buildsys.stages.facts import ReportFacts
 
 
@@ -69,15 +70,15 @@ def quantization(d: Any) -> str:
     return f"{d.mode}, {granularity} weights, {d.input_type} in, {d.output_type} out"
 
 
-def _signature(signature: dict[str, Any] | None, dtypes: dict[str, Any] | None) -> list[str]:
+def _signature(signature: Signature | None, dtypes: dict[str, Any] | None) -> list[str]:
     """IO names and shapes of the float model, element types of the artifact itself."""
     if not signature:
         return []
     lines = ["", "## Signature", "", "| io | name | shape | dtype |", "|---|---|---|---|"]
-    for io in ("inputs", "outputs"):
-        for tensor in signature[io]:
-            dtype = (dtypes or {}).get(io, {}).get(tensor["name"], tensor["dtype"])
-            lines.append(f"| {io[:-1]} | `{tensor['name']}` | {tensor['shape']} | {dtype} |")
+    for io, tensors in (("inputs", signature.inputs), ("outputs", signature.outputs)):
+        for tensor in tensors:
+            dtype = (dtypes or {}).get(io, {}).get(tensor.name, tensor.dtype)
+            lines.append(f"| {io[:-1]} | `{tensor.name}` | {tensor.shape} | {dtype} |")
     return lines
 
 

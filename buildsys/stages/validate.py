@@ -102,15 +102,14 @@ class Validate(TargetStage):
         from buildsys.tflow.samples import to_onnx_layout, to_stored
 
         signature = Signature.read(ctx.input("signature"))
-        doc = signature.to_dict()  # the document tflow/ takes
         samples, origin = self._samples(ctx, signature)
         if self.has_data:
             from buildsys.stages.calibration import check_fit
 
-            check_fit(self.recipe, "val", samples, doc["inputs"])
-        stored = to_stored(samples, doc["inputs"])
+            check_fit(self.recipe, "val", samples, signature.inputs)
+        stored = to_stored(samples, signature.inputs)
         ref = None if self.passthrough else self._run_reference(ctx, samples)
-        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), doc["outputs"])
+        got = to_onnx_layout(self._run_artifact(ctx, signature, stored), signature.outputs)
         ref = got if ref is None else ref
         classification = self.recipe.validate.task == "classification"
         outputs = {name: compare(ref[name], got[name], classification) for name in sorted(ref)}
@@ -130,10 +129,10 @@ class Validate(TargetStage):
             from buildsys.tflow.layers import layer_errors
 
             # per-layer statistics settle within a few samples; all of them would double validate's time
-            batch = doc["inputs"][0]["shape"][0] or 1
+            batch = (signature.inputs[0].shape or [])[0] or 1
             keep = max(batch, LAYER_SAMPLES // batch * batch)  # whole batches
             subset = {name: a[:keep] for name, a in stored.items()}
-            report["layers"] = layer_errors(ctx.input("float"), doc, ctx.input("model"), subset)
+            report["layers"] = layer_errors(ctx.input("float"), signature, ctx.input("model"), subset)
             _name_nodes(report["layers"], signature, ctx.input("model"))
         ctx.out["metrics"].write_text(json.dumps(report, sort_keys=True, indent=2) + "\n", "utf-8")
 
@@ -226,7 +225,7 @@ def _sample_dims(entry: TensorEntry) -> list[int]:
     """A signature input's dims after the batch, in the source model's layout."""
     from buildsys.tflow.samples import source_shape
 
-    dims = source_shape(entry.to_dict())[1:]
+    dims = source_shape(entry)[1:]
     static = [d for d in dims if d is not None]
     if len(static) < len(dims):  # never: convert made every input shape static
         raise StageError(f"input {entry.name!r} has dynamic shape {dims} in signature.json")

@@ -27,6 +27,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json, digest_bytes
+from buildsys.signature import Signature
 from buildsys.tflow.graphcanon import canonicalize, suffix_functions
 
 SIGNATURE_NODE = "buildsys_signature"
@@ -70,7 +71,7 @@ def _keeps_composites(concrete) -> bool:
     return any("api_implements" in f.attr for f in library)
 
 
-def write_float(out: Path, graph_def: graph_pb2.GraphDef, signature: dict) -> None:
+def write_float(out: Path, graph_def: graph_pb2.GraphDef, signature: Signature) -> None:
     """Serialize deterministically and replace `out` atomically."""
     stored = graph_pb2.GraphDef()
     stored.CopyFrom(graph_def)
@@ -90,15 +91,15 @@ def write_float(out: Path, graph_def: graph_pb2.GraphDef, signature: dict) -> No
         raise
 
 
-def _add_signature_node(graph_def: graph_pb2.GraphDef, signature: dict) -> None:
+def _add_signature_node(graph_def: graph_pb2.GraphDef, signature: Signature) -> None:
     node = graph_def.node.add(name=SIGNATURE_NODE, op="Const")
     node.attr["dtype"].type = types_pb2.DT_STRING
     tensor = node.attr["value"].tensor
     tensor.dtype = types_pb2.DT_STRING
-    tensor.string_val.append(canonical_json(signature).encode("utf-8"))
+    tensor.string_val.append(canonical_json(signature.to_dict()).encode("utf-8"))
 
 
-def read_float(path: Path) -> tuple[graph_pb2.GraphDef, dict]:
+def read_float(path: Path) -> tuple[graph_pb2.GraphDef, Signature]:
     """Parse a float model file; InputError if it is not one of ours."""
     path = Path(path)
     try:
@@ -117,12 +118,12 @@ def read_float(path: Path) -> tuple[graph_pb2.GraphDef, dict]:
     return graph_def, signature
 
 
-def _signature_of(graph_def: graph_pb2.GraphDef) -> dict | None:
+def _signature_of(graph_def: graph_pb2.GraphDef) -> Signature | None:
     for node in graph_def.node:
         if node.name == SIGNATURE_NODE and node.attr["value"].tensor.string_val:
             try:
-                return json.loads(node.attr["value"].tensor.string_val[0].decode("utf-8"))
-            except ValueError:
+                return Signature.from_dict(json.loads(node.attr["value"].tensor.string_val[0].decode("utf-8")))
+            except (ValueError, KeyError, TypeError):  # not JSON, or JSON without inputs and outputs
                 return None
     return None
 

@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 
 from buildsys.errors import InputError, StageError
+from buildsys.signature import Signature
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 
 # Private helpers of runtime: the same input handling and interpreter choice as
 # every other run of a .tflite in buildsys.
 from buildsys.tflow.runtime import TFLITE_MAGIC, model_content, interpreter_class, io_details, quantize_input
-from buildsys.tflow.samples import check_sample_shape, check_samples
+from buildsys.tflow.samples import batch_size, check_sample_shape, check_samples
 
 RANKING = "relative_rmse descending, then graph position"
 INPUT_OP = "INPUT"  # the producer shown for model inputs, which no op produces
@@ -84,7 +85,7 @@ class _Side:
 
 def layer_errors(
     float_path: Path,
-    signature: dict,
+    signature: Signature,
     artifact: bytes | Path,
     samples: dict[str, np.ndarray],
     limit: int = 10,
@@ -248,14 +249,13 @@ def _match(quant: tuple[_Activation, ...], floats: tuple[_Activation, ...]):
 # ---------------------------------------------------------------- running
 
 
-def _feeds(samples: dict[str, np.ndarray], signature: dict) -> tuple[list[dict[str, np.ndarray]], int]:
+def _feeds(samples: dict[str, np.ndarray], signature: Signature) -> tuple[list[dict[str, np.ndarray]], int]:
     """(float feeds by input name, one per invocation at the model's batch size; sample count)."""
-    shapes = {i["name"]: i["shape"] for i in signature["inputs"]}
+    shapes = {i.name: i.shape for i in signature.inputs}
     arrays, count = check_samples(list(shapes), samples, "layer analysis")
     for name, shape in shapes.items():
         check_sample_shape(name, arrays[name], shape, "layer analysis")
-    first = next(iter(shapes.values()))
-    batch = first[0] if first else 1
+    batch = batch_size(signature.inputs[0])
     if count % batch:
         raise InputError(
             f"layer analysis: {count} samples do not fill whole batches of {batch}",

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from buildsys.errors import BuildsysError, InputError, StageError
 from buildsys.recipe.model import Source as ModelSource
+from buildsys.signature import Signature, TensorEntry
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.runtime import run_tflite
@@ -26,8 +27,8 @@ from buildsys.tflow.sources import Source, load_source
 _NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
-def export_float(model: ModelSource, shapes: dict[str, list[int]] | None, batch: int | None, out: Path) -> dict:
-    """Write the float model for the recipe's source to `out`; return its signature (JSON-able).
+def export_float(model: ModelSource, shapes: dict[str, list[int]] | None, batch: int | None, out: Path) -> Signature:
+    """Write the float model for the recipe's source to `out`; return its signature.
 
     The bytes of `out` depend only on the model, the shapes and the TF version.
     """
@@ -84,13 +85,13 @@ def _check_input_names(source: Source, model: str) -> None:
             )
 
 
-def _signature(source: Source, static: list[list[int]], outputs: list[tf.Tensor]) -> dict:
-    inputs = [{"name": t.name, "shape": list(s), "dtype": t.dtype} for t, s in zip(source.inputs, static)]
+def _signature(source: Source, static: list[list[int]], outputs: list[tf.Tensor]) -> Signature:
+    inputs = [TensorEntry(t.name, list(s), t.dtype) for t, s in zip(source.inputs, static)]
     outs = [
-        {"name": name, "shape": None if t.shape.rank is None else t.shape.as_list(), "dtype": t.dtype.name}
+        TensorEntry(name, None if t.shape.rank is None else t.shape.as_list(), t.dtype.name)
         for name, t in zip(source.outputs, outputs)
     ]
-    return {"inputs": inputs, "outputs": outs}
+    return Signature(inputs, outs)
 
 
 def run_source(model: ModelSource, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from buildsys.converter.convert import Converter
 from buildsys.converter.errors import HandlerBug
 from buildsys.onnxprep.prepare import load_onnx
 from buildsys.errors import BuildsysError, InputError, StageError
+from buildsys.signature import Signature, TensorEntry
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.samples import check_samples
@@ -28,7 +29,7 @@ def export_onnx(
     keep_layout: Collection[str] = (),
     nhwc_outputs: Collection[str] = (),
     label: str | None = None,
-) -> dict:
+) -> Signature:
     """Convert a prepared (static-shape) ONNX model into the float model file at `out`.
 
     `label` names the model in errors (default: the file it was read from)."""
@@ -61,23 +62,21 @@ def _ours(exc: BaseException | None) -> BuildsysError | None:
     return None
 
 
-def _signature(converter: Converter, outputs) -> dict:
-    inputs = [
-        {"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "perm": list(s.perm)} for s in converter.inputs
-    ]
+def _signature(converter: Converter, outputs) -> Signature:
+    inputs = [TensorEntry(s.name, list(s.shape), s.dtype, list(s.perm)) for s in converter.inputs]
     outs = [
-        {"name": info.name, "shape": t.shape.as_list(), "dtype": t.dtype.name, "perm": list(p)}
+        TensorEntry(info.name, t.shape.as_list(), t.dtype.name, list(p))
         for info, t, p in zip(converter.graph.outputs, outputs, converter.output_perms)
     ]
     # TF name scope -> ONNX node: how reports name the node behind a TFLite tensor
     made_by = {o: n.label for n in converter.graph.nodes for o in n.outputs if o}
-    return {
-        "inputs": inputs,
-        "outputs": outs,
-        "nodes": dict(sorted(converter.scopes.items())),
+    return Signature(
+        inputs=inputs,
+        outputs=outs,
+        nodes=dict(sorted(converter.scopes.items())),
         # TFLite names output tensors after the signature, not the op: their nodes by output
-        "output_nodes": {o["name"]: made_by[o["name"]] for o in outs if o["name"] in made_by},
-    }
+        output_nodes={o.name: made_by[o.name] for o in outs if o.name in made_by},
+    )
 
 
 def run_onnx(src: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from buildsys.errors import StageError
+from buildsys.signature import Signature
 from buildsys.tflow.quantize import _check_signature, _check_tflite_io, _convert, _options, _servable
 
 
 def to_tflite_qat(
     float_path: Path,
-    signature: dict,
+    signature: Signature,
     per_tensor: bool,
     input_type: str | None,
     output_type: str | None,
@@ -38,7 +39,8 @@ def to_tflite_qat(
     graph_def, stored = read_float(float_path)
     _check_signature(stored, signature, float_path)
     if per_tensor:
-        graph_def = fake_quant_weights(graph_def, signature["quantized"]["weights"])
+        # a per-tensor target's model has its scales: stages/quantize.py refuses one without
+        graph_def = fake_quant_weights(graph_def, (signature.quantized or {})["weights"])
     module, concrete = _servable(graph_def, signature, float_path)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -81,7 +83,7 @@ def fake_quant_weights(graph_def, weights: list[dict]):
     return out
 
 
-def _check_integer(data: bytes, signature: dict, label: str) -> None:
+def _check_integer(data: bytes, signature: Signature, label: str) -> None:
     """No float tensor between the IO: a tensor without Q -> DQ would leave its op in float."""
     from buildsys.tflow.quiet import no_interpreter_warning
     from buildsys.tflow.runtime import interpreter_class
@@ -102,8 +104,8 @@ def _check_integer(data: bytes, signature: dict, label: str) -> None:
         )
 
 
-def _node_of(tensor: str, signature: dict) -> str:
-    scopes = signature.get("nodes", {})
+def _node_of(tensor: str, signature: Signature) -> str:
+    scopes = signature.nodes or {}
     first = tensor.split(";")[0]
     for scope in sorted(scopes, key=len, reverse=True):
         if first == scope or first.startswith(scope + "/"):

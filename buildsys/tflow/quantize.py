@@ -22,12 +22,13 @@ from buildsys.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
 from buildsys.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
+from buildsys.signature import Signature
 from buildsys.tflow.calibrated import Calibrated
 from buildsys.tflow.isolate import run_isolated
 from buildsys.tflow.lstmclip import unclipped
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 from buildsys.tflow.runtime import tflite_inputs_outputs
-from buildsys.tflow.samples import check_sample_shape, check_samples
+from buildsys.tflow.samples import batch_size, check_sample_shape, check_samples
 from buildsys.tflow.unfuse import unfused
 
 
@@ -78,7 +79,7 @@ class _Options:
 
 def to_tflite(
     float_path: Path,
-    signature: dict,
+    signature: Signature,
     mode: str,
     calib: dict[str, np.ndarray] | None = None,
     per_channel: bool = True,
@@ -114,7 +115,7 @@ def to_tflite(
     return data
 
 
-def activation_ranges(float_path: Path, signature: dict, calib: dict[str, np.ndarray],
+def activation_ranges(float_path: Path, signature: Signature, calib: dict[str, np.ndarray],
                       variants: Collection[Collection[str]]) -> tuple[dict, dict[str, bytes]]:
     """The float model calibrated for int8 on `calib`, once per distinct converted model that the
     op-form sets in `variants` give (most models convert the same whatever the forms).
@@ -143,7 +144,7 @@ def activation_ranges(float_path: Path, signature: dict, calib: dict[str, np.nda
     return doc, models
 
 
-def from_calibrated(calibrated: bytes, entry: dict, signature: dict, per_channel: bool, input_type: str | None,
+def from_calibrated(calibrated: bytes, entry: dict, signature: Signature, per_channel: bool, input_type: str | None,
                     output_type: str | None, label: Path) -> bytes:
     """The int8 model of one target from `activation_ranges`' calibrated model: the bytes `to_tflite`
     gives for the same ranges, without converting the float model again."""
@@ -166,7 +167,7 @@ def _guarded(isolate: bool, what: str, fn, *args):
     return run_isolated(what, fn, *args) if isolate else fn(*args)
 
 
-def _calibrate_file(float_path: Path, signature: dict, options: _Options, calib, known: frozenset[str]):
+def _calibrate_file(float_path: Path, signature: Signature, options: _Options, calib, known: frozenset[str]):
     """(model id, quantizer settings, calibrated model) of the converted model; no model when `known` has it."""
     from buildsys.tflow.calibrated import capture
     from buildsys.tflow.frozen import read_float
@@ -196,7 +197,7 @@ def _options(mode: str, per_channel: bool, input_type: str | None, output_type: 
     return _Options(mode, bool(per_channel), input_type=chosen["input_type"], output_type=chosen["output_type"])
 
 
-def _convert_file(float_path: Path, signature: dict, options: _Options, calib) -> bytes:
+def _convert_file(float_path: Path, signature: Signature, options: _Options, calib) -> bytes:
     from buildsys.tflow.frozen import read_float
 
     graph_def = _in_forms(read_float(float_path)[0], options)
@@ -228,7 +229,7 @@ def _in_forms(graph_def, options: _Options):
     return graph_def
 
 
-def _convert_graph(graph_def, signature: dict, options: _Options, calib, float_path, hook=None) -> bytes:
+def _convert_graph(graph_def, signature: Signature, options: _Options, calib, float_path, hook=None) -> bytes:
     """`hook(converter)` replaces how a calibrated conversion quantizes (default: use_true_ranges)."""
     import tensorflow as tf
 
@@ -247,24 +248,28 @@ def _has_while_loop(graph_def) -> bool:
     return any(n.op in ("While", "StatelessWhile") for n in nodes)
 
 
-def _check_signature(stored: dict, given: dict, float_path: Path) -> None:
+def _check_signature(stored: Signature, given: Signature, float_path: Path) -> None:
     # The file carries the signature it was exported with; a different one
-    # here means the caller mixed up artifacts.
-    keys = ("inputs", "outputs")
-    if canonical_json({k: stored.get(k) for k in keys}) != canonical_json({k: given.get(k) for k in keys}):
+    # here means the caller mixed up artifacts. Compared as the JSON both were
+    # written as: dataclass equality would take an int shape for a float one.
+    if canonical_json(_io_doc(stored)) != canonical_json(_io_doc(given)):
         raise StageError(
             f"the signature passed for {float_path} differs from the one it was exported with",
             hint="re-run the export stage",
         )
 
 
-def _servable(graph_def, signature: dict, float_path):
+def _io_doc(signature: Signature) -> dict:
+    return {"inputs": [e.to_dict() for e in signature.inputs], "outputs": [e.to_dict() for e in signature.outputs]}
+
+
+def _servable(graph_def, signature: Signature, float_path):
     """A tf.Module whose `serve` maps named inputs to a dict of named outputs."""
     import tensorflow as tf
 
     from buildsys.tflow.frozen import as_function
 
-    ins, outs = signature["inputs"], signature["outputs"]
+    ins, outs = signature.inputs, signature.outputs
     try:
         with quiet():
             pruned = as_function(graph_def, len(ins), len(outs))
@@ -274,8 +279,8 @@ def _servable(graph_def, signature: dict, float_path):
             hint="delete it and rebuild",
             path=str(float_path),
         ) from None
-    specs = [tf.TensorSpec(i["shape"], tf.as_dtype(i["dtype"]), name=i["name"]) for i in ins]
-    names = [o["name"] for o in outs]
+    specs = [tf.TensorSpec(i.shape, tf.as_dtype(i.dtype), name=i.name) for i in ins]
+    names = [o.name for o in outs]
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(*xs):
@@ -310,7 +315,7 @@ def _configure(converter, options: _Options, representative) -> None:
     converter.unfold_batchmatmul = "unfold_batchmatmul" in options.forms
 
 
-def _calibration_arrays(signature: dict, calib: dict[str, np.ndarray] | None, mode: str, where: str) -> dict:
+def _calibration_arrays(signature: Signature, calib: dict[str, np.ndarray] | None, mode: str, where: str) -> dict:
     """Checked calibration arrays by input name, cast to the input dtypes."""
     import tensorflow as tf
 
@@ -319,27 +324,26 @@ def _calibration_arrays(signature: dict, calib: dict[str, np.ndarray] | None, mo
             f"{mode} quantization of {where} needs calibration samples and none were given",
             hint="add a `calibration:` section to the recipe",
         )
-    inputs = signature["inputs"]
+    inputs = signature.inputs
     label = f"calibration data for {where}"
-    arrays, count = check_samples([i["name"] for i in inputs], calib, label)
+    arrays, count = check_samples([i.name for i in inputs], calib, label)
     step = _batch(signature)
     for info in inputs:
-        check_sample_shape(info["name"], arrays[info["name"]], info["shape"], label)
-        arrays[info["name"]] = arrays[info["name"]].astype(tf.as_dtype(info["dtype"]).as_numpy_dtype)
+        check_sample_shape(info.name, arrays[info.name], info.shape, label)
+        arrays[info.name] = arrays[info.name].astype(tf.as_dtype(info.dtype).as_numpy_dtype)
         # NaN/inf in calibration data crash TF's calibrator (tensorflow#120295).
-        if arrays[info["name"]].dtype.kind == "f" and not np.all(np.isfinite(arrays[info["name"]])):
-            raise InputError(f"{label}: samples for input {info['name']!r} contain NaN or infinity")
+        if arrays[info.name].dtype.kind == "f" and not np.all(np.isfinite(arrays[info.name])):
+            raise InputError(f"{label}: samples for input {info.name!r} contain NaN or infinity")
     if count % step:
         raise InputError(f"{label}: {count} samples do not fill whole batches of {step}")
     return arrays
 
 
-def _batch(signature: dict) -> int:
-    shape = signature["inputs"][0]["shape"]
-    return shape[0] if shape else 1
+def _batch(signature: Signature) -> int:
+    return batch_size(signature.inputs[0])
 
 
-def _representative(signature: dict, arrays: dict[str, np.ndarray]):
+def _representative(signature: Signature, arrays: dict[str, np.ndarray]):
     """The converter's dataset: {input name: batch} in sample order."""
     step = _batch(signature)
     count = len(next(iter(arrays.values())))
@@ -392,12 +396,12 @@ def _failure_hint(options: _Options) -> str:
     return hint
 
 
-def _check_tflite_io(data: bytes, signature: dict, options: _Options, float_path) -> None:
+def _check_tflite_io(data: bytes, signature: Signature, options: _Options, float_path) -> None:
     """The converted model keeps the signature's names and has the IO types asked for."""
     got = tflite_inputs_outputs(data)
     wanted_type = {"inputs": options.input_type, "outputs": options.output_type}
-    for side in ("inputs", "outputs"):
-        want = sorted(t["name"] for t in signature[side])
+    for side, entries in (("inputs", signature.inputs), ("outputs", signature.outputs)):
+        want = sorted(t.name for t in entries)
         have = sorted(t["name"] for t in got[side])
         if want != have:
             raise StageError(
@@ -405,7 +409,7 @@ def _check_tflite_io(data: bytes, signature: dict, options: _Options, float_path
                 hint="this is a converter problem; please report it",
             )
         # Only float tensors change type; integer inputs (ids, masks) stay as they are.
-        floats = {t["name"] for t in signature[side] if t["dtype"] == "float32"}
+        floats = {t.name for t in entries if t.dtype == "float32"}
         wrong = {t["name"]: t["dtype"] for t in got[side] if t["name"] in floats and t["dtype"] != wanted_type[side]}
         if wrong:
             raise StageError(

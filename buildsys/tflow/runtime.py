@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from buildsys.errors import InputError, StageError
+from buildsys.signature import Signature
 from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 from buildsys.tflow.samples import check_sample_shape, check_samples, gather
 
@@ -65,6 +66,13 @@ def tflite_inputs_outputs(model: bytes | Path) -> dict:
         "inputs": [_describe(n, d) for n, d in inputs.items()],
         "outputs": [_describe(n, d) for n, d in outputs.items()],
     }
+
+
+def tflite_signature(model: bytes | Path) -> Signature:
+    """A TFLite source's signature.json: its own IO, as passed through unchanged."""
+    # each entry's `quantization` (scale, zero point or None) stays in TensorEntry.extra:
+    # only a TFLite source has it, and nothing reads it back
+    return Signature.from_dict(tflite_inputs_outputs(model))
 
 
 def io_details(interpreter) -> tuple[dict, dict]:

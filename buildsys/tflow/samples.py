@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from buildsys.errors import InputError
+from buildsys.signature import TensorEntry
 
 
 def check_samples(names: Sequence[str], inputs: Mapping[str, np.ndarray], model: str) -> tuple[dict, int]:
@@ -51,28 +52,45 @@ def check_sample_shape(name: str, array: np.ndarray, declared: Sequence[int | No
         )
 
 
-def source_shape(entry: dict) -> list[int | None]:
+def source_shape(entry: TensorEntry) -> list[int | None]:
     """A signature input's shape in the source model's layout (the signature stores the permuted one)."""
-    perm = entry.get("perm") or list(range(len(entry["shape"])))
+    stored = _known_rank(entry)
+    perm = entry.perm or list(range(len(stored)))
     shape: list[int | None] = [None] * len(perm)
     for stored_axis, source_axis in enumerate(perm):
-        shape[source_axis] = entry["shape"][stored_axis]
+        shape[source_axis] = stored[stored_axis]
     return shape
 
 
-def misfits(inputs: Mapping[str, np.ndarray], entries: Sequence[dict]) -> list[tuple[str, tuple, list]]:
+def batch_size(entry: TensorEntry) -> int:
+    """Samples per invocation: the input's leading dim, 1 for a scalar input."""
+    if not entry.shape:
+        return 1
+    if entry.shape[0] is None:  # never: convert made every input shape static
+        raise TypeError(f"signature input {entry.name!r} has a dynamic batch")
+    return entry.shape[0]
+
+
+def _known_rank(entry: TensorEntry) -> list[int | None]:
+    # only an output of a TF source can lack a rank; inputs always have one
+    if entry.shape is None:
+        raise TypeError(f"signature entry {entry.name!r} has no shape")
+    return entry.shape
+
+
+def misfits(inputs: Mapping[str, np.ndarray], entries: Sequence[TensorEntry]) -> list[tuple[str, tuple, list]]:
     """(name, array shape, wanted shape of one sample) of every input whose samples (N, ...,
     source layout) do not fit the signature; checked before a layout permutation or a runtime
     trips over them."""
     out = []
     for entry in entries:
-        array = inputs.get(entry["name"])
+        array = inputs.get(entry.name)
         if array is None:
             continue  # check_samples names missing inputs
         want = source_shape(entry)[1:]
         got = array.shape[1:]
         if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
-            out.append((entry["name"], array.shape, want))
+            out.append((entry.name, array.shape, want))
     return out
 
 
@@ -87,21 +105,21 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def to_stored(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+def to_stored(arrays: dict[str, np.ndarray], entries: Sequence[TensorEntry]) -> dict[str, np.ndarray]:
     """Samples (N, ONNX layout) -> (N, stored layout) per the signature's perms."""
     out = dict(arrays)
     for e in entries:
-        perm = e.get("perm")
-        if perm and e["name"] in out and perm != sorted(perm):
-            out[e["name"]] = np.ascontiguousarray(np.transpose(out[e["name"]], perm))
+        perm = e.perm
+        if perm and e.name in out and perm != sorted(perm):
+            out[e.name] = np.ascontiguousarray(np.transpose(out[e.name], perm))
     return out
 
 
-def to_onnx_layout(arrays: dict[str, np.ndarray], entries: list[dict]) -> dict[str, np.ndarray]:
+def to_onnx_layout(arrays: dict[str, np.ndarray], entries: Sequence[TensorEntry]) -> dict[str, np.ndarray]:
     """Outputs (stored layout) -> ONNX layout, the inverse of `to_stored`."""
     out = dict(arrays)
     for e in entries:
-        perm = e.get("perm")
-        if perm and e["name"] in out and perm != sorted(perm):
-            out[e["name"]] = np.transpose(out[e["name"]], np.argsort(perm))
+        perm = e.perm
+        if perm and e.name in out and perm != sorted(perm):
+            out[e.name] = np.transpose(out[e.name], np.argsort(perm))
     return out

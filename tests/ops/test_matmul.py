@@ -272,7 +272,7 @@ def test_int8_matmul_of_two_activations_with_an_offset_right_operand(tmp_path):
     calib = {"s": rng.standard_normal((32, 16, 16)).astype(np.float32),
              "v": rng.standard_normal((32, 16, 64)).astype(np.float32)}
     signature = export_onnx(model, tmp_path / "f.pb")
-    data = to_tflite(tmp_path / "f.pb", signature, "int8", calib=to_stored(calib, signature["inputs"]), input_type="float32", output_type="float32")
+    data = to_tflite(tmp_path / "f.pb", signature, "int8", calib=to_stored(calib, signature.inputs), input_type="float32", output_type="float32")
     conv = Converted(data, signature, {})
     for i in range(4):
         feeds = {"s": rng.standard_normal((1, 16, 16)).astype(np.float32),

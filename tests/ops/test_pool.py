@@ -117,7 +117,7 @@ def test_max_pool_padding_keeps_int8_range(tmp_path):
     model = make_model(nodes, {"x": [1, 4, 8, 8]}, ["y"], {"w": w})
     signature = export_onnx(model, tmp_path / "float.pb", nhwc_outputs=["y"])
     calib = to_stored({"x": np.random.default_rng(1).standard_normal([8, 4, 8, 8]).astype(np.float32)},
-                      signature["inputs"])
+                      signature.inputs)
     data = to_tflite(tmp_path / "float.pb", signature, "int8", calib)
     scales = [t["quantization"][0] for t in load_interpreter(data).get_tensor_details()]
     assert 0 < max(scales) < 1, scales

@@ -72,14 +72,14 @@ def test_quantize_default_uint8_without_zero_point(opset):
     node = helper.make_node("QuantizeLinear", ["x", "s"], ["q"])
     model = make_model([node], {"x": IMAGE}, ["q"], {"s": np.array(0.01, np.float32)}, opset=opset)
     conv = check(model, {"x": image(spread=1.5)}, transposes=0, nhwc_outputs=["q"])
-    assert conv.signature["outputs"][0]["dtype"] == "uint8"
+    assert conv.signature.outputs[0].dtype == "uint8"
 
 
 def test_quantize_output_dtype_attribute():
     node = helper.make_node("QuantizeLinear", ["x", "s"], ["q"], output_dtype=TensorProto.INT8)
     model = make_model([node], {"x": IMAGE}, ["q"], {"s": np.array(0.01, np.float32)}, opset=21)
     conv = check(model, {"x": image(spread=1.5)}, transposes=0, nhwc_outputs=["q"])
-    assert conv.signature["outputs"][0]["dtype"] == "int8"
+    assert conv.signature.outputs[0].dtype == "int8"
 
 
 @pytest.mark.parametrize("dtype, zp", [(np.int8, 4), (np.uint8, 128), (np.int32, None)])

@@ -93,9 +93,9 @@ def reference(spec: Recurrent, feeds: dict[str, np.ndarray]) -> dict[str, np.nda
 def run_twice(conv, first: dict, second: dict) -> dict[str, np.ndarray]:
     """Invoke one interpreter on `first`, then `second`; the second run's outputs."""
     runner = load_interpreter(conv.tflite).get_signature_runner("serving_default")
-    runner(**to_stored(first, conv.signature["inputs"]))
-    outs = runner(**to_stored(second, conv.signature["inputs"]))
-    return to_onnx_layout({k: np.asarray(v) for k, v in outs.items()}, conv.signature["outputs"])
+    runner(**to_stored(first, conv.signature.inputs))
+    outs = runner(**to_stored(second, conv.signature.inputs))
+    return to_onnx_layout({k: np.asarray(v) for k, v in outs.items()}, conv.signature.outputs)
 
 
 def verify(spec: Recurrent):
@@ -314,8 +314,8 @@ def int8_conversion(spec: Recurrent) -> tuple[bytes, dict[str, float]]:
         path = Path(tmp) / "float.pb"
         signature = export_onnx(model, path)
         # samples are stacked along the first model dim (T for layout 0)
-        calib = {i["name"]: rng.standard_normal([16 * i["shape"][0], *i["shape"][1:]]).astype(np.float32)
-                 for i in signature["inputs"]}  # fmt: skip
+        calib = {i.name: rng.standard_normal([16 * i.shape[0], *i.shape[1:]]).astype(np.float32)
+                 for i in signature.inputs}  # fmt: skip
         data = to_tflite(path, signature, "int8", calib=calib)
     feeds = random_feeds(model, seed=9)
     got, want = run_int8(data, feeds), run_ort(model, feeds)
