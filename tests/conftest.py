@@ -150,6 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def is_slow(item: pytest.Item) -> bool:
+    if not item.path.resolve().is_relative_to(TESTS):  # a file named on the command line
+        return False
     module = item.path.resolve().relative_to(TESTS).as_posix()
     test = f"{module}::{getattr(item, 'originalname', item.name)}"
     return module in SLOW or test in SLOW or any(module.startswith(d) for d in SLOW if d.endswith("/"))
