@@ -19,13 +19,15 @@ from motoserver import free_port
 from test_remote import digests
 
 distributed = pytest.importorskip("distributed")
-# a second cluster's scheduler serves HTTP on another port than the first's: said, harmless
-pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+# The schedulers serve HTTP on any free port: with dashboard_address=None they try 8787, and where
+# an earlier cluster (or another test run on the machine) holds it, distributed leaks the socket it
+# failed to bind, a ResourceWarning.
+DASHBOARD = ":0"
 
 
 def local_cluster():
     return distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=DASHBOARD
     )
 
 
@@ -207,7 +209,7 @@ def edgetpu_cluster(tmp_path: Path):
     with pytest.MonkeyPatch.context() as patch:  # the worker processes take the environment at start
         patch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
         local = distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None,
+            n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=DASHBOARD,
             resources={"edgetpu_compiler": 1},
         )  # fmt: skip
     with local:

@@ -3,13 +3,12 @@
 Padding is resolved to per-axis (begin, end) pairs first, then mapped onto TF:
 'VALID' when there is none, 'SAME' when TF's own split (extra pad at the end)
 gives exactly those pads, otherwise an explicit zero PAD followed by 'VALID'.
-1-D ops run as 2-D ops over a unit height axis. The padding helpers are shared
-with the pooling ops.
+1-D ops run as 2-D ops over a unit height axis. The padding helpers shared
+with the pooling ops are in padding.py.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -21,61 +20,21 @@ from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
 from buildsys.converter.ops.large_depthwise import split_depthwise, wants_split
+from buildsys.converter.ops.padding import (
+    Pads,
+    attr_pads,
+    auto_pad,
+    ints,
+    pad_spatial,
+    same_pads,
+    tf_same,
+)
 from buildsys.converter.registry import handles
 
-Pads = list[tuple[int, int]]
 
-
-# -- padding arithmetic (shared with pool.py) ----------------------------------
+# -- padding (the arithmetic shared with pool.py is in padding.py) -------------
 def effective_kernel(kernel: Sequence[int], dilations: Sequence[int]) -> list[int]:
     return [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-
-
-def ints(node: Node, key: str, count: int, default: int) -> list[int]:
-    value = node.attr(key)
-    if value is None or len(value) == 0:
-        return [default] * count
-    value = [int(v) for v in value]
-    if len(value) != count:
-        raise Unsupported(f"attribute {key}={value} does not match {count} spatial axes")
-    return value
-
-
-def attr_pads(node: Node, spatial: int) -> Pads:
-    flat = ints(node, "pads", 2 * spatial, 0)
-    pads = list(zip(flat[:spatial], flat[spatial:]))
-    if any(b < 0 or e < 0 for b, e in pads):
-        raise Unsupported(f"negative pads {flat}")
-    return pads
-
-
-def same_pads(in_dims: Sequence[int], eff: Sequence[int], strides: Sequence[int], lower: bool) -> Pads:
-    """ONNX SAME_UPPER/SAME_LOWER pads: output ceil(in / stride); UPPER puts the odd pad at the end."""
-    out = []
-    for n, k, s in zip(in_dims, eff, strides):
-        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
-        small = total // 2
-        out.append((total - small, small) if lower else (small, total - small))
-    return out
-
-
-def auto_pad(node: Node) -> str:
-    value = node.attr("auto_pad", "NOTSET")
-    if value not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
-        raise Unsupported(f"auto_pad={value!r}")
-    return value
-
-
-def tf_same(pads: Pads, in_dims: Sequence[int], eff: Sequence[int], strides: Sequence[int]) -> bool:
-    """True if TF 'SAME' pads exactly `pads` (and so gives the same output size)."""
-    return list(pads) == same_pads(in_dims, eff, strides, lower=False) and any(b or e for b, e in pads)
-
-
-def pad_spatial(x: tf.Tensor, pads: Pads, value: float = 0) -> tf.Tensor:
-    """Pad the spatial axes of a channels-last tensor."""
-    if not any(b or e for b, e in pads):
-        return x
-    return tf.pad(x, [[0, 0], *[[b, e] for b, e in pads], [0, 0]], constant_values=value)
 
 
 def conv_padding(x: tf.Tensor, pads: Pads, in_dims, eff, strides) -> tuple[tf.Tensor, str]:

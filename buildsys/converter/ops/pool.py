@@ -24,13 +24,12 @@ from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
-from buildsys.converter.ops.conv import (
+from buildsys.converter.ops.conv import drop_1d, lift_1d
+from buildsys.converter.ops.padding import (
     Pads,
     attr_pads,
     auto_pad,
-    drop_1d,
     ints,
-    lift_1d,
     pad_spatial,
     same_pads,
     tf_same,
