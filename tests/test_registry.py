@@ -41,5 +41,17 @@ def test_a_handler_tagged_twice_for_the_same_version_is_refused() -> None:
         handles("Gemm", since=13)(handles("Gemm", since=13)(lambda *a: None))
 
 
+def test_a_handler_tagged_for_two_versions_of_one_op_is_refused() -> None:
+    # the opset-13 tag would change nothing: lookup(13) finds the opset-1 tag's handler anyway
+    with pytest.raises(ValueError, match="tagged for MatMul at opsets 1, 13: tag it once, at the lowest"):
+        handles("MatMul", since=1)(handles("MatMul", since=13)(lambda *a: None))
+
+
+def test_one_handler_may_serve_two_ops_or_domains() -> None:
+    fn = handles("HardSwish", since=14)(handles("HardSwish", domain="buildsys.fused")(lambda *a: None))
+    registry = Registry([module("a", fn=fn)])
+    assert registry.lookup("", "HardSwish", 14) is fn and registry.lookup("buildsys.fused", "HardSwish", 1) is fn
+
+
 def test_the_builtin_handlers_claim_each_op_version_once() -> None:
     assert len(default_registry().ops()) > 100

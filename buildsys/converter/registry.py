@@ -21,6 +21,12 @@ def handles(op_type: str, since: int = 1, domain: str = "") -> Callable[[Handler
         tags = getattr(fn, TAG, ())
         if (domain, op_type, since) in tags:
             raise ValueError(f"{_name(fn)} is tagged twice as the handler of {_label(domain, op_type, since)}")
+        earlier = [v for d, op, v in tags if (d, op) == (domain, op_type)]
+        if earlier:
+            # a later opset falls to the lowest tag anyway: more tags only look like version splits
+            versions = ", ".join(str(v) for v in sorted([*earlier, since]))
+            raise ValueError(f"{_name(fn)} is tagged for {op_type} at opsets {versions}: "
+                             "tag it once, at the lowest version it converts")
         setattr(fn, TAG, tags + ((domain, op_type, since),))
         return fn
 

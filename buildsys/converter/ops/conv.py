@@ -20,11 +20,13 @@ from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
 from buildsys.converter.ops.large_depthwise import split_depthwise, wants_split
-from buildsys.converter.ops.padding import (
+from buildsys.converter.ops.window import (
     Pads,
+    drop_1d,
     attr_pads,
     auto_pad,
     ints,
+    lift_1d,
     pad_spatial,
     same_pads,
     tf_same,
@@ -47,15 +49,6 @@ def conv_padding(x: tf.Tensor, pads: Pads, in_dims, eff, strides) -> tuple[tf.Te
 
 
 # -- 1-D as 2-D ------------------------------------------------------------------
-def lift_1d(x: tf.Tensor) -> tf.Tensor:
-    """[N, W, C] -> [N, 1, W, C]: TFLite has no 1-D conv or pooling kernels."""
-    return tf.expand_dims(x, 1)
-
-
-def drop_1d(y: tf.Tensor) -> tf.Tensor:
-    return tf.squeeze(y, axis=1)
-
-
 def lift_list(values: Sequence, unit) -> list:
     return [unit, *values]
 

@@ -24,12 +24,13 @@ from buildsys.converter import layout
 from buildsys.converter.context import ConversionContext
 from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
-from buildsys.converter.ops.conv import drop_1d, lift_1d
-from buildsys.converter.ops.padding import (
+from buildsys.converter.ops.window import (
     Pads,
+    drop_1d,
     attr_pads,
     auto_pad,
     ints,
+    lift_1d,
     pad_spatial,
     same_pads,
     tf_same,
@@ -195,11 +196,7 @@ def pool(ctx: ConversionContext, node: Node, compute) -> None:
     ctx.set(node.outputs[0], y, layout.channels_last(spatial + 2))
 
 
-@handles("MaxPool", since=1)
-@handles("MaxPool", since=8)
-@handles("MaxPool", since=10)
-@handles("MaxPool", since=11)
-@handles("MaxPool", since=12)
+@handles("MaxPool", since=1)  # written for versions 1, 8, 10, 11, 12
 def max_pool_op(ctx, node):
     if len(node.outputs) > 1 and node.outputs[1]:
         raise Unsupported("the Indices output has no TFLite equivalent")
@@ -213,19 +210,13 @@ def max_pool_any(x: tf.Tensor, win: Window) -> tf.Tensor:
     return tf.cast(max_pool(tf.cast(x, tf.float32), win), x.dtype)
 
 
-@handles("AveragePool", since=1)
-@handles("AveragePool", since=7)
-@handles("AveragePool", since=10)
-@handles("AveragePool", since=11)
-@handles("AveragePool", since=19)
+@handles("AveragePool", since=1)  # written for versions 1, 7, 10, 11, 19
 def average_pool(ctx, node):
     include_pad = bool(node.attr("count_include_pad", 0))
     pool(ctx, node, lambda x, win: avg_pool(x, win, include_pad))
 
 
-@handles("LpPool", since=2)
-@handles("LpPool", since=11)
-@handles("LpPool", since=18)
+@handles("LpPool", since=2)  # written for versions 2, 11, 18
 def lp_pool_op(ctx, node):
     p = lp_order(node)
     pool(ctx, node, lambda x, win: lp_pool(x, win, p))

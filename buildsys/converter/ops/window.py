@@ -1,4 +1,5 @@
-"""Padding arithmetic shared by the conv and pooling handlers.
+"""Sliding-window helpers shared by the conv and pooling handlers: padding arithmetic and
+running 1-D windows as 2-D ones.
 
 Not a handler module (no registry entry): pool.py importing these from conv.py
 made one op family depend on another's handler module.
@@ -62,3 +63,12 @@ def pad_spatial(x: tf.Tensor, pads: Pads, value: float = 0) -> tf.Tensor:
     if not any(b or e for b, e in pads):
         return x
     return tf.pad(x, [[0, 0], *[[b, e] for b, e in pads], [0, 0]], constant_values=value)
+
+
+def lift_1d(x: tf.Tensor) -> tf.Tensor:
+    """[N, W, C] -> [N, 1, W, C]: TFLite has no 1-D conv or pooling kernels."""
+    return tf.expand_dims(x, 1)
+
+
+def drop_1d(y: tf.Tensor) -> tf.Tensor:
+    return tf.squeeze(y, axis=1)
