@@ -68,7 +68,9 @@ def workspace(root: Path, name: str, model, samples: int, targets: str = "  - de
         dims = [d.dim_value for d in v.type.tensor_type.shape.dim]
         np.save(root / f"{v.name}.npy", rng.random((samples, *dims[1:]), dtype=np.float32))
         lines.append(f"    {v.name}: {{npy: {v.name}.npy}}")
-    (root / f"{name}.yaml").write_text(RECIPE.format(name=name, samples=samples, inputs="\n".join(lines), targets=targets))
+    (root / f"{name}.yaml").write_text(
+        RECIPE.format(name=name, samples=samples, inputs="\n".join(lines), targets=targets)
+    )
 
 
 def build(ws: Path) -> tuple[float, list[dict]]:

@@ -53,7 +53,9 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def model_names(python: Path) -> list[str]:
-    out = subprocess.run([str(python), str(BENCH / "corpus_export.py"), "--list"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), str(BENCH / "corpus_export.py"), "--list"], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -68,7 +70,9 @@ def export(python: Path, name: str, again: bool, timeout: int) -> dict:
     try:
         proc = subprocess.run(
             [str(python), str(BENCH / "corpus_export.py"), name, str(partial)],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
     except subprocess.TimeoutExpired:
@@ -96,7 +100,8 @@ def main() -> None:
     parser.add_argument("--reexport", action="store_true", help="export again even if the ONNX file exists")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model build (default 900)")
     parser.add_argument(
-        "--tree", action="store_true",
+        "--tree",
+        action="store_true",
         help="build with the working tree's buildsys (default: a snapshot of the committed HEAD, so other "
         "people's uncommitted edits do not leak into the numbers)",
     )
@@ -160,7 +165,9 @@ def snapshot(commit: str) -> Path:
     dest = WORKSPACE / "src" / commit
     if not (dest / "buildsys" / "__init__.py").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "buildsys", "schemas"], capture_output=True, check=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "buildsys", "schemas"], capture_output=True, check=True
+        )
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
@@ -194,9 +201,15 @@ def record_versions(python: Path) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = subprocess.run(
-        [str(python), "-c", "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
-         "('torch', 'torchvision', 'timm', 'ultralytics')}))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(python),
+            "-c",
+            "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
+            "('torch', 'torchvision', 'timm', 'ultralytics')}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     tools = json.loads(out.stdout)
     for names in (("tensorflow", "tensorflow-cpu"), ("onnx",), ("onnxruntime",), ("ai-edge-litert",)):

@@ -26,6 +26,7 @@ def child_env() -> dict:
         env["PYTHONPATH"] = source
     return env
 
+
 RECIPE = """\
 # written by bench/corpus.py: seeded N(0,1) data, no thresholds (the corpus records metrics, it does not gate)
 version: 1
@@ -69,11 +70,19 @@ def write_recipe(name: str, record: dict, outputs: list[str] | None = None) -> P
         shapes = ""
     recipe = WORKSPACE / "recipes" / f"{name}.yaml"
     recipe.parent.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(RECIPE.format(
-        name=name, model=model, shapes=shapes, outputs=f"outputs: {json.dumps(outputs)}\n" if outputs else "",
-        calib=CALIB_SAMPLES, val=VAL_SAMPLES, calib_inputs="\n".join(calib),
-        val_inputs="\n".join(val), targets="\n".join(f"  - device: {t}" for t in TARGETS),
-    ))
+    recipe.write_text(
+        RECIPE.format(
+            name=name,
+            model=model,
+            shapes=shapes,
+            outputs=f"outputs: {json.dumps(outputs)}\n" if outputs else "",
+            calib=CALIB_SAMPLES,
+            val=VAL_SAMPLES,
+            calib_inputs="\n".join(calib),
+            val_inputs="\n".join(val),
+            targets="\n".join(f"  - device: {t}" for t in TARGETS),
+        )
+    )
     return recipe
 
 
@@ -84,7 +93,11 @@ def cold_build(name: str, recipe: Path, timeout: int) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [str(BUILDSYS), "build", "--json", "-C", str(WORKSPACE), str(recipe.relative_to(WORKSPACE))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=WORKSPACE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=WORKSPACE,
         env=child_env(),
     )
     try:
@@ -99,8 +112,13 @@ def cold_build(name: str, recipe: Path, timeout: int) -> dict:
         rows = json.loads(out) if out.strip() else []
     except json.JSONDecodeError:
         rows = []
-    return {"rc": proc.returncode, "rows": rows, "stderr": err, "seconds": time.perf_counter() - started,
-            "timed_out": False}
+    return {
+        "rc": proc.returncode,
+        "rows": rows,
+        "stderr": err,
+        "seconds": time.perf_counter() - started,
+        "timed_out": False,
+    }
 
 
 def stage_seconds(rows: list[dict]) -> dict:
@@ -122,7 +140,9 @@ def refused_ops(lines: list[str]) -> list[str]:
     """Op types of the converter's refusal table (rows start with an ONNX op type in a table cell)."""
     ops = set()
     for line in lines:
-        m = re.match(r"^\s*[|│]?\s*([A-Z][A-Za-z0-9]+)\s+[|│]?\s*(ai\.onnx|com\.microsoft|\S*\.\S*|\(default\)|onnx)\b", line)
+        m = re.match(
+            r"^\s*[|│]?\s*([A-Z][A-Za-z0-9]+)\s+[|│]?\s*(ai\.onnx|com\.microsoft|\S*\.\S*|\(default\)|onnx)\b", line
+        )
         if m:
             ops.add(m.group(1))
     return sorted(ops)
@@ -159,7 +179,11 @@ def measure(tflite: Path) -> dict:
     """Op counts and 1-thread latency of one artifact, in a child process (a kernel abort kills only it)."""
     proc = subprocess.run(
         [sys.executable, str(WORKSPACE.parent / "corpus.py"), "--measure", str(tflite)],
-        capture_output=True, text=True, timeout=600, cwd=WORKSPACE, env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=WORKSPACE,
+        env=child_env(),
     )
     if proc.returncode == 0 and proc.stdout.strip():
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -183,7 +207,11 @@ def suggested_cut(record: dict) -> list[str]:
     """The tensors `buildsys inspect` would cut a data-dependent detector at ([] when none)."""
     proc = subprocess.run(
         [str(BUILDSYS), "inspect", "--json", str(WORKSPACE / "models" / f"{record['name']}.onnx")],
-        capture_output=True, text=True, cwd=WORKSPACE, env=child_env(), timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=WORKSPACE,
+        env=child_env(),
+        timeout=600,
     )
     try:
         return list((json.loads(proc.stdout).get("cut") or {}).get("tensors") or [])

@@ -64,7 +64,9 @@ class VAD(nn.Module):
 
     def __init__(self, hidden: int = 64):
         super().__init__()
-        self.front = nn.Sequential(nn.Conv1d(1, 32, 64, stride=32), nn.ReLU(), nn.Conv1d(32, 64, 3, padding=1), nn.ReLU())
+        self.front = nn.Sequential(
+            nn.Conv1d(1, 32, 64, stride=32), nn.ReLU(), nn.Conv1d(32, 64, 3, padding=1), nn.ReLU()
+        )
         self.lstm = nn.LSTM(64, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
 
@@ -97,8 +99,12 @@ class UNet(nn.Module):
 
         def pair(cin, cout):
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
             )
 
         self.down = nn.ModuleList([pair(3 if i == 0 else chans[i - 1], c) for i, c in enumerate(chans)])
@@ -178,30 +184,42 @@ MODELS = {
     "levit_128s": (timm_model("levit_128s"), IMG, {}, ["logits"]),
     "efficientformer_l1": (timm_model("efficientformer_l1"), IMG, {}, ["logits"]),
     "deeplabv3_mobilenet_v3_large": (
-        tv("segmentation", "deeplabv3_mobilenet_v3_large", aux_loss=False), {"input": [1, 3, 320, 320]}, {}, ["out"]
+        tv("segmentation", "deeplabv3_mobilenet_v3_large", aux_loss=False),
+        {"input": [1, 3, 320, 320]},
+        {},
+        ["out"],
     ),
     "lraspp_mobilenet_v3_large": (
-        tv("segmentation", "lraspp_mobilenet_v3_large"), {"input": [1, 3, 320, 320]}, {}, ["out"]
+        tv("segmentation", "lraspp_mobilenet_v3_large"),
+        {"input": [1, 3, 320, 320]},
+        {},
+        ["out"],
     ),
     "fcn_resnet50": (tv("segmentation", "fcn_resnet50", aux_loss=False), {"input": [1, 3, 256, 256]}, {}, ["out"]),
     "ssdlite320_mobilenet_v3_large": (
-        tv("detection", "ssdlite320_mobilenet_v3_large"), {"input": [1, 3, 320, 320]}, {}, ["boxes", "scores", "labels"]
+        tv("detection", "ssdlite320_mobilenet_v3_large"),
+        {"input": [1, 3, 320, 320]},
+        {},
+        ["boxes", "scores", "labels"],
     ),
     "crnn": (CRNN, {"input": [1, 1, 32, 128]}, {}, ["probs"]),
     "gru_tagger": (GRUTagger, {"features": [1, 50, 40]}, {"features": {0: "batch"}}, ["logits"]),
     "vad_lstm": (VAD, {"audio": [1, 1, 1024], "h": [1, 1, 64], "c": [1, 1, 64]}, {}, ["prob", "h_out", "c_out"]),
-    "transformer_encoder": (
-        Encoder, {"tokens": [1, 64, 64]}, {"tokens": {0: "batch", 1: "sequence"}}, ["logits"]
-    ),
+    "transformer_encoder": (Encoder, {"tokens": [1, 64, 64]}, {"tokens": {0: "batch", 1: "sequence"}}, ["logits"]),
     "unet": (UNet, {"input": [1, 3, 128, 128]}, {}, ["mask"]),
     "fasterrcnn_mobilenet_v3_large_320_fpn": (
-        tv("detection", "fasterrcnn_mobilenet_v3_large_320_fpn"), {"input": [1, 3, 320, 320]}, {},
+        tv("detection", "fasterrcnn_mobilenet_v3_large_320_fpn"),
+        {"input": [1, 3, 320, 320]},
+        {},
         ["boxes", "labels", "scores"],
     ),
     # the same encoder exported under torch.no_grad(): nn.TransformerEncoderLayer's inference fast path
     # (aten::_transformer_encoder_layer_fwd) has no ONNX export, a failure users hit
     "transformer_encoder_no_grad": (
-        Encoder, {"tokens": [1, 64, 64]}, {"tokens": {0: "batch", 1: "sequence"}}, ["logits"]
+        Encoder,
+        {"tokens": [1, 64, 64]},
+        {"tokens": {0: "batch", 1: "sequence"}},
+        ["logits"],
     ),
 }
 # detectors compute losses in train mode: only their BatchNorms see the statistics pass
@@ -244,8 +262,14 @@ def export(name: str, out: str) -> dict:
     args = tuple(example)
     with torch.set_grad_enabled(name in WITH_GRAD):
         torch.onnx.export(
-            model, args, out, opset_version=OPSET, dynamo=False, input_names=list(shapes),
-            output_names=outputs, dynamic_axes=dynamic or None,
+            model,
+            args,
+            out,
+            opset_version=OPSET,
+            dynamo=False,
+            input_names=list(shapes),
+            output_names=outputs,
+            dynamic_axes=dynamic or None,
         )
     return {"params": params, "inputs": shapes, "dynamic": {k: sorted(v) for k, v in dynamic.items()}}
 
@@ -267,7 +291,9 @@ def main() -> None:
         row.update(export(name, out))
     except Exception as exc:  # an export failure is a corpus row, not a crash
         traceback.print_exc()
-        row.update(ok=False, error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        row.update(
+            ok=False, error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
     row["seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(row))
 

@@ -33,8 +33,12 @@ def rounded(value):
 def result(rows: dict, tools: dict) -> dict:
     return {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "settings": {"targets": list(TARGETS), "calibration_samples": CALIB_SAMPLES, "validate_samples": VAL_SAMPLES,
-                     "latency": "1 thread, default XNNPACK interpreter (ai-edge-litert), median of 20 after 3 warm-up"},
+        "settings": {
+            "targets": list(TARGETS),
+            "calibration_samples": CALIB_SAMPLES,
+            "validate_samples": VAL_SAMPLES,
+            "latency": "1 thread, default XNNPACK interpreter (ai-edge-litert), median of 20 after 3 warm-up",
+        },
         "tools": tools,
         "models": rounded(rows),
     }
@@ -66,14 +70,17 @@ def table(result: dict) -> None:
         f32, i8, a8 = t["cpu-fp32"], t["cpu-int8"], t["axis-artpec8"]
         ratio = i8.get("latency_ms") / f32["latency_ms"] if i8.get("latency_ms") and f32.get("latency_ms") else None
         print(
-            f"{name:<38}" + "".join(f"{_state(t[x]):>8}" for x in TARGETS)
+            f"{name:<38}"
+            + "".join(f"{_state(t[x]):>8}" for x in TARGETS)
             + f"{fmt(f32.get('cosine')):>9}{fmt(i8.get('cosine')):>9}{fmt(a8.get('cosine')):>9}"
             + f"{row['onnx']['transposes']:>7}{fmt(f32.get('transposes'), 'd'):>5}{fmt(i8.get('transposes'), 'd'):>5}"
             + f"{fmt(i8.get('ops'), 'd'):>6}{fmt(f32.get('latency_ms'), '.1f'):>9}{fmt(i8.get('latency_ms'), '.1f'):>9}"
             + f"{fmt(ratio, '.2f'):>6}{fmt(row['build']['seconds'], '.0f'):>8}"
         )
-    print(f"\n{len(models)} models, {passed} pass all three targets "
-          f"({sum(r['export']['ok'] for r in models.values())} exported)")
+    print(
+        f"\n{len(models)} models, {passed} pass all three targets "
+        f"({sum(r['export']['ok'] for r in models.values())} exported)"
+    )
     causes(models)
 
 
@@ -127,7 +134,11 @@ def changes(old: dict, new: dict) -> list[tuple[str, str, str, str]]:
                 out.append((name, f"{SHORT[target]} state", f"{sa} -> {sb}", _word(sb == "ok")))
             for metric, (lower, rel, absolute) in METRICS.items():
                 x, y = ta.get(metric), tb.get(metric)
-                if isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(y - x) > max(absolute, rel * abs(x)):
+                if (
+                    isinstance(x, (int, float))
+                    and isinstance(y, (int, float))
+                    and abs(y - x) > max(absolute, rel * abs(x))
+                ):
                     out.append((name, f"{SHORT[target]} {metric}", f"{x:g} -> {y:g}", _word((y < x) == lower)))
         x, y = _ratio(a), _ratio(b)
         if x and y and abs(y - x) > 0.15 * x:  # a ratio within one run is steadier than ms under varying load
@@ -147,8 +158,10 @@ def _word(good: bool) -> str:
 
 def compare(old: dict, new: dict) -> None:
     rows = changes(old["models"], new["models"])
-    print(f"\n{new['tools'].get('buildsys_commit')} ({new['measured_at']}) compared with the baseline "
-          f"{old['tools'].get('buildsys_commit')} ({old['measured_at']}):")
+    print(
+        f"\n{new['tools'].get('buildsys_commit')} ({new['measured_at']}) compared with the baseline "
+        f"{old['tools'].get('buildsys_commit')} ({old['measured_at']}):"
+    )
     if not rows:
         print("  nothing changed beyond the noise margins")
     for word in ("better", "worse"):

@@ -57,7 +57,9 @@ def main() -> None:
         wall, rows = build(ws)
         stages = {(r["target"], r["stage"]): r["seconds"] or 0.0 for r in rows}
         print(f"{args.arch}: {len(devices)} targets, {len(rows)} stages in {wall:.1f} s (cold, one process)")
-        print(f"{'device':<19}{'quant s':>9}{'check s':>9}{'comp. s':>9}{'KiB':>9}{'acc':>6}{'cpu':>5}  {'first unsupported':<24}compiler")
+        print(
+            f"{'device':<19}{'quant s':>9}{'check s':>9}{'comp. s':>9}{'KiB':>9}{'acc':>6}{'cpu':>5}  {'first unsupported':<24}compiler"
+        )
         for device in devices:
             print(row(ws / "build" / args.arch, device, stages))
 

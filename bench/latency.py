@@ -37,8 +37,8 @@ CALIBRATION = 16
 
 def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     """(signature, {"fp32": .tflite, "int8": .tflite}) through the build's library functions."""
-    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.devices.catalogue import Catalogue
+    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.samples import to_stored
@@ -50,8 +50,16 @@ def build(model, workdir: Path) -> tuple[dict, dict[str, bytes]]:
     forms = {name: Catalogue().get(name).op_forms for name in ("cpu-fp32", "cpu-int8")}
     return signature, {
         "fp32": to_tflite(float_path, signature, "none", forms=forms["cpu-fp32"]),
-        "int8": to_tflite(float_path, signature, "int8", calib, per_channel=True, input_type="int8", output_type="int8",
-                          forms=forms["cpu-int8"]),
+        "int8": to_tflite(
+            float_path,
+            signature,
+            "int8",
+            calib,
+            per_channel=True,
+            input_type="int8",
+            output_type="int8",
+            forms=forms["cpu-int8"],
+        ),
     }
 
 
@@ -96,7 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     from buildsys.tflow.inspect import op_histogram
 
-    print(f"{'model':10} {'fp32 ms':>8} {'int8 ms':>8} {'int8/fp32':>9} {'TRANSPOSE':>9} {'ONNX':>5} {'GELU':>5} {'int8 cos':>8}")
+    print(
+        f"{'model':10} {'fp32 ms':>8} {'int8 ms':>8} {'int8/fp32':>9} {'TRANSPOSE':>9} {'ONNX':>5} {'GELU':>5} {'int8 cos':>8}"
+    )
     slower = []
     for name in args.only.split(","):
         model = MODELS[name](args.size)
@@ -108,8 +118,11 @@ def main() -> None:
         transposes = max(o.get("TRANSPOSE", 0) for o in ops.values())
         cosine = int8_cosine(model, signature, artifacts["int8"])
         ratio = ms["int8"] / ms["fp32"]
-        print(f"{name:10} {ms['fp32']:8.1f} {ms['int8']:8.1f} {ratio:9.2f} {transposes:9d} {onnx_transposes:5d} "
-              f"{ops['int8'].get('GELU', 0):5d} {cosine:8.4f}", flush=True)
+        print(
+            f"{name:10} {ms['fp32']:8.1f} {ms['int8']:8.1f} {ratio:9.2f} {transposes:9d} {onnx_transposes:5d} "
+            f"{ops['int8'].get('GELU', 0):5d} {cosine:8.4f}",
+            flush=True,
+        )
         if ratio > 1.0 or transposes > onnx_transposes:
             slower.append(name)
     if slower:

@@ -55,8 +55,10 @@ def main() -> None:
         first = build(ws, "-j", "2")
         print(f"initial build of {args.recipes} recipes: {first:.1f} s")
         times = [build(ws) for _ in range(args.repeat)]
-        print(f"no-op build of {args.recipes} recipes: median {statistics.median(times):.3f} s, "
-              f"min {min(times):.3f} s, max {max(times):.3f} s over {args.repeat} runs (target < 1.5 s)")
+        print(
+            f"no-op build of {args.recipes} recipes: median {statistics.median(times):.3f} s, "
+            f"min {min(times):.3f} s, max {max(times):.3f} s over {args.repeat} runs (target < 1.5 s)"
+        )
 
 
 if __name__ == "__main__":

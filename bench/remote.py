@@ -72,7 +72,8 @@ def make_model(path: Path, seed: int) -> None:
         helper.make_node("MatMul", ["f", "fc"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, f"net{seed}",
+        nodes,
+        f"net{seed}",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
         [w1, b1, w2, fc],
@@ -131,17 +132,23 @@ def main() -> None:
         shutil.copytree(cold_ws / "recipes", fresh_ws / "recipes")
         jobs = ("-j", str(args.jobs))
         cold, outcomes = build(cold_ws, env, *jobs)
-        print(f"cold build of {args.recipes} recipes ({len(outcomes)} stages, -j {args.jobs}) into the remote: "
-              f"{cold:.1f} s ({tally(outcomes)})")
+        print(
+            f"cold build of {args.recipes} recipes ({len(outcomes)} stages, -j {args.jobs}) into the remote: "
+            f"{cold:.1f} s ({tally(outcomes)})"
+        )
         warm, outcomes = build(fresh_ws, env, *jobs)
         moved = tree_bytes(fresh_ws / ".buildsys" / "cache" / "objects")
-        print(f"fresh workspace restores from the remote: {warm:.1f} s ({tally(outcomes)}); "
-              f"{warm / cold:.1%} of the cold build; {moved / 1e6:.1f} MB downloaded")
+        print(
+            f"fresh workspace restores from the remote: {warm:.1f} s ({tally(outcomes)}); "
+            f"{warm / cold:.1%} of the cold build; {moved / 1e6:.1f} MB downloaded"
+        )
         assert not any(o["outcome"] == "ran" for o in outcomes), "a stage ran on restore"
         with_remote = noop(fresh_ws, env, args.repeat)
         without = noop(fresh_ws, {**env, "BUILDSYS_REMOTE": ""}, args.repeat)
-        print(f"no-op build, median of {args.repeat}: {with_remote:.3f} s with the remote, {without:.3f} s without "
-              f"({with_remote / without - 1:+.1%}; target within +20%)")
+        print(
+            f"no-op build, median of {args.repeat}: {with_remote:.3f} s with the remote, {without:.3f} s without "
+            f"({with_remote / without - 1:+.1%}; target within +20%)"
+        )
         cluster(args, env, Path(tmp))
 
 
@@ -152,7 +159,9 @@ def cluster(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     except ImportError:
         print("distributed is not installed: no cluster figure")
         return
-    help_text = subprocess.run([sys.executable, "-m", "buildsys", "build", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "buildsys", "build", "--help"], capture_output=True, text=True
+    ).stdout
     if "--scheduler" not in help_text:
         print("this buildsys has no --scheduler: no cluster figure")
         return
@@ -162,9 +171,15 @@ def cluster(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     plain = {k: v for k, v in env.items() if k != "BUILDSYS_REMOTE"}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the workers import TensorFlow: keep its banner out
     local, _ = build(local_ws, plain, "-j", "2", "--remote", str(tmp / "shared-local"))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as lc:
-        dask, outcomes = build(dask_ws, plain, "--scheduler", lc.scheduler_address, "--remote", str(tmp / "shared-dask"))
-    print(f"{args.recipes} recipes: -j 2 {local:.1f} s; 2-worker LocalCluster {dask:.1f} s ({dask / local:.2f}x; {tally(outcomes)})")
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as lc:
+        dask, outcomes = build(
+            dask_ws, plain, "--scheduler", lc.scheduler_address, "--remote", str(tmp / "shared-dask")
+        )
+    print(
+        f"{args.recipes} recipes: -j 2 {local:.1f} s; 2-worker LocalCluster {dask:.1f} s ({dask / local:.2f}x; {tally(outcomes)})"
+    )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def main() -> None:
         wall, rows = build(root.parent)
     stage = {(r["target"] or "", r["stage"]): r["seconds"] or 0.0 for r in rows}
     print(f"{args.arch} {dims}: cold build {wall:.1f} s")
-    print(f"  validate ({args.samples} samples, int8, with per-layer error and accuracy): {stage[('cpu-int8', 'validate')]:.2f} s  (target < 10 s)")
+    print(
+        f"  validate ({args.samples} samples, int8, with per-layer error and accuracy): {stage[('cpu-int8', 'validate')]:.2f} s  (target < 10 s)"
+    )
     print(f"  report: {stage[('cpu-int8', 'report')]:.2f} s  (target < 2 s)")
 
 

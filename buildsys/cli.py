@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from buildsys import __version__
 from buildsys.errors import BuildsysError
@@ -17,7 +18,10 @@ def _common(p: argparse.ArgumentParser, default: object) -> None:
     p.add_argument("-C", "--directory", default=default, help="run in this workspace directory")
     p.add_argument("-q", "--quiet", action="store_true", default=default, help="print errors only")
     p.add_argument(
-        "-v", "--verbose", action="store_true", default=default,
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
         help="also list up-to-date stages, and print an internal error's traceback",
     )
 
@@ -40,17 +44,22 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run N stages in parallel")
     b.add_argument("--locked", action="store_true", help="fail if the build would change a lockfile")
     b.add_argument("--json", action="store_true", help="print one JSON document of stage outcomes")
-    b.add_argument("--summary", metavar="FILE", help="append a Markdown table of the targets to FILE (CI job summaries)")
     b.add_argument(
-        "--shard", metavar="I/N",
+        "--summary", metavar="FILE", help="append a Markdown table of the targets to FILE (CI job summaries)"
+    )
+    b.add_argument(
+        "--shard",
+        metavar="I/N",
         help="build a stable I-th of N shares of the targets (CI matrices); a final build without it writes the locks",
     )
     b.add_argument(
-        "--remote", metavar="URL",
+        "--remote",
+        metavar="URL",
         help="use this shared cache (s3://bucket/prefix, a directory, any fsspec URL) over buildsys.yaml and BUILDSYS_REMOTE",
     )
     b.add_argument(
-        "--scheduler", metavar="URL",
+        "--scheduler",
+        metavar="URL",
         help="run the stages on this Dask cluster (tcp://host:8786); needs a read-write remote cache",
     )
 
@@ -75,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="show a model's inputs, ops and converter support, with recipe snippets")
     i.add_argument(
-        "model", metavar="MODEL_OR_RECIPE",
+        "model",
+        metavar="MODEL_OR_RECIPE",
         help="an .onnx, PyTorch (.pt2, .pt, .pth), TF1 (.pb, .meta) or Darknet (.cfg) file, or a recipe (.yaml)",
     )
     i.add_argument("--op", action="append", metavar="TYPE", help="list the nodes of this op type (repeatable)")
@@ -84,9 +94,12 @@ def parser() -> argparse.ArgumentParser:
     _paths(r)
     r.add_argument("--open", action="store_true", help="open build/index.html in the web browser")
     k = sub.add_parser("cache", help="the local and remote cache: status, push, pull, gc")
-    k.add_argument("action", choices=("status", "push", "pull", "gc"),
-                   help="status: sizes; push: upload local entries; pull: fetch the entries the lockfiles name; "
-                        "gc: drop unused entries")
+    k.add_argument(
+        "action",
+        choices=("status", "push", "pull", "gc"),
+        help="status: sizes; push: upload local entries; pull: fetch the entries the lockfiles name; "
+        "gc: drop unused entries",
+    )
     _paths(k)
     k.add_argument("--remote", metavar="URL", help="the remote cache, over buildsys.yaml and BUILDSYS_REMOTE")
     k.add_argument("--older-than", metavar="AGE", help="gc: also drop entries unused for AGE (30d, 12h, 2w)")

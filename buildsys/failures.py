@@ -40,7 +40,13 @@ class Failure:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Failure:
-        return cls(str(data.get("message", "")), data.get("type"), data.get("hint"), data.get("exit_code", 1), data.get("traceback"))
+        return cls(
+            str(data.get("message", "")),
+            data.get("type"),
+            data.get("hint"),
+            data.get("exit_code", 1),
+            data.get("traceback"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         if self.type is None:

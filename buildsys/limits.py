@@ -14,7 +14,6 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-
 MiB = 1 << 20
 GiB = 1 << 30
 

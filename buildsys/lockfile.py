@@ -99,7 +99,9 @@ def read(path: Path) -> dict | None:
     except UnicodeDecodeError:
         raise DamagedLock(f"lockfile {shown} is damaged: not UTF-8 text", hint=REWRITE_HINT, path=str(path)) from None
     except OSError as exc:
-        raise DamagedLock(f"lockfile {shown} cannot be read: {exc.strerror or exc}", hint=REWRITE_HINT, path=str(path)) from None
+        raise DamagedLock(
+            f"lockfile {shown} cannot be read: {exc.strerror or exc}", hint=REWRITE_HINT, path=str(path)
+        ) from None
     if marker := _CONFLICT.search(text):
         line = text.count("\n", 0, marker.start()) + 1
         raise DamagedLock(
@@ -112,7 +114,9 @@ def read(path: Path) -> dict | None:
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int past 4300 digits
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise DamagedLock(f"lockfile {shown} is damaged: not valid YAML{where}", hint=REWRITE_HINT, path=str(path)) from None
+        raise DamagedLock(
+            f"lockfile {shown} is damaged: not valid YAML{where}", hint=REWRITE_HINT, path=str(path)
+        ) from None
     if problem := _shape_problem(data):
         raise DamagedLock(f"lockfile {shown} is damaged (cut short?): {problem}", hint=REWRITE_HINT, path=str(path))
     return data

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildsys.devices import Catalogue, Device, ProfileError, with_overrides
-from buildsys.errors import BuildsysError, RecipeError, UsageError
 from buildsys.documents.files import parse_file, shown_path, sort_problems
-from buildsys.recipe.model import Recipe
 from buildsys.documents.yamlmarks import KeyPath
+from buildsys.errors import BuildsysError, RecipeError, UsageError
+from buildsys.recipe.model import Recipe
 from buildsys.stages import Stage, StageEnv
 from buildsys.stages.calibration import Calibration
 from buildsys.stages.check import Check

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain

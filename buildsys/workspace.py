@@ -12,7 +12,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def at(cls, root: Path | str | None = None) -> "Workspace":
+    def at(cls, root: Path | str | None = None) -> Workspace:
         return cls(Path(os.path.abspath(root or os.getcwd())))
 
     @property

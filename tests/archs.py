@@ -269,8 +269,10 @@ def calibrate_batchnorm(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -
 def _stat_probe(model: onnx.ModelProto, count: int):
     """(probe model over a batch of `count` samples, {(mean init, var init): (mean output, var output)})."""
     nodes, stats = [], {}
-    extra = [numpy_helper.from_array(np.array(BN_EPS, np.float32), "probe_eps"),
-             numpy_helper.from_array(np.array([0, 2, 3], np.int64), "probe_axes")]
+    extra = [
+        numpy_helper.from_array(np.array(BN_EPS, np.float32), "probe_eps"),
+        numpy_helper.from_array(np.array([0, 2, 3], np.int64), "probe_axes"),
+    ]
     for node in model.graph.node:
         if node.op_type != "BatchNormalization":
             nodes.append(node)
@@ -287,8 +289,13 @@ def _stat_probe(model: onnx.ModelProto, count: int):
         batched.CopyFrom(v)
         batched.type.tensor_type.shape.dim[0].dim_value = count
         inputs.append(batched)
-    graph = helper.make_graph(nodes, model.graph.name + "_bnprobe", inputs,
-                              [helper.make_empty_tensor_value_info(n) for n in wanted], inits + extra)
+    graph = helper.make_graph(
+        nodes,
+        model.graph.name + "_bnprobe",
+        inputs,
+        [helper.make_empty_tensor_value_info(n) for n in wanted],
+        inits + extra,
+    )
     probe = helper.make_model(graph, opset_imports=list(model.opset_import))
     probe.ir_version = model.ir_version
     return probe, stats
@@ -457,8 +464,9 @@ def _basic_block(net: Net, x, cin, cout, stride) -> str:
     return net.relu(net.op("Add", y, shortcut))
 
 
-def regnet_x(size: int = 64, widths=(24, 56, 152), depths=(1, 1, 2), group_width: int = 8, classes: int = 10,
-             seed: int = 0) -> onnx.ModelProto:
+def regnet_x(
+    size: int = 64, widths=(24, 56, 152), depths=(1, 1, 2), group_width: int = 8, classes: int = 10, seed: int = 0
+) -> onnx.ModelProto:
     """RegNetX blocks as torchvision exports them: 1x1, grouped 3x3 (8 channels a group), 1x1,
     residual (1x1/2 projection when downsampling), ReLU."""
     net = Net(seed)
@@ -505,8 +513,9 @@ def yolo(size: int = 160, classes: int = 4, seed: int = 0) -> onnx.ModelProto:
     p5 = _c3(net, x, 256, 256, 1, shortcut=False)
     lateral = net.cba(p5, 256, 128, 1, act=silu)
     scales = net.const(np.array([1, 1, 2, 2], np.float32), "scales")
-    up = net.op("Resize", lateral, "", scales, mode="nearest", coordinate_transformation_mode="asymmetric",
-                nearest_mode="floor")
+    up = net.op(
+        "Resize", lateral, "", scales, mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    )
     merged = net.op("Concat", up, p4, axis=1)
     n4 = _c3(net, merged, 256, 128, 1, shortcut=False)
     s4, s5 = size // 16, size // 32
@@ -582,8 +591,15 @@ def segmenter(size: int = 128, seed: int = 0) -> onnx.ModelProto:
 
 
 def _resize_linear(net: Net, x, sizes, mode) -> str:
-    return net.op("Resize", x, "", "", net.const(np.array(sizes, np.int64), "sizes"), mode="linear",
-                  coordinate_transformation_mode=mode)
+    return net.op(
+        "Resize",
+        x,
+        "",
+        "",
+        net.const(np.array(sizes, np.int64), "sizes"),
+        mode="linear",
+        coordinate_transformation_mode=mode,
+    )
 
 
 # --------------------------------------------------------------------------- 6. transformer
@@ -706,8 +722,14 @@ def activation_stats(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> l
     rows = []
     for name, value in outs.items():
         node = producers.get(name)
-        rows.append((node.name if node else name, node.op_type if node else "output",
-                     float(value.std()), float(np.abs(value).max())))
+        rows.append(
+            (
+                node.name if node else name,
+                node.op_type if node else "output",
+                float(value.std()),
+                float(np.abs(value).max()),
+            )
+        )
     return rows
 
 
@@ -719,9 +741,11 @@ def _self_test() -> None:
         outs = run_ort(model, arrays)
         rows = activation_stats(model, arrays)
         stds = [r[2] for r in rows if r[1] in ("BatchNormalization", "Add", "LayerNormalization")]
-        print(f"{name}: {len(model.graph.node)} nodes; outputs "
-              + ", ".join(f"{k}{list(v.shape)} std {v.std():.3g} max {np.abs(v).max():.3g}" for k, v in outs.items())
-              + f"; BN/Add/LN std range [{min(stds):.3g}, {max(stds):.3g}]; max|act| {max(r[3] for r in rows):.3g}")
+        print(
+            f"{name}: {len(model.graph.node)} nodes; outputs "
+            + ", ".join(f"{k}{list(v.shape)} std {v.std():.3g} max {np.abs(v).max():.3g}" for k, v in outs.items())
+            + f"; BN/Add/LN std range [{min(stds):.3g}, {max(stds):.3g}]; max|act| {max(r[3] for r in rows):.3g}"
+        )
         for k, v in outs.items():
             assert np.all(np.isfinite(v)), (name, k)
             # outputs must differ between samples, or any comparison is trivially satisfied
@@ -736,8 +760,9 @@ if __name__ == "__main__":
 # --------------------------------------------------------------------------- 7. ViT and ConvNeXt (issue 13.5)
 
 
-def vit(size: int = 224, dim: int = 192, heads: int = 3, depth: int = 12, classes: int = 1000,
-        seed: int = 0) -> onnx.ModelProto:
+def vit(
+    size: int = 224, dim: int = 192, heads: int = 3, depth: int = 12, classes: int = 1000, seed: int = 0
+) -> onnx.ModelProto:
     """ViT-tiny as torch.onnx exports timm's VisionTransformer: Conv 16x16/16 patch embed,
     class token and position embedding, pre-norm blocks with one fused QKV MatMul split into
     heads by a 5-D Transpose (2, 0, 3, 1, 4), K transposed for Q @ K^T, Erf-GELU MLP
@@ -754,8 +779,7 @@ def vit(size: int = 224, dim: int = 192, heads: int = 3, depth: int = 12, classe
     x = _norm(net, x, dim, "layernorm")
     token = net.op("Gather", x, net.const(np.array(0, np.int64), "cls_index"), axis=1)
     w = net.const(net.normal((dim, classes), math.sqrt(1.0 / dim)), "head_w")
-    logits = net.op("Add", net.op("MatMul", token, w), net.const(net.normal((classes,), 0.02), "head_b"),
-                    out="logits")
+    logits = net.op("Add", net.op("MatMul", token, w), net.const(net.normal((classes,), 0.02), "head_b"), out="logits")
     return calibrated(net, inputs, [logits], "vit", seed)
 
 
@@ -765,14 +789,15 @@ def _vit_attention(net: Net, x, seq, dim, heads) -> str:
     qkv = net.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])
     q, k, v = (net.op("Gather", qkv, net.const(np.array(i, np.int64), "qkv_index"), axis=0) for i in range(3))
     scores = net.op("MatMul", q, net.op("Transpose", k, perm=[0, 1, 3, 2]))
-    scores = net.op("Mul", scores, net.const(np.array(dh ** -0.5, np.float32), "attn_scale"))
+    scores = net.op("Mul", scores, net.const(np.array(dh**-0.5, np.float32), "attn_scale"))
     ctx = net.op("MatMul", net.op("Softmax", scores, axis=-1), v)
     ctx = net.op("Reshape", net.op("Transpose", ctx, perm=[0, 2, 1, 3]), net.shape_const([1, seq, dim]))
     return _linear(net, ctx, dim, dim)
 
 
-def convnext(size: int = 224, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2), classes: int = 1000,
-             seed: int = 0) -> onnx.ModelProto:
+def convnext(
+    size: int = 224, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2), classes: int = 1000, seed: int = 0
+) -> onnx.ModelProto:
     """ConvNeXt (atto widths by default) as torch.onnx exports torchvision's: Conv 4x4/4 stem and
     2x2/2 downsampling, each after a channels-last LayerNorm between two Transposes; blocks of
     depthwise 7x7 conv, Transpose to NHWC, LayerNorm, Linear, Erf-GELU (in the HF operand order:
@@ -790,8 +815,7 @@ def convnext(size: int = 224, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2), clas
     pooled = net.op("ReduceMean", x, axes=[2, 3], keepdims=0)
     pooled = _norm(net, pooled, dims[-1], "layernorm")
     w = net.const(net.normal((dims[-1], classes), math.sqrt(1.0 / dims[-1])), "head_w")
-    logits = net.op("Add", net.op("MatMul", pooled, w), net.const(net.normal((classes,), 0.02), "head_b"),
-                    out="logits")
+    logits = net.op("Add", net.op("MatMul", pooled, w), net.const(net.normal((classes,), 0.02), "head_b"), out="logits")
     return calibrated(net, {"image": [1, 3, size, size]}, [logits], "convnext", seed)
 
 
@@ -897,8 +921,9 @@ def vad(hidden: int = VAD_HIDDEN, seed: int = 0) -> onnx.ModelProto:
     logit = _conv1d(net, y, hidden, 1, 1, 1, 0, gain=VAD_DECODER_GAIN, bias=VAD_DECODER_BIAS)
     score = net.op("Sigmoid", logit)  # [1, 1, T]
     net.op("ReduceMean", score, axes=[2], keepdims=0, out="prob")
-    return net.model({"audio": [1, VAD_WINDOW], "h": [1, 1, hidden], "c": [1, 1, hidden]},
-                     ["prob", "h_out", "c_out"], "vad")
+    return net.model(
+        {"audio": [1, VAD_WINDOW], "h": [1, 1, hidden], "c": [1, 1, hidden]}, ["prob", "h_out", "c_out"], "vad"
+    )
 
 
 def _conv1d(net: Net, x, cin, cout, k, s, pad, gain=2.0, bias=0.0) -> str:

@@ -221,6 +221,7 @@ def split_claimed(cases: Iterable[Case], ops: frozenset[str]) -> tuple[list[Case
 
 def same_at_min_opset(case: Case) -> bool:
     """Every op of the case has the same definition at MIN_OPSET as at the case's opset."""
+
     def since(op: str, opset: int) -> int:
         return onnx.defs.get_schema(op, max_inclusive_version=opset, domain="").since_version
 
@@ -261,9 +262,10 @@ def run_case(case: Case) -> Outcome:
 
 def _run_data_set(case: Case, inputs: Sequence, expected: Sequence) -> bool:
     """Convert and compare one data set; True when prepare folded every node away."""
-    from buildsys.onnxprep.prepare import prepare_model
-    from buildsys.errors import StageError
     from onnx_harness import convert
+
+    from buildsys.errors import StageError
+    from buildsys.onnxprep.prepare import prepare_model
 
     graph = case.model.graph
     feeds = {v.name: _array(x, v.name) for v, x in zip(graph.input, inputs)}
@@ -560,8 +562,10 @@ def category(case: Case, outcome: Outcome) -> str:
         (any(t.startswith(EXOTIC) for t in types), "float8/float4/int4/int2 tensors: not TFLite tensor types"),
         ("bfloat16" in types, "bfloat16 tensors: no TFLite kernels"),
         ("training_dropout" in case.name, "training-mode Dropout is random"),
-        (has_empty_tensor(case) or "Invalid tensor size" in reason,
-         "zero-size tensors: TFLite cannot allocate empty tensors"),
+        (
+            has_empty_tensor(case) or "Invalid tensor size" in reason,
+            "zero-size tensors: TFLite cannot allocate empty tensors",
+        ),
         ("double" in types, "float64 tensors: TFLite has no float64 kernels"),
         ("float16" in types, "float16 tensors: a fp32 TFLite model has no float16 kernels"),
     ]
@@ -636,7 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-excluded", action="store_true", help="with --update: also write excluded.txt")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case")
-    parser.add_argument("-j", "--jobs", type=int, default=default_jobs(), help="worker processes (default: %(default)s)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=default_jobs(), help="worker processes (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 # moto accepts any credentials; these keep botocore from looking for real ones
 CREDENTIALS = {
@@ -31,7 +31,7 @@ class S3Server:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.running = False
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -51,8 +51,13 @@ class S3Server:
     def bucket(self, name: str) -> str:
         import boto3
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         client.create_bucket(Bucket=name)
         return f"s3://{name}/cache"
 

@@ -21,15 +21,21 @@ from onnx import TensorProto, helper, numpy_helper
 from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
-from buildsys.tflow.samples import to_onnx_layout, to_stored
 from buildsys.tflow.quantize import to_tflite
 from buildsys.tflow.runtime import load_interpreter
+from buildsys.tflow.samples import to_onnx_layout, to_stored
 
 OPSET = 17
-DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
-          np.dtype(np.int32): TensorProto.INT32, np.dtype(np.bool_): TensorProto.BOOL,
-          np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.uint8): TensorProto.UINT8,
-          np.dtype(np.int8): TensorProto.INT8, np.dtype(np.float64): TensorProto.DOUBLE}
+DTYPES = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.int32): TensorProto.INT32,
+    np.dtype(np.bool_): TensorProto.BOOL,
+    np.dtype(np.float16): TensorProto.FLOAT16,
+    np.dtype(np.uint8): TensorProto.UINT8,
+    np.dtype(np.int8): TensorProto.INT8,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+}
 
 
 def tensor_type(dtype) -> int:
@@ -44,6 +50,7 @@ def make_model(
     opset: int = OPSET,
 ) -> onnx.ModelProto:
     """inputs: {name: shape} (float32) or {name: (shape, dtype)}; outputs: names (types inferred)."""
+
     def vi(name, spec):
         shape, dtype = (spec, np.float32) if not _has_dtype(spec) else spec
         return helper.make_tensor_value_info(name, tensor_type(dtype), list(shape))

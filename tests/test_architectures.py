@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import archs
 import numpy as np
 import onnx
 import pytest
-
-import archs
 from onnx_harness import Converted
+
 from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.onnxsource import export_onnx
-from buildsys.tflow.samples import to_stored
 from buildsys.tflow.quantize import to_tflite
+from buildsys.tflow.samples import to_stored
 
 try:
     from buildsys.onnxprep.prepare import prepare_model
@@ -101,7 +101,9 @@ class Conversions:
         model = self.get(name, "model")
         path, signature = self.get(name, "float")
         calib = to_stored(archs.sample_inputs(model, CALIB_SAMPLES, seed=100), signature.inputs)
-        data = to_tflite(path, signature, "int8", calib=calib, per_channel=True, input_type="float32", output_type="float32")
+        data = to_tflite(
+            path, signature, "int8", calib=calib, per_channel=True, input_type="float32", output_type="float32"
+        )
         return Converted(data, signature, op_histogram(data))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-
 from onnx_harness import check, make_model, run_ort
 
 TOKENS, HEADS, HEAD_DIM = 10, 3, 8
@@ -101,8 +100,9 @@ def test_per_head_scale_is_not_a_scalar_and_still_matches():
 def test_int8_unfolded_attention_transposes_at_most_onnx():
     """cpu-int8 unrolls BATCH_MATMUL into FULLY_CONNECTED per head: K (adj_y) and V (moved once
     to [n, k]) arrive as its weights, so no TRANSPOSE per head, and the output stays close."""
-    from buildsys.tflow.inspect import op_histogram
     from test_fusions import cosine, int8_build, int8_run
+
+    from buildsys.tflow.inspect import op_histogram
 
     m = timm_attention()
     calib = {"x": np.random.default_rng(100).standard_normal((8, TOKENS, DIM)).astype(F)}

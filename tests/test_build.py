@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import yaml
-
 from conftest import ROOT, build_json, noop_build_imports, run_cli
 
 INT8 = {"calibration", "ranges", "cpu-int8/quantize", "cpu-int8/validate", "cpu-int8/check", "cpu-int8/report"}
@@ -35,9 +34,9 @@ def test_incremental_build_cycle(workspace: Path) -> None:
     lock_data = yaml.safe_load(lock.read_text())
     jsonschema.validate(lock_data, json.loads((ROOT / "schemas" / "lock.schema.json").read_text()))
     assert lock_data["tools"]["tensorflow"]
-    assert lock_data["stages"]["cpu-int8/quantize"]["outputs"]["../build/shapes/cpu-int8/model.tflite"]["sha256"] == sha(
-        workspace / "build" / "shapes" / "cpu-int8" / "model.tflite"
-    )
+    assert lock_data["stages"]["cpu-int8/quantize"]["outputs"]["../build/shapes/cpu-int8/model.tflite"][
+        "sha256"
+    ] == sha(workspace / "build" / "shapes" / "cpu-int8" / "model.tflite")
     original_lock = lock.read_bytes()
 
     # nothing changed: nothing runs
@@ -45,7 +44,9 @@ def test_incremental_build_cycle(workspace: Path) -> None:
 
     # comments and key order are cosmetic
     text = recipe.read_text()
-    reordered = "# a new comment\n" + text.replace("version: 1\nname: shapes\n", "name: shapes   # trailing\nversion: 1\n")
+    reordered = "# a new comment\n" + text.replace(
+        "version: 1\nname: shapes\n", "name: shapes   # trailing\nversion: 1\n"
+    )
     recipe.write_text(reordered)
     assert set(build_json(workspace).values()) == {"up-to-date"}
     assert lock.read_bytes() == original_lock
@@ -100,7 +101,7 @@ def test_default_validation_holds_out_the_calibration_samples(workspace: Path) -
     recipe = workspace / "recipes" / "shapes.yaml"
     text = recipe.read_text()
     start = text.index("  inputs:\n    image:\n      images: data/val")
-    recipe.write_text(text[:start] + text[text.index("targets:"):])  # no validate.inputs
+    recipe.write_text(text[:start] + text[text.index("targets:") :])  # no validate.inputs
     build_json(workspace)
     common = workspace / "build" / "shapes" / "_common"
     calib, val = (np.load(common / f"{role}.npz")["image"] for role in ("calib", "val"))

@@ -8,12 +8,11 @@ artifact gives the tensor and compares the int8 outputs with onnxruntime.
 
 from __future__ import annotations
 
+import archs
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-import archs
 from test_fusions import cosine, int8_build, int8_run
 
 N = helper.make_node
@@ -22,7 +21,9 @@ ROWS = 300
 
 def model(nodes, inits, out_shape, shape=(1, ROWS, 1)) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        nodes,
+        "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
         [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()],
     )
@@ -36,8 +37,12 @@ def box_decoding() -> onnx.ModelProto:
     the offsets of a box centre (exp(d) is near 1, the anchor sizes run to 400)."""
     sizes = np.random.default_rng(0).uniform(10, 400, (1, ROWS, 1))
     nodes = [
-        N("Clip", ["x", "", "clip_max"], ["d"]), N("Exp", ["d"], ["e"]), N("Mul", ["e", "sizes"], ["w"]),
-        N("Mul", ["w", "half"], ["hw"]), N("Sub", ["centre", "hw"], ["x1"]), N("Add", ["centre", "hw"], ["x2"]),
+        N("Clip", ["x", "", "clip_max"], ["d"]),
+        N("Exp", ["d"], ["e"]),
+        N("Mul", ["e", "sizes"], ["w"]),
+        N("Mul", ["w", "half"], ["hw"]),
+        N("Sub", ["centre", "hw"], ["x1"]),
+        N("Add", ["centre", "hw"], ["x2"]),
         N("Concat", ["x1", "x2"], ["y"], axis=2),
     ]
     inits = {"clip_max": np.log(1000 / 16), "sizes": sizes, "half": 0.5, "centre": sizes * 0.8}
@@ -46,8 +51,12 @@ def box_decoding() -> onnx.ModelProto:
 
 def scaled_relu() -> onnx.ModelProto:
     """relu(x) * 10 * 0.5 + 1: the ReLU output is recorded with the product's range, 10x too wide."""
-    nodes = [N("Relu", ["x"], ["r"]), N("Mul", ["r", "ten"], ["m"]), N("Mul", ["m", "half"], ["h"]),
-             N("Add", ["h", "one"], ["y"])]
+    nodes = [
+        N("Relu", ["x"], ["r"]),
+        N("Mul", ["r", "ten"], ["m"]),
+        N("Mul", ["m", "half"], ["h"]),
+        N("Add", ["h", "one"], ["y"]),
+    ]
     return model(nodes, {"ten": 10.0, "half": 0.5, "one": 1.0}, [1, ROWS, 1])
 
 
@@ -70,10 +79,13 @@ def widths(y: np.ndarray) -> np.ndarray:
     return (y[..., 1] - y[..., 0]).reshape(-1)
 
 
-@pytest.mark.parametrize("name,build,op,scale,true_span,measure", [
-    ("box decoding", box_decoding, "EXP", 0.3, np.exp(0.3), widths),
-    ("scaled relu", scaled_relu, "RELU", 1.0, 1.0, lambda y: y.reshape(-1)),
-])
+@pytest.mark.parametrize(
+    "name,build,op,scale,true_span,measure",
+    [
+        ("box decoding", box_decoding, "EXP", 0.3, np.exp(0.3), widths),
+        ("scaled relu", scaled_relu, "RELU", 1.0, 1.0, lambda y: y.reshape(-1)),
+    ],
+)
 def test_a_tensor_read_in_place_keeps_its_own_range(name, build, op, scale, true_span, measure):
     m = build()
     data, sig = int8_build(m, samples(16, 100, scale))

@@ -51,7 +51,9 @@ def test_check_names_the_line_of_every_target_problem(workspace: Path) -> None:
 def test_check_keeps_every_recipe_problem_when_recipes_fail_differently(workspace: Path) -> None:
     recipe = workspace / "recipes" / "shapes.yaml"
     text = recipe.read_text()
-    (workspace / "recipes" / "b.yaml").write_text(text.replace("name: shapes", "name: b").replace("cpu-int8", "cpu-int9"))
+    (workspace / "recipes" / "b.yaml").write_text(
+        text.replace("name: shapes", "name: b").replace("cpu-int8", "cpu-int9")
+    )
     recipe.write_text(text.replace("model/model.keras", "model/gone.keras"))
     err = run_cli(workspace, "check", check=2).stderr
     assert "recipes/b.yaml:22:13  targets[0].device  unknown device 'cpu-int9'" in err

@@ -345,4 +345,3 @@ def test_edgetpu_failure_names_the_compilers_complaint(fake_edgetpu, tmp_path):
         COMPILERS["edgetpu_compiler"].compile(model, tmp_path / "work", [])
     with pytest.raises(UsageError, match="--out_dir"):
         COMPILERS["edgetpu_compiler"].compile(model, tmp_path / "work", ["--out_dir", "x"])
-

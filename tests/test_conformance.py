@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
 import conformance
+import pytest
 
 PASSLIST = conformance.read_passlist()
 EXCLUDED = conformance.read_excluded()

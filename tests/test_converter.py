@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, convert, make_model
 
 from buildsys.converter import layout
 from buildsys.converter.errors import UnsupportedModel
 from buildsys.converter.ops.shape import stored_reshape_perm
 from buildsys.converter.registry import default_registry
-from onnx_harness import check, convert, make_model
 
 
 def test_permutation_algebra() -> None:

@@ -72,7 +72,10 @@ def test_diff_names_the_changed_key_and_input(built: Workspace) -> None:
 
 def test_status_reads_the_lock_and_names_the_changed_input(built: Workspace) -> None:
     write_lock(built)
-    assert {r["stage"]: r["state"] for r in statuses(words_plan(built))} == {"upper": "up-to-date", "count": "up-to-date"}
+    assert {r["stage"]: r["state"] for r in statuses(words_plan(built))} == {
+        "upper": "up-to-date",
+        "count": "up-to-date",
+    }
     (built.root / "recipes" / "words.txt").write_text("new words\n")
     rows = {r["stage"]: r for r in statuses(words_plan(built))}
     assert rows["upper"]["state"] == "stale"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pytest
-
 import archs
-from buildsys.signature import Signature
+import pytest
 from test_fusions import cosine, int8_build, int8_run
+
+from buildsys.signature import Signature
 
 
 def fp32_build(m, *forms: str) -> tuple[bytes, Signature]:
@@ -43,8 +43,11 @@ def mobilenet():
 def onnx_count(m, op_type: str, **attr) -> int:
     from onnx import helper
 
-    return sum(n.op_type == op_type and all(helper.get_attribute_value(a) == attr[a.name]
-                                            for a in n.attribute if a.name in attr) for n in m.graph.node)
+    return sum(
+        n.op_type == op_type
+        and all(helper.get_attribute_value(a) == attr[a.name] for a in n.attribute if a.name in attr)
+        for n in m.graph.node
+    )
 
 
 # -- grouped convolutions ---------------------------------------------------------------------------
@@ -73,8 +76,10 @@ def test_grouped_conv_int8_is_one_op_as_accurate_as_the_split_form(regnet):
     split, sig = int8_build(regnet, calib)
     grouped, _ = int8_build(regnet, calib, "grouped_conv")
     assert "SPLIT" not in ops(grouped) and ops(split).get("SPLIT") == 4
-    got = {name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1)) for name, d in
-           (("split", split), ("grouped", grouped))}
+    got = {
+        name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1))
+        for name, d in (("split", split), ("grouped", grouped))
+    }
     print("regnet_x int8 cosine vs onnxruntime:", got)
     assert got["grouped"] > 0.99 and abs(got["grouped"] - got["split"]) < 2e-3, got
 
@@ -90,8 +95,10 @@ def test_hard_activations_int8_without_hard_swish_or_minimum_and_as_accurate(mob
     assert ops(fused).get("MINIMUM") == onnx_count(mobilenet, "HardSigmoid") > 0
     assert "HARD_SWISH" not in ops(split) and "MINIMUM" not in ops(split)
     assert ops(split)["MUL"] >= ops(fused).get("MUL", 0) + 2 * hardswish, ops(split)
-    got = {name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1)) for name, d in
-           (("fused", fused), ("split", split))}
+    got = {
+        name: cosine(want, int8_run(d, sig, feeds)["logits"].reshape(-1))
+        for name, d in (("fused", fused), ("split", split))
+    }
     print("mobilenet_v3_small int8 cosine vs onnxruntime:", got)
     assert got["split"] > 0.95 and got["split"] > got["fused"] - 5e-3, got
 
@@ -115,8 +122,12 @@ def test_hard_activation_lookalikes_are_left_alone():
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)] * 2)
     def f(x, y):
-        return (x * tf.nn.relu6(y + 3.0) * (1.0 / 6.0), x * tf.nn.relu6(x + 2.0) * (1.0 / 6.0),
-                tf.minimum(tf.maximum(x * 0.2 + 0.5, 0.0), 2.0), tf.minimum(tf.maximum(x * y + 0.5, 0.0), 1.0))
+        return (
+            x * tf.nn.relu6(y + 3.0) * (1.0 / 6.0),
+            x * tf.nn.relu6(x + 2.0) * (1.0 / 6.0),
+            tf.minimum(tf.maximum(x * 0.2 + 0.5, 0.0), 2.0),
+            tf.minimum(tf.maximum(x * y + 0.5, 0.0), 1.0),
+        )
 
     assert split_hard_activations(f.get_concrete_function().graph.as_graph_def()) is None
 
@@ -128,21 +139,33 @@ def test_hard_activation_lookalikes_are_left_alone():
 
 
 # -- which profile gets which form ------------------------------------------------------------------
-@pytest.mark.parametrize("name,forms", [
-    ("cpu-int8", ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm", "grouped_conv")),
-    ("cpu-fp32", ("grouped_conv",)),
-    ("cpu-int16x8", ("grouped_conv",)), ("cpu-fp16", ("grouped_conv",)), ("cpu-dynamic-range", ("grouped_conv",)),
-    ("tflm-int8", ("unfold_batchmatmul",)), ("ethos-u55-128", ()), ("axis-artpec8", ()), ("coral-edgetpu", ()),
-])
+@pytest.mark.parametrize(
+    "name,forms",
+    [
+        ("cpu-int8", ("unfold_batchmatmul", "split_hard_activations", "unfuse_lstm", "grouped_conv")),
+        ("cpu-fp32", ("grouped_conv",)),
+        ("cpu-int16x8", ("grouped_conv",)),
+        ("cpu-fp16", ("grouped_conv",)),
+        ("cpu-dynamic-range", ("grouped_conv",)),
+        ("tflm-int8", ("unfold_batchmatmul",)),
+        ("ethos-u55-128", ()),
+        ("axis-artpec8", ()),
+        ("coral-edgetpu", ()),
+    ],
+)
 def test_profiles_ask_for_xnnpack_forms_only_on_the_cpu_interpreter(name, forms):
     from buildsys.devices.catalogue import Catalogue
+
     assert Catalogue().get(name).op_forms == forms
 
 
 def test_a_profile_extending_cpu_int8_for_an_npu_can_turn_the_forms_off(tmp_path):
     from buildsys.devices.catalogue import Catalogue
+
     (tmp_path / "npu.yaml").write_text(
-        "extends: cpu-int8\nquantization: {split_hard_activations: false, grouped_conv: false, unfuse_lstm: false}\n", "utf-8")
+        "extends: cpu-int8\nquantization: {split_hard_activations: false, grouped_conv: false, unfuse_lstm: false}\n",
+        "utf-8",
+    )
     assert Catalogue(workspace=tmp_path).resolve("npu.yaml", tmp_path).op_forms == ("unfold_batchmatmul",)
 
 
@@ -155,8 +178,12 @@ def test_lstm_int8_as_unrolled_cells_for_xnnpack():
     fused, sig = int8_build(m, calib)
     cells, _ = int8_build(m, calib, "unfuse_lstm")
     assert ops(fused).get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 4
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops(cells) and {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(ops(cells))
-    got = {name: min(cosine(want[o].reshape(-1), out.reshape(-1)) for o, out in int8_run(d, sig, feeds).items())
-           for name, d in (("fused", fused), ("cells", cells))}
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops(cells) and {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(
+        ops(cells)
+    )
+    got = {
+        name: min(cosine(want[o].reshape(-1), out.reshape(-1)) for o, out in int8_run(d, sig, feeds).items())
+        for name, d in (("fused", fused), ("cells", cells))
+    }
     print("crnn int8 cosine vs onnxruntime:", got)
     assert got["cells"] > 0.95 and got["cells"] > got["fused"] - 5e-3, got

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from darknet_files import CFGS, CLASSIFIER, header, random_params, write_model, write_weights
 
 from buildsys.darknet.cfg import parse, parse_text
 from buildsys.darknet.describe import layer_table, model_outputs
 from buildsys.darknet.weights import check_files, input_dims, parameter_count
 from buildsys.errors import InputError
-from darknet_files import CFGS, CLASSIFIER, header, random_params, write_model, write_weights
 
 MAX_REL_ERR = 1e-4
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import build_json, run_cli, source_recipe
 from darknet_files import write_model
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_workspace, run_cli
 from motoserver import free_port
 from test_remote import digests
@@ -88,9 +87,7 @@ def test_failed_stage_on_the_cluster_skips_its_downstream(tmp_path: Path, cluste
     recipe = ws / "recipes" / "shapes.yaml"
     source = "  keras: model/model.keras\n"
     recipe.write_text(recipe.read_text().replace(source, f"{source}  sha256: {'ab' * 32}\n"))
-    proc = run_cli(
-        ws, "build", "--scheduler", cluster.scheduler_address, "--remote", str(tmp_path / "shared"), check=2
-    )
+    proc = run_cli(ws, "build", "--scheduler", cluster.scheduler_address, "--remote", str(tmp_path / "shared"), check=2)
     assert "sha256 mismatch" in proc.stderr and "Traceback" not in proc.stderr
     # calibration reads no output of fetch: it runs, like in a local build; the rest waits on fetch
     assert "1 ran, 1 failed, 10 skipped" in proc.stdout, proc.stdout
@@ -139,7 +136,10 @@ def test_worker_lost_mid_stage_is_rescheduled(tmp_path: Path, cold_cluster) -> N
     ws = make_workspace(tmp_path / "ws")
     command = [sys.executable, "-m", "buildsys", "build", "--json", "--scheduler", cluster.scheduler_address]
     proc = subprocess.Popen(
-        [*command, "--remote", str(tmp_path / "shared")], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*command, "--remote", str(tmp_path / "shared")],
+        cwd=ws,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import helper, numpy_helper
-
 from onnx_harness import check, make_model, run_ort
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
@@ -47,8 +46,16 @@ def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path, nhwc_outputs=nhwc_outputs)
-        data = to_tflite(path, sig, "int8", to_stored(calib, sig.inputs), per_channel=True,
-                         input_type="int8", output_type="int8", forms=["unfold_batchmatmul"])
+        data = to_tflite(
+            path,
+            sig,
+            "int8",
+            to_stored(calib, sig.inputs),
+            per_channel=True,
+            input_type="int8",
+            output_type="int8",
+            forms=["unfold_batchmatmul"],
+        )
     feeds = image(shape, seed=7)
     want = run_ort(m, feeds)["y"].reshape(-1).astype(np.float64)
     got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)["y"]
@@ -229,8 +236,12 @@ def test_split_piece_read_later_by_a_mul_of_values_not_converted_yet():
     # K also gated by its own sigmoid after the attention: looking ahead at K's readers must not
     # read the gate, which is converted only after the MatMul
     m = c2psa_attention()
-    nodes = [*m.graph.node, node("Sigmoid", ["k"], "k_gate"), node("Mul", ["k", "k_gate"], "k_gated"),
-             node("ReduceSum", ["k_gated"], "extra", keepdims=0)]
+    nodes = [
+        *m.graph.node,
+        node("Sigmoid", ["k"], "k_gate"),
+        node("Mul", ["k", "k_gate"], "k_gated"),
+        node("ReduceSum", ["k_gated"], "extra", keepdims=0),
+    ]
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     gated = make_model(nodes, {"x": [1, CHANNELS, H, W]}, ["y", "extra"], inits, opset=13)
     check(gated, image((1, CHANNELS, H, W), seed=6), **TOL)
@@ -304,8 +315,16 @@ def test_moved_kv_attention_int8_has_no_transpose_per_head():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path)
-        data = to_tflite(path, sig, "int8", to_stored(calib, sig.inputs), per_channel=True,
-                         input_type="int8", output_type="int8", forms=["unfold_batchmatmul"])
+        data = to_tflite(
+            path,
+            sig,
+            "int8",
+            to_stored(calib, sig.inputs),
+            per_channel=True,
+            input_type="int8",
+            output_type="int8",
+            forms=["unfold_batchmatmul"],
+        )
     ops = op_histogram(data)
     assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
     x = {"x": np.random.default_rng(7).standard_normal((1, TOKENS, DIM)).astype(F)}

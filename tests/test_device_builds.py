@@ -9,10 +9,10 @@ from pathlib import Path
 
 import onnx
 import pytest
+from conftest import EXAMPLE, run_cli
 
 from buildsys.devices import Catalogue
 from buildsys.tflow.inspect import activation_dtypes, io_dtypes, weight_dtypes, weight_scales
-from conftest import EXAMPLE, run_cli
 
 RECIPE = """\
 version: 1

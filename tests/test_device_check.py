@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from conftest import run_cli
+from onnx import TensorProto, helper, numpy_helper
 
 RECIPE = """\
 version: 1
@@ -99,7 +98,10 @@ def test_on_unsupported_fail_exits_1_and_stays_failed_from_cache(ws):
     assert (ws / "recipes/net.lock").read_text() == lock  # a failed build writes no lock
     # the report is still made, and says the target failed and why
     md = (ws / "build/net/axis-artpec9/report.md").read_text()
-    assert "- status: **FAILED**" in md and "device check: 2 operators axis-artpec9 cannot run (on_unsupported: fail)" in md
+    assert (
+        "- status: **FAILED**" in md
+        and "device check: 2 operators axis-artpec9 cannot run (on_unsupported: fail)" in md
+    )
     assert 'class="badge failed"' in (ws / "build/net/axis-artpec9/report.html").read_text()
 
 

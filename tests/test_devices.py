@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from buildsys.devices import Catalogue, ProfileError, with_overrides
 from buildsys.errors import UsageError
-from conftest import run_cli
 
 
 def write(path: Path, text: str) -> Path:
@@ -119,7 +119,8 @@ def test_overrides_switch_activations_and_io():
 def test_recipe_overrides_are_checked_at_plan_time(workspace):
     recipe = workspace / "recipes" / "shapes.yaml"
     text = recipe.read_text().replace(
-        "  - device: cpu-int8\n", "  - device: cpu-int8\n    input_type: int16\n  - device: cpu-fp16\n    per_channel: false\n"
+        "  - device: cpu-int8\n",
+        "  - device: cpu-int8\n    input_type: int16\n  - device: cpu-fp16\n    per_channel: false\n",
     )
     recipe.write_text(text)
     proc = run_cli(workspace, "build", check=2)

@@ -11,15 +11,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import build_json, run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from buildsys.converter.cut import flow_of, suggest_cut
-from buildsys.onnxprep.dynamic import DynamicInputs
 from buildsys.converter.errors import GROUP_OVER, Rejected, UnsupportedModel, table
-from buildsys.onnxprep.prepare import prepare_model
-from buildsys.errors import InputError
 from buildsys.documents.closematch import close_matches, did_you_mean
-from conftest import build_json, run_cli
+from buildsys.errors import InputError
+from buildsys.onnxprep.dynamic import DynamicInputs
+from buildsys.onnxprep.prepare import prepare_model
 
 CLASSES = 12  # 11 foreground classes, each with NonZero + TopK + If: with the guarded NMS 34 refused nodes
 ANCHORS = 2
@@ -140,7 +140,9 @@ def test_paddle_model_builds_with_shapes_and_matches_onnxruntime(tmp_path: Path)
     (ws / "recipes/paddle.yaml").write_text(PADDLE_RECIPE)
     outcomes = build_json(ws)
     assert outcomes["cpu-fp32/validate"] == "ran"
-    got = run_tflite(ws / "build/paddle/cpu-fp32/model.tflite", ws / "build/paddle/_common/signature.json", {"x": x[:1]})
+    got = run_tflite(
+        ws / "build/paddle/cpu-fp32/model.tflite", ws / "build/paddle/_common/signature.json", {"x": x[:1]}
+    )
     want = ort.InferenceSession(paddle_cnn("N", "S").SerializeToString()).run(None, {"x": x[:1]})
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-4)
 
@@ -210,8 +212,8 @@ def test_prepare_hints_use_the_helper(tmp_path: Path):
 
 
 def test_replacement_node_hint_ranks_look_alikes_first():
-    from buildsys.recipe.model import Replacement
     from buildsys.errors import UsageError
+    from buildsys.recipe.model import Replacement
 
     edit = Replacement(0, {"node": "conv_l", "attributes": {"strides": [1, 1]}}, 3, {("node",): 3})
     model = paddle_cnn()
@@ -268,7 +270,9 @@ def _guarded_nms(nodes, inits, boxes, limits) -> onnx.ValueInfoProto:
     then = helper.make_graph([nms], "guard.then", [], [kept])
     empty = numpy_helper.from_array(np.zeros((0, 3), np.int64))
     orelse = helper.make_graph([helper.make_node("Constant", [], ["guarded"], value=empty)], "guard.else", [], [kept])
-    nodes.append(helper.make_node("If", ["guard"], ["detections"], name="guard.if", then_branch=then, else_branch=orelse))
+    nodes.append(
+        helper.make_node("If", ["guard"], ["detections"], name="guard.if", then_branch=then, else_branch=orelse)
+    )
     return helper.make_tensor_value_info("detections", TensorProto.INT64, [None, 3])
 
 
@@ -289,7 +293,9 @@ def _class_post(nodes, inits, c, threshold) -> onnx.ValueInfoProto:
     then = helper.make_graph([helper.make_node("Identity", [f"{p}.top"], [f"{p}.kept"])], f"{p}.then", [], [kept])
     empty = numpy_helper.from_array(np.zeros((1, 0), np.float32))
     orelse = helper.make_graph([helper.make_node("Constant", [], [f"{p}.kept"], value=empty)], f"{p}.else", [], [kept])
-    steps.append(helper.make_node("If", [f"{p}.any"], [f"{p}.out"], name=f"{p}.if", then_branch=then, else_branch=orelse))
+    steps.append(
+        helper.make_node("If", [f"{p}.any"], [f"{p}.out"], name=f"{p}.if", then_branch=then, else_branch=orelse)
+    )
     steps.append(helper.make_node("Shape", [f"{p}.where"], [f"{p}.found"], name=f"{p}.found"))
     nodes += steps
     return helper.make_tensor_value_info(f"{p}.out", TensorProto.FLOAT, [1, None])
@@ -352,8 +358,10 @@ def test_a_refusal_of_data_dependent_ops_points_at_the_cut():
     rows = [Rejected("NonZero", "", 17, "post.1.nonzero", "data-dependent shape")]
     cut = suggest_cut(flow_of(ssd().graph))
     hint = UnsupportedModel("ssd.onnx", rows, cut=cut).hint
-    assert hint.endswith("add to the recipe:\n" + "outputs:   # cut before the data-dependent post-processing "
-                         "(If, NonMaxSuppression, NonZero, TopK); the application runs it\n  - boxes\n  - scores")
+    assert hint.endswith(
+        "add to the recipe:\n" + "outputs:   # cut before the data-dependent post-processing "
+        "(If, NonMaxSuppression, NonZero, TopK); the application runs it\n  - boxes\n  - scores"
+    )
     other = UnsupportedModel("ssd.onnx", [Rejected("Foo", "x.y", 1, "foo", "custom domain")], cut=cut).hint
     assert "replacements:" in other and "outputs:" not in other
 
@@ -395,7 +403,9 @@ def test_ssd_build_without_the_cut_fails_with_the_grouped_table_and_the_cut(tmp_
     assert [row[3] for row in table_rows] == ["12", "11", "11"]
     assert "outputs:   # cut before" in err and "  - boxes\n" in err and "  - scores" in err
     inspect = run_cli(ws, "inspect", "recipes/ssd.yaml").stdout
-    assert "data-dependent post-processing: 115 nodes from If x12, NonMaxSuppression x1, NonZero x11, TopK x11" in inspect
+    assert (
+        "data-dependent post-processing: 115 nodes from If x12, NonMaxSuppression x1, NonZero x11, TopK x11" in inspect
+    )
     assert "outputs:   # cut before" in inspect and inspect.rstrip().endswith("  - boxes\n  - scores")
 
 
@@ -404,7 +414,9 @@ def test_ssd_with_the_cut_builds_fp32_and_int8_and_matches_onnxruntime(tmp_path:
     outcomes = build_json(ws)
     assert outcomes["cpu-int8/validate"] == "ran" and outcomes["cpu-fp32/validate"] == "ran"
     x = np.load(ws / "recipes/calib.npy")[:1]
-    reference = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(ssd())).extract_model(["image"], ["boxes", "scores"])
+    reference = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(ssd())).extract_model(
+        ["image"], ["boxes", "scores"]
+    )
     want = ort.InferenceSession(reference.SerializeToString()).run(None, {"image": x})
     signature = ws / "build/ssd/_common/signature.json"
     got = run_tflite(ws / "build/ssd/cpu-fp32/model.tflite", signature, {"image": x})
@@ -444,6 +456,7 @@ def test_inspect_and_build_refuse_an_unknown_cut_tensor_with_its_recipe_line(tmp
 
 def test_an_if_on_a_shape_is_not_data_dependent_post_processing():
     """`If` on the batch size (exporters write it for dynamic batches) is static control flow."""
+
     def branch(op, out):
         info = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 4])
         return helper.make_graph([helper.make_node(op, ["x"], [out])], out, [], [info])

@@ -8,15 +8,15 @@ import math
 import tempfile
 from pathlib import Path
 
+import archs
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, make_model
 
-import archs
 from buildsys.converter.fusions import FUSED, find_matches
 from buildsys.converter.ir import from_model
 from buildsys.signature import Signature
-from onnx_harness import check, make_model
 
 SHAPE = [1, 8, 6, 6]
 TOL = {"atol": 1e-4, "rtol": 1e-4}
@@ -108,13 +108,21 @@ def test_onnx_gelu_op(approximate):
 HARD_SWISH = {
     "hard_sigmoid": ([node("HardSigmoid", ["x"], "hs", alpha=1 / 6, beta=0.5), node("Mul", ["x", "hs"], "y")], {}),
     "relu6": (
-        [node("Add", ["x", "three"], "s"), node("Clip", ["s", "zero", "six"], "r"),
-         node("Mul", ["x", "r"], "m"), node("Div", ["m", "six"], "y")],
+        [
+            node("Add", ["x", "three"], "s"),
+            node("Clip", ["s", "zero", "six"], "r"),
+            node("Mul", ["x", "r"], "m"),
+            node("Div", ["m", "six"], "y"),
+        ],
         {"three": 3.0, "zero": 0.0, "six": 6.0},
     ),
     "clip_mul": (
-        [node("Add", ["three", "x"], "s"), node("Clip", ["s", "zero", "six"], "r"),
-         node("Mul", ["r", "sixth"], "m"), node("Mul", ["m", "x"], "y")],
+        [
+            node("Add", ["three", "x"], "s"),
+            node("Clip", ["s", "zero", "six"], "r"),
+            node("Mul", ["r", "sixth"], "m"),
+            node("Mul", ["m", "x"], "y"),
+        ],
         {"three": 3.0, "zero": 0.0, "six": 6.0, "sixth": 1 / 6},
     ),
 }
@@ -127,8 +135,12 @@ def test_hard_swish_fused(form):
 
 
 def test_hard_swish_opset_11_clip_attributes():
-    nodes = [node("Add", ["x", "three"], "s"), node("Clip", ["s"], "r", min=0.0, max=6.0),
-             node("Mul", ["x", "r"], "m"), node("Div", ["m", "six"], "y")]
+    nodes = [
+        node("Add", ["x", "three"], "s"),
+        node("Clip", ["s"], "r", min=0.0, max=6.0),
+        node("Mul", ["x", "r"], "m"),
+        node("Div", ["m", "six"], "y"),
+    ]
     m = model(nodes, {"three": 3.0, "six": 6.0}, opset=10)
     assert len(find_matches(from_model(m))) == 1
 
@@ -301,7 +313,9 @@ def large_dw_model(c, mult, kernel, strides, pads, hw):
     rng = np.random.default_rng(3)
     w = (rng.standard_normal((c * mult, 1, *kernel)) * 0.2).astype(F)
     b = rng.standard_normal(c * mult).astype(F)
-    conv_node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=c, kernel_shape=kernel, strides=strides, pads=pads)
+    conv_node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["y"], group=c, kernel_shape=kernel, strides=strides, pads=pads
+    )
     return make_model([conv_node], {"x": [1, c, *hw]}, ["y"], {"w": w, "b": b})
 
 
@@ -355,8 +369,9 @@ def test_fused_activation_int8_has_no_float_island(form):
     assert c > 0.99, c
 
 
-@pytest.mark.parametrize("rewrite,attrs,opset", [("gelu", {}, 20), ("gelu-tanh", {"approximate": "tanh"}, 20),
-                                                 ("hardswish", {}, 17)])
+@pytest.mark.parametrize(
+    "rewrite,attrs,opset", [("gelu", {}, 20), ("gelu-tanh", {"approximate": "tanh"}, 20), ("hardswish", {}, 17)]
+)
 def test_recipe_rewrite_is_not_fused_back(rewrite, attrs, opset):
     """A recipe that rewrites Gelu/HardSwish into primitive ops (for a device without them)
     gets primitive ops, not the one op back."""
@@ -372,8 +387,16 @@ def test_recipe_rewrite_is_not_fused_back(rewrite, attrs, opset):
 
 
 # -- int8 attention: BATCH_MATMUL unrolled into FULLY_CONNECTED for the CPU interpreter --------
-@pytest.mark.parametrize("name,unfolds", [("cpu-int8", True), ("cpu-fp32", False), ("cpu-int16x8", False),
-                                          ("ethos-u55-128", False), ("axis-artpec8", False)])
+@pytest.mark.parametrize(
+    "name,unfolds",
+    [
+        ("cpu-int8", True),
+        ("cpu-fp32", False),
+        ("cpu-int16x8", False),
+        ("ethos-u55-128", False),
+        ("axis-artpec8", False),
+    ],
+)
 def test_quantize_unfolds_batch_matmul_only_for_the_cpu_int8_interpreter(name, unfolds):
     from types import SimpleNamespace
 

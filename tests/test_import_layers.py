@@ -31,7 +31,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("remote",),  # the shared cache's store
     ("cache",),
     ("rewrites", "documents", "darknet", "modes", "signature", "ui"),
-    ("failures", "diskerrors", "wslock", "doitdb", "lifeline", "outputs", "hashing", "globwalk", "limits", "schemafiles", "tools"),
+    (
+        "failures",
+        "diskerrors",
+        "wslock",
+        "doitdb",
+        "lifeline",
+        "outputs",
+        "hashing",
+        "globwalk",
+        "limits",
+        "schemafiles",
+        "tools",
+    ),
     ("outcomes", "workspace", "fsutil"),
     ("errors", "__init__"),
 )
@@ -91,7 +103,9 @@ def upward(source: str, module: str, is_package: bool = False) -> list[str]:
 
 
 def test_every_package_has_a_layer():
-    units = {p.stem if p.is_file() else p.name for p in ROOT.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    units = {
+        p.stem if p.is_file() else p.name for p in ROOT.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()
+    }
     assert sorted(units - RANK.keys()) == []
     assert sorted(RANK.keys() - units) == []
 

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from conftest import EXAMPLE, run_cli
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 
@@ -19,7 +20,6 @@ from buildsys.commands.inspect import show
 from buildsys.inspect import inspect_model
 from buildsys.inspect.handled import converter_registry
 from buildsys.ui import Ui
-from conftest import EXAMPLE, run_cli
 
 FP32_RECIPE = """\
 version: 1
@@ -48,8 +48,8 @@ def snippet(stdout: str, key: str) -> str:
 
 def applied(ws: Path, model: Path, replacements: str) -> onnx.ModelProto:
     """The model as `prepare` edits it under a recipe holding the pasted `replacements:` snippet."""
-    from buildsys.recipe import RecipeLoader
     from buildsys.onnxprep.replace import apply_replacements
+    from buildsys.recipe import RecipeLoader
 
     (ws / "recipes" / "net.yaml").write_text(FP32_RECIPE + replacements)
     recipe = RecipeLoader().load(Path("recipes/net.yaml"), ws)
@@ -134,7 +134,9 @@ def two_input_model() -> onnx.ModelProto:
         helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"]),
         helper.make_tensor_value_info("t", TensorProto.FLOAT, ["N", 4]),
     ]
-    return helper.make_model(helper.make_graph(nodes, "two", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(
+        helper.make_graph(nodes, "two", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
 
 
 @pytest.mark.parametrize(
@@ -316,7 +318,9 @@ def rewrite_model() -> onnx.ModelProto:
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])]
     outputs += [helper.make_tensor_value_info(s, TensorProto.INT64, [None, 3]) for s in ("s1", "s2", "s3")]
     graph = helper.make_graph(nodes, "rw", inputs, outputs, init)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=9)  # onnxruntime reads <= 13
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=9
+    )  # onnxruntime reads <= 13
 
 
 def test_nms_without_a_limit_gets_an_inputs_entry(tmp_path: Path) -> None:
@@ -371,7 +375,9 @@ def spp_model() -> onnx.ModelProto:
         helper.make_node("Gelu", ["x"], ["g"], name="/gelu"),
         helper.make_node("Erf", ["x"], ["e"]),
     ]
-    full = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 8, 20, 20]) for n in ("p5", "p9", "p13", "g", "e")]
+    full = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 8, 20, 20]) for n in ("p5", "p9", "p13", "g", "e")
+    ]
     half = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["N", 8, 10, 10])
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 20, 20])
     graph = helper.make_graph(nodes, "spp", [x], [*full, half])
@@ -388,7 +394,9 @@ def test_group_rewrite_alternatives_and_approximate_rewrites(tmp_path: Path) -> 
     model = save(spp_model(), ws / "recipes" / "model.onnx")
     text = snippet(run_cli(ws, "inspect", "recipes/model.onnx").stdout, "replacements")
     # one entry for the three SPP pools, so the engine rewrites them as one group (SPPF)
-    assert '  - match: {op_type: MaxPool, name: "^(?:/spp/m5|/spp/m9|/spp/m13)$"}\n    rewrite: maxpool-cascade\n' in text
+    assert (
+        '  - match: {op_type: MaxPool, name: "^(?:/spp/m5|/spp/m9|/spp/m13)$"}\n    rewrite: maxpool-cascade\n' in text
+    )
     assert "not /down: " in text
     assert "  - match: {op_type: Gelu}   # 1 node; for devices without Gelu\n    rewrite: gelu\n" in text
     assert "    # or: rewrite: gelu-tanh\n" in text

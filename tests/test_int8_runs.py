@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli
 from buildsys.onnxprep.prepare import prepare_model
 from buildsys.signature import Signature
 from buildsys.tflow.inspect import op_histogram
@@ -64,8 +64,10 @@ def layernorm(eps_inside: bool) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     inits = {
         "w": _f32(rng.standard_normal((DIM, DIM)) / np.sqrt(DIM)),
-        "two": _f32(2.0), "eps": _f32(1e-5),
-        "g": _f32(1 + 0.1 * rng.standard_normal(DIM)), "b": _f32(0.1 * rng.standard_normal(DIM)),
+        "two": _f32(2.0),
+        "eps": _f32(1e-5),
+        "g": _f32(1 + 0.1 * rng.standard_normal(DIM)),
+        "b": _f32(0.1 * rng.standard_normal(DIM)),
     }
     nodes = [
         N("MatMul", ["x", "w"], ["h"]),
@@ -226,8 +228,10 @@ def test_sqrt_of_a_maybe_negative_value_runs_in_int8(tmp_path):
     signature = export_onnx(model, tmp_path / "sqrt.pb")
     x = np.abs(samples(8, seed=10))
     calib = to_stored({"x": np.abs(samples(32, seed=11))}, signature.inputs)
-    for data in (to_tflite(tmp_path / "sqrt.pb", signature, "none"),
-                 to_tflite(tmp_path / "sqrt.pb", signature, "int8", calib=calib, **INT8_MODES["per-channel, float IO"])):
+    for data in (
+        to_tflite(tmp_path / "sqrt.pb", signature, "none"),
+        to_tflite(tmp_path / "sqrt.pb", signature, "int8", calib=calib, **INT8_MODES["per-channel, float IO"]),
+    ):
         got = run_artifact(data, signature, x)
         assert np.all(np.isfinite(got)) and np.all(got[x < 1] == 0)
         assert cosine(got[x > 1], np.sqrt(x[x > 1] - 1)) >= MIN_INT8_COSINE
@@ -243,8 +247,10 @@ DIVISORS = {
     "max(x, 0.5)": ([N("Max", ["x", "c"], ["den"])], True),
     "min(x, 0.5)": ([N("Min", ["x", "c"], ["den"])], False),
     "x - 0.5": ([N("Sub", ["x", "c"], ["den"])], False),
-    "reshaped sigmoid": ([N("Sigmoid", ["x"], ["s"]), N("Reshape", ["s", "shape"], ["r"]),
-                          N("Reshape", ["r", "back"], ["den"])], True),
+    "reshaped sigmoid": (
+        [N("Sigmoid", ["x"], ["s"]), N("Reshape", ["s", "shape"], ["r"]), N("Reshape", ["r", "back"], ["den"])],
+        True,
+    ),
 }
 
 

@@ -35,9 +35,19 @@ pytest.importorskip("tensorflow")
 flatbuffers = pytest.importorskip("flatbuffers")
 
 import archs  # noqa: E402
+
 from buildsys.errors import InputError  # noqa: E402
-from buildsys.tflow.layers import INPUT_OP, RANKING, layer_errors  # noqa: E402
-from buildsys.tflow.layers import _Activation, _dequantize, _entry, _per_element, _result, _Sums  # noqa: E402
+from buildsys.tflow.layers import (  # noqa: E402  # noqa: E402
+    INPUT_OP,
+    RANKING,
+    _Activation,
+    _dequantize,
+    _entry,
+    _per_element,
+    _result,
+    _Sums,
+    layer_errors,
+)
 from buildsys.tflow.onnxsource import export_onnx  # noqa: E402
 from buildsys.tflow.quantize import to_tflite  # noqa: E402
 from buildsys.tflow.runtime import load_interpreter  # noqa: E402
@@ -253,9 +263,7 @@ def test_int16x8_errors_are_smaller_everywhere(cases):
     # Activations get 256x finer steps but weights stay int8 in both modes, and
     # their rounding dominates from the first conv on (0.0065 relative there):
     # measured int16x8 / int8 relative RMSE is 0.31-0.40 per tensor.
-    ratios = np.divide(
-        [e["relative_rmse"] for e in result["all"]], [e["relative_rmse"] for e in case.result["all"]]
-    )
+    ratios = np.divide([e["relative_rmse"] for e in result["all"]], [e["relative_rmse"] for e in case.result["all"]])
     assert np.all(ratios < 0.5), ratios
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import EXAMPLE, build_json, run_cli
 
 RECIPE = """\

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-
 from onnx_harness import check, make_model, run_ort
 
 HEADS, HEAD_DIM = 2, 8
@@ -182,9 +181,10 @@ def test_chain_read_twice_midway_is_not_fused_and_still_matches():
 
 def test_int8_block_transposes_at_most_onnx():
     """cpu-int8's switches (BATCH_MATMUL unrolled into FULLY_CONNECTED...): same chain costs, close output."""
+    from test_fusions import cosine, int8_build, int8_run
+
     from buildsys.devices.catalogue import Catalogue
     from buildsys.tflow.inspect import op_histogram
-    from test_fusions import cosine, int8_build, int8_run
 
     m = mobilevit_block()
     calib = {"x": np.random.default_rng(100).standard_normal((8, IN_CH, 8, 12)).astype(F)}

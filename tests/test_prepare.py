@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from buildsys.errors import InputError
 from buildsys.onnxprep.dynamic import DynamicInputs
 from buildsys.onnxprep.prepare import prepare_model
-from buildsys.errors import InputError
 
 
 def dynamic_view_model() -> onnx.ModelProto:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import build_json, run_cli, source_recipe
 from torchnets import CODE
 
@@ -73,7 +72,9 @@ def test_each_form_builds_fp32_and_int8_against_pytorch(built: Path, name: str, 
     int8 = json.loads((out / "cpu-int8/metrics.json").read_text())
     assert fp32["passed"] and int8["passed"], (fp32, int8)
     for output, m in fp32["outputs"].items():
-        print(f"pytorch {name}-{form} {output} fp32 max_abs_error={m['max_abs_error']:.2e} int8 cosine={int8['outputs'][output]['cosine']:.5f}")
+        print(
+            f"pytorch {name}-{form} {output} fp32 max_abs_error={m['max_abs_error']:.2e} int8 cosine={int8['outputs'][output]['cosine']:.5f}"
+        )
         assert m["max_abs_error"] <= 1e-4, (output, m)
     export = json.loads((out / "_common/export.json").read_text())
     assert export["exporter"] in ("dynamo", "torchscript")
@@ -109,7 +110,11 @@ def nothing_cached(ws: Path) -> bool:
 @pytest.mark.parametrize("file", ["cnn.pt2", "cnn.ts.pt", "cnn.pth"])
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_damaged_pytorch_files_are_refused_by_fetch(tmp_path: Path, file: str, damage: str) -> None:
-    source = f"pytorch: {file}" if file != "cnn.pth" else 'pytorch: {factory: "nets:build", kwargs: {name: cnn}, weights: cnn.pth}'
+    source = (
+        f"pytorch: {file}"
+        if file != "cnn.pth"
+        else 'pytorch: {factory: "nets:build", kwargs: {name: cnn}, weights: cnn.pth}'
+    )
     ws = small_workspace(tmp_path, source)
     path = ws / "recipes" / file
     data = path.read_bytes()
@@ -127,7 +132,9 @@ def test_a_state_dict_named_as_a_file_says_to_name_the_factory(tmp_path: Path) -
 
 
 def test_weights_of_another_network_are_named_key_by_key(tmp_path: Path) -> None:
-    ws = small_workspace(tmp_path, 'pytorch: {factory: "nets:build", kwargs: {name: cnn, classes: 7}, weights: cnn.pth}')
+    ws = small_workspace(
+        tmp_path, 'pytorch: {factory: "nets:build", kwargs: {name: cnn, classes: 7}, weights: cnn.pth}'
+    )
     proc = run_cli(ws, "build", check=2)
     assert "does not fit the network" in proc.stderr and "head.weight" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from conftest import make_workspace, run_cli
+from onnx import TensorProto, helper, numpy_helper
 
 ort = pytest.importorskip("onnxruntime")
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
@@ -52,8 +51,12 @@ def cnn() -> onnx.ModelProto:
         node("Gemm", ["f1", "wf", "bf"], ["y"], transB=1, name="fc"),
     ]
     inits = [
-        _init(rng, "w1", [8, 3, 3, 3], 0.3), _init(rng, "b1", [8], 0.1), _init(rng, "w2", [8, 8, 3, 3], 0.1),
-        _init(rng, "b2", [8], 0.1), _init(rng, "wf", [10, 128], 0.1), _init(rng, "bf", [10], 0.1),
+        _init(rng, "w1", [8, 3, 3, 3], 0.3),
+        _init(rng, "b1", [8], 0.1),
+        _init(rng, "w2", [8, 8, 3, 3], 0.1),
+        _init(rng, "b2", [8], 0.1),
+        _init(rng, "wf", [10, 128], 0.1),
+        _init(rng, "bf", [10], 0.1),
     ]
     return _model(nodes, inits, "cnn", [10])
 
@@ -72,16 +75,22 @@ def mlp() -> onnx.ModelProto:
         node("MatMul", ["r2", "w3"], ["y"], name="head"),
     ]
     inits = [
-        _init(rng, "w1", [16, 32], 0.3), _init(rng, "b1", [32], 0.1), _init(rng, "w2", [32, 24], 0.2),
-        _init(rng, "b2", [24], 0.1), _init(rng, "w3", [24, 5], 0.2),
+        _init(rng, "w1", [16, 32], 0.3),
+        _init(rng, "b1", [32], 0.1),
+        _init(rng, "w2", [32, 24], 0.2),
+        _init(rng, "b2", [24], 0.1),
+        _init(rng, "w3", [24, 5], 0.2),
     ]
     return _model(nodes, inits, "mlp", [5])
 
 
 def _model(nodes, inits, name: str, out: list[int]) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPES[name])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, *out])], inits,
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPES[name])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, *out])],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -90,7 +99,9 @@ def _model(nodes, inits, name: str, out: list[int]) -> onnx.ModelProto:
 
 class _Reader(CalibrationDataReader):
     def __init__(self, shape: list[int]):
-        self._data = iter([{"x": np.random.default_rng(100 + i).standard_normal(shape).astype(np.float32)} for i in range(16)])
+        self._data = iter(
+            [{"x": np.random.default_rng(100 + i).standard_normal(shape).astype(np.float32)} for i in range(16)]
+        )
 
     def get_next(self):
         return next(self._data, None)
@@ -102,8 +113,13 @@ def quantized(folder: Path, name: str, arch: str, per_channel: bool, activations
     out = folder / f"{name}.onnx"
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static's advice to pre-process
     quantize_static(
-        str(float_path), str(out), _Reader(SHAPES[arch]), quant_format=QuantFormat.QDQ,
-        per_channel=per_channel, activation_type=activations, weight_type=weights,
+        str(float_path),
+        str(out),
+        _Reader(SHAPES[arch]),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=activations,
+        weight_type=weights,
     )
     return out
 
@@ -193,7 +209,13 @@ def tflite_params(path: Path) -> tuple[list, dict]:
         if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             scope = details[op["outputs"][0]]["name"].split(";")[0].split("/")[0]
             weights[scope] = details[op["inputs"][1]]["quantization_parameters"]["scales"]
-    skip = {op["inputs"][i] for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") for i in (1, 2) if len(op["inputs"]) > i}
+    skip = {
+        op["inputs"][i]
+        for op in it._get_ops_details()
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+        for i in (1, 2)
+        if len(op["inputs"]) > i
+    }
     acts = [
         (float(d["quantization_parameters"]["scales"][0]), int(d["quantization_parameters"]["zero_points"][0]))
         for i, d in details.items()
@@ -241,7 +263,9 @@ def test_artifact_has_the_models_scales(built: Path, name: str) -> None:
         elif node.startswith("conv"):
             assert len(weights[node]) == 1, node
         # else: TF's QAT path writes a per-tensor FULLY_CONNECTED weight as one equal scale per row
-        np.testing.assert_allclose(weights[node], np.broadcast_to(scales, weights[node].shape), rtol=1e-6, atol=0, err_msg=node)
+        np.testing.assert_allclose(
+            weights[node], np.broadcast_to(scales, weights[node].shape), rtol=1e-6, atol=0, err_msg=node
+        )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -288,7 +312,9 @@ def _failing(tmp_path: Path, name: str, device_lines: str, **quant) -> str:
 
 
 def test_per_channel_weights_on_a_per_tensor_device_name_the_nodes(tmp_path: Path) -> None:
-    err = _failing(tmp_path, "pc", FROM_MODEL.format(device="axis-artpec8"), per_channel=True, activations=QuantType.QUInt8)
+    err = _failing(
+        tmp_path, "pc", FROM_MODEL.format(device="axis-artpec8"), per_channel=True, activations=QuantType.QUInt8
+    )
     assert "axis-artpec8 cannot keep the quantization of pc.onnx" in err
     assert "'conv1'" in err and "per-channel weight scales (8)" in err and "one scale per tensor" in err
     assert "requantize: true" in err
@@ -296,14 +322,20 @@ def test_per_channel_weights_on_a_per_tensor_device_name_the_nodes(tmp_path: Pat
 
 def test_asymmetric_uint8_weights_are_refused(tmp_path: Path) -> None:
     err = _failing(
-        tmp_path, "u8w", FROM_MODEL.format(device="cpu-int8"),
-        per_channel=False, activations=QuantType.QUInt8, weights=QuantType.QUInt8,
+        tmp_path,
+        "u8w",
+        FROM_MODEL.format(device="cpu-int8"),
+        per_channel=False,
+        activations=QuantType.QUInt8,
+        weights=QuantType.QUInt8,
     )
     assert "'conv1'" in err and "asymmetric uint8 weights" in err
 
 
 def test_int16_activations_on_an_int8_device_are_refused(tmp_path: Path) -> None:
-    err = _failing(tmp_path, "a16", FROM_MODEL.format(device="cpu-int8"), per_channel=True, activations=QuantType.QInt16)
+    err = _failing(
+        tmp_path, "a16", FROM_MODEL.format(device="cpu-int8"), per_channel=True, activations=QuantType.QInt16
+    )
     assert "int16 activations; the device's activations are int8" in err and "x_DequantizeLinear" in err
 
 
@@ -386,11 +418,13 @@ def test_from_model_needs_an_onnx_source_and_one_choice(tmp_path: Path) -> None:
     recipe = ws / "recipes/shapes.yaml"
     text = recipe.read_text()
     assert text.endswith("  - device: cpu-int8\n  - device: cpu-fp32\n    name: fp32\n")
-    recipe.write_text(text.replace(
-        "  - device: cpu-int8\n",
-        "  - device: cpu-int8\n    quantization: {from_model: true}\n"
-        "  - {device: cpu-int8, name: both, quantization: {from_model: true, requantize: true}}\n",
-    ))
+    recipe.write_text(
+        text.replace(
+            "  - device: cpu-int8\n",
+            "  - device: cpu-int8\n    quantization: {from_model: true}\n"
+            "  - {device: cpu-int8, name: both, quantization: {from_model: true, requantize: true}}\n",
+        )
+    )
     err = run_cli(ws, "check", check=2).stderr
     assert "targets[0].quantization  quantization.from_model reads QDQ scales from an ONNX model" in err
     assert "targets[1].quantization  from_model keeps the model's scales and requantize replaces them" in err

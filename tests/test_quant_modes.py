@@ -20,6 +20,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from buildsys.errors import InputError, StageError  # noqa: E402
+from buildsys.recipe.model import Source  # noqa: E402
 from buildsys.tflow.inspect import (  # noqa: E402
     activation_dtypes,
     io_dtypes,
@@ -28,7 +29,6 @@ from buildsys.tflow.inspect import (  # noqa: E402
     weight_dtypes,
     weight_scales,
 )
-from buildsys.recipe.model import Source  # noqa: E402
 from buildsys.tflow.models import export_float, run_source  # noqa: E402
 from buildsys.tflow.quantize import IO_TYPES_BY_MODE, MODES, needs_calibration, to_tflite  # noqa: E402
 from buildsys.tflow.runtime import run_tflite  # noqa: E402
@@ -317,7 +317,9 @@ def test_keras_silu_exports_the_same_bytes_twice_and_quantizes_in_process(tmp_pa
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(inp)
-    source = _save(keras.Model(inp, keras.layers.Dense(2, name="scores")(keras.layers.Flatten()(x))), tmp_path / "s.keras")
+    source = _save(
+        keras.Model(inp, keras.layers.Dense(2, name="scores")(keras.layers.Flatten()(x))), tmp_path / "s.keras"
+    )
     first = export_float(model_source("keras", source), None, 1, tmp_path / "a.pb")
     export_float(model_source("keras", source), None, 1, tmp_path / "b.pb")
     assert (tmp_path / "a.pb").read_bytes() == (tmp_path / "b.pb").read_bytes()

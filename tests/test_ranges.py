@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import archs
 import numpy as np
 import pytest
 import yaml
-
-import archs
 from conftest import build_json
 
 RECIPE = """\
@@ -68,9 +67,16 @@ def one_shot(ws: Path, stage) -> bytes:
     common = ws / "build" / "tiny" / "_common"
     signature = Signature.read(common / "signature.json")
     d = stage.device
-    return to_tflite(common / "float.pb", signature, d.mode, calib=to_stored(read_npz(common / "calib.npz"),
-                     signature.inputs), per_channel=d.per_channel, input_type=d.input_type,
-                     output_type=d.output_type, forms=d.op_forms)
+    return to_tflite(
+        common / "float.pb",
+        signature,
+        d.mode,
+        calib=to_stored(read_npz(common / "calib.npz"), signature.inputs),
+        per_channel=d.per_channel,
+        input_type=d.input_type,
+        output_type=d.output_type,
+        forms=d.op_forms,
+    )
 
 
 def test_int8_targets_quantize_from_one_measurement_as_a_one_shot_conversion_would(ws: Path) -> None:
@@ -96,4 +102,5 @@ def test_a_target_with_known_op_forms_reuses_the_measurement(ws: Path) -> None:
     assert outcomes["ranges"] == "up-to-date", outcomes
     assert outcomes["ethos-u55-128/quantize"] == "ran"
     assert {k: v for k, v in outcomes.items() if v == "ran"} == {
-        k: "ran" for k in outcomes if k.startswith("ethos-u55-128/")}
+        k: "ran" for k in outcomes if k.startswith("ethos-u55-128/")
+    }

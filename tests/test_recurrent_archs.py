@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import archs
 import numpy as np
 import onnx
 import pytest
-
-import archs
-from buildsys.compat import check_artifact
-from buildsys.errors import StageError
-from buildsys.compat.check import render_kernel_notes
 from conftest import run_cli
 from onnx_harness import make_model
 from test_architectures import Conversions, run_converted
+
+from buildsys.compat import check_artifact
+from buildsys.compat.check import render_kernel_notes
+from buildsys.errors import StageError
 
 FP32_SAMPLES = 4
 CALIB_SAMPLES, VAL_SAMPLES = 32, 16
@@ -170,7 +170,10 @@ def test_an_op_without_an_int8_kernel_is_named_as_running_in_float(tmp_path):
     from buildsys.tflow.quantize import to_tflite
 
     model = make_model(
-        [onnx.helper.make_node("Relu", ["x"], ["r"], name="relu"), onnx.helper.make_node("Neg", ["r"], ["y"], name="negate")],
+        [
+            onnx.helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            onnx.helper.make_node("Neg", ["r"], ["y"], name="negate"),
+        ],
         {"x": [1, 16]},
         ["y"],
     )

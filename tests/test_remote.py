@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import build_json, make_workspace, noop_build_imports, run_cli
 from motoserver import S3Server, s3_server
 
@@ -60,7 +59,9 @@ def test_fresh_workspace_restores_everything_from_s3(tmp_path: Path, s3: S3Serve
     assert len(manifests) == len(outcomes)
 
 
-def test_directory_remote_from_the_workspace_file_and_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_directory_remote_from_the_workspace_file_and_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BUILDSYS_REMOTE", raising=False)
     monkeypatch.delenv("BUILDSYS_CACHE_KEY", raising=False)
     remote = tmp_path / "shared"
@@ -121,7 +122,9 @@ def test_tampered_manifest_and_object_are_refused_and_rebuilt(tmp_path: Path, s3
     assert set(build_json(third).values()) == {"restored (remote)"}
 
 
-def test_unsigned_or_foreign_key_entries_are_refused(tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsigned_or_foreign_key_entries_are_refused(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BUILDSYS_CACHE_KEY")
     first = make_workspace(tmp_path / "a")
     build_json(first)  # no key: unsigned entries
@@ -231,7 +234,9 @@ def test_cache_commands_against_s3(tmp_path: Path, s3: S3Server, monkeypatch: py
     assert "2 stages read this machine's measurements" in proc.stdout
     outcomes = build_json(second, "--remote", "s3://team/cache")
     assert {s: o for s, o in outcomes.items() if o != "restored"} == {
-        "cpu-int8/report": "restored (remote)", "fp32/report": "restored (remote)"}
+        "cpu-int8/report": "restored (remote)",
+        "fp32/report": "restored (remote)",
+    }
     assert digests(second) == digests(first)
     proc = run_cli(second, "cache", "gc", "--remote-store", "--older-than", "1h", "--remote", "s3://team/cache")
     assert "removed 0 entries and 0 objects" in proc.stdout

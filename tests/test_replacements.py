@@ -9,11 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from onnx_harness import check, make_model, random_feeds, run_ort
 
 from buildsys.onnxprep.prepare import prepare_model
-from buildsys.recipe.model import Replacement
 from buildsys.onnxprep.replace import ReplacementError, apply_replacements
-from onnx_harness import check, make_model, random_feeds, run_ort
+from buildsys.recipe.model import Replacement
 
 
 def edit(index: int, line: int, **data) -> Replacement:
@@ -119,7 +119,9 @@ def test_optional_match_and_an_edit_that_breaks_the_model():
     same = apply_replacements(model, [edit(0, 1, match={"op_type": "Gelu"}, rewrite="gelu", optional=True)], "r.yaml")
     assert same.SerializeToString() == model.SerializeToString()
     with pytest.raises(ReplacementError) as err:
-        apply_replacements(model, [edit(0, 5, node="/head/Conv", attributes={"pads": [1, 1]})], "r.yaml")  # 2-D conv: 4 pads
+        apply_replacements(
+            model, [edit(0, 5, node="/head/Conv", attributes={"pads": [1, 1]})], "r.yaml"
+        )  # 2-D conv: 4 pads
     (problem,) = err.value.problems
     assert problem.line == 6 and "not valid ONNX" in problem.message  # the line of `attributes:`
 
@@ -132,9 +134,8 @@ def test_resetting_a_value_keeps_the_bytes():
 
 # -- through `buildsys build` --------------------------------------------------------------------
 
-from test_onnx_build import onnx_workspace  # noqa: E402
-
 from conftest import build_json, run_cli  # noqa: E402
+from test_onnx_build import onnx_workspace  # noqa: E402
 
 
 def with_replacements(ws, text: str) -> None:
@@ -213,16 +214,16 @@ def test_spp_becomes_sppf_bit_exact_and_converts():
     edited = apply_replacements(model, [edit(0, 1, match={"op_type": "MaxPool"}, rewrite="maxpool-cascade")], "r.yaml")
     pools = [n for n in edited.graph.node if n.op_type == "MaxPool"]
     assert len(pools) == 3
-    assert {tuple(helper.get_attribute_value(a)) for n in pools for a in n.attribute if a.name == "kernel_shape"} == {(5, 5)}
+    assert {tuple(helper.get_attribute_value(a)) for n in pools for a in n.attribute if a.name == "kernel_shape"} == {
+        (5, 5)
+    }
     feeds = random_feeds(model)
     np.testing.assert_array_equal(run_ort(edited, feeds)["y"], run_ort(model, feeds)["y"])
     check(prepare_model(edited), feeds, atol=0, rtol=0)
 
 
 def test_rewrite_that_does_not_fit_is_a_located_problem():
-    model = make_model(
-        [helper.make_node("Div", ["x", "y"], ["z"], name="/div")], {"x": [1, 4], "y": [1, 4]}, ["z"]
-    )
+    model = make_model([helper.make_node("Div", ["x", "y"], ["z"], name="/div")], {"x": [1, 4], "y": [1, 4]}, ["z"])
     with pytest.raises(ReplacementError) as err:
         apply_replacements(model, [edit(0, 7, node="/div", rewrite="div-to-mul")], "r.yaml")
     (problem,) = err.value.problems

@@ -19,7 +19,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, run_cli
 
 RECIPE_HEAD = """\
@@ -167,7 +166,9 @@ def test_report_command_lists_reports_and_opens_the_index(ws: Path, tmp_path: Pa
     for target in TARGETS:
         assert re.search(rf"ok\s+net/{target}\s+build/net/{target}/report\.html", out), out
     assert re.search(r"failed\s+strict/cpu-int8\s+build/strict/cpu-int8/report\.html", out), out
-    assert re.search(r"report\.html\n\s+cpu-int8/validate: validation thresholds missed\n\s+\w+: max_abs_error", out), out
+    assert re.search(r"report\.html\n\s+cpu-int8/validate: validation thresholds missed\n\s+\w+: max_abs_error", out), (
+        out
+    )
     assert "index: build/index.html" in out
     only = run_cli(ws, "report", "recipes/strict.yaml").stdout
     assert "net/" not in only and "strict/cpu-int8" in only

@@ -16,12 +16,16 @@ from onnx import TensorProto, helper, numpy_helper
 from buildsys.rewrites.registry import REWRITES, RewriteContext, RewriteError, apply_rewrite, rewrite_model
 
 X_SHAPE = [1, 8, 16, 16]
-ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32,
-        np.dtype(np.int64): TensorProto.INT64}
+ELEM = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.int32): TensorProto.INT32,
+    np.dtype(np.int64): TensorProto.INT64,
+}
 
 
 def make_model(nodes, inputs, outputs, inits=None, opset=17) -> onnx.ModelProto:
     """inputs: {name: shape} float32 or {name: (shape, dtype)}; outputs: names."""
+
     def vi(name, spec):
         shape, dtype = spec if isinstance(spec, tuple) else (spec, np.float32)
         return helper.make_tensor_value_info(name, ELEM[np.dtype(dtype)], shape)
@@ -96,8 +100,20 @@ def op_types(model) -> list[str]:
 
 
 def test_registry_names_and_fields():
-    assert list(REWRITES) == ["hardswish", "hardsigmoid", "mish", "softplus", "prelu", "leaky-relu", "gelu",
-                              "gelu-tanh", "erf-poly", "div-to-mul", "maxpool-cascade", "argmax"]
+    assert list(REWRITES) == [
+        "hardswish",
+        "hardsigmoid",
+        "mish",
+        "softplus",
+        "prelu",
+        "leaky-relu",
+        "gelu",
+        "gelu-tanh",
+        "erf-poly",
+        "div-to-mul",
+        "maxpool-cascade",
+        "argmax",
+    ]
     for name, r in REWRITES.items():
         assert r.name == name and r.summary and "\n" not in r.summary
         assert (r.bound == 0.0) == r.exact, name
@@ -208,8 +224,9 @@ def test_gelu_tanh_from_erf_within_bound():
 def test_erf_poly_within_bound():
     bound = REWRITES["erf-poly"].bound
     # dense overall, and every float32 around the worst case (small |z|, where 1 - poly*exp cancels)
-    around_worst = np.arange(np.float32(0.03).view(np.uint32), np.float32(0.05).view(np.uint32), 3,
-                             dtype=np.uint32).view(np.float32)
+    around_worst = np.arange(
+        np.float32(0.03).view(np.uint32), np.float32(0.05).view(np.uint32), 3, dtype=np.uint32
+    ).view(np.float32)
     grid = np.concatenate([line(-8.0, 8.0, 400_001), around_worst, -around_worst])
     model = one_node("Erf", 18, shape=[grid.size])
     out = rewritten(model, "erf-poly")
@@ -221,9 +238,12 @@ def test_erf_poly_within_bound():
 def test_erf_poly_in_a_gelu_built_from_erf():
     x = helper.make_node("Mul", ["x", "rsqrt2"], ["s"], name="scale")
     erf = helper.make_node("Erf", ["s"], ["e"], name="target")
-    rest = [helper.make_node("Add", ["e", "one"], ["p"]), helper.make_node("Mul", ["x", "p"], ["q"]),
-            helper.make_node("Mul", ["q", "half"], ["y"])]
-    consts = {"rsqrt2": np.float32(2 ** -0.5), "one": np.float32(1), "half": np.float32(0.5)}
+    rest = [
+        helper.make_node("Add", ["e", "one"], ["p"]),
+        helper.make_node("Mul", ["x", "p"], ["q"]),
+        helper.make_node("Mul", ["q", "half"], ["y"]),
+    ]
+    consts = {"rsqrt2": np.float32(2**-0.5), "one": np.float32(1), "half": np.float32(0.5)}
     model = make_model([x, erf, *rest], {"x": X_SHAPE}, ["y"], consts, 13)
     out = rewritten(model, "erf-poly")
     compare(model, out, {"x": spread(10.0)}, atol=10 * REWRITES["erf-poly"].bound)
@@ -288,8 +308,13 @@ def negative_input(shape=X_SHAPE) -> np.ndarray:
 
 
 def pool_sizes(model) -> list[int]:
-    return [list(n.attribute[i].ints)[0] for n in model.graph.node if n.op_type == "MaxPool"
-            for i, a in enumerate(n.attribute) if a.name == "kernel_shape"]
+    return [
+        list(n.attribute[i].ints)[0]
+        for n in model.graph.node
+        if n.op_type == "MaxPool"
+        for i, a in enumerate(n.attribute)
+        if a.name == "kernel_shape"
+    ]
 
 
 def assert_bit_exact(model, out, x):
@@ -352,14 +377,17 @@ def test_spp_partial_selection_leaves_the_rest():
     assert_bit_exact(model, out, negative_input())
 
 
-@pytest.mark.parametrize("attrs, reason", [
-    ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, "strides"),
-    ({"kernel_shape": [4, 4], "pads": [2, 1, 2, 1]}, "odd"),
-    ({"kernel_shape": [5, 5]}, "padding"),
-    ({"kernel_shape": [5, 5], "auto_pad": "VALID"}, "padding"),
-    ({"kernel_shape": [5, 3], "pads": [2, 1, 2, 1]}, "square"),
-    ({"kernel_shape": [3, 3], "pads": [2, 2, 2, 2], "dilations": [2, 2]}, "dilations"),
-])
+@pytest.mark.parametrize(
+    "attrs, reason",
+    [
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, "strides"),
+        ({"kernel_shape": [4, 4], "pads": [2, 1, 2, 1]}, "odd"),
+        ({"kernel_shape": [5, 5]}, "padding"),
+        ({"kernel_shape": [5, 5], "auto_pad": "VALID"}, "padding"),
+        ({"kernel_shape": [5, 3], "pads": [2, 1, 2, 1]}, "square"),
+        ({"kernel_shape": [3, 3], "pads": [2, 2, 2, 2], "dilations": [2, 2]}, "dilations"),
+    ],
+)
 def test_maxpool_cascade_rejects(attrs, reason):
     model = make_model([helper.make_node("MaxPool", ["x"], ["y"], name="target", **attrs)], {"x": X_SHAPE}, ["y"])
     with pytest.raises(RewriteError, match=reason) as info:
@@ -436,8 +464,11 @@ def test_unknown_names():
 
 
 def test_unnamed_nodes_get_unique_names_and_keep_order():
-    nodes = [helper.make_node("HardSwish", ["x"], ["a"]), helper.make_node("HardSwish", ["a"], ["b"]),
-             helper.make_node("Add", ["b", "x"], ["y"])]
+    nodes = [
+        helper.make_node("HardSwish", ["x"], ["a"]),
+        helper.make_node("HardSwish", ["a"], ["b"]),
+        helper.make_node("Add", ["b", "x"], ["y"]),
+    ]
     model = make_model(nodes, {"x": X_SHAPE}, ["y"], opset=14)
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -451,8 +482,11 @@ def test_unnamed_nodes_get_unique_names_and_keep_order():
 
 
 def test_rewrite_model_by_position_and_by_shared_name():
-    nodes = [helper.make_node("Softplus", ["x"], ["a"]), helper.make_node("Softplus", ["a"], ["b"], name="sp"),
-             helper.make_node("Softplus", ["b"], ["y"], name="sp")]
+    nodes = [
+        helper.make_node("Softplus", ["x"], ["a"]),
+        helper.make_node("Softplus", ["a"], ["b"], name="sp"),
+        helper.make_node("Softplus", ["b"], ["y"], name="sp"),
+    ]
     model = make_model(nodes, {"x": X_SHAPE}, ["y"], opset=13)
     out = rewrite_model(model, [0, "sp"], "softplus")
     onnx.checker.check_model(out, full_check=True)
@@ -476,8 +510,11 @@ def test_a_failed_rewrite_leaves_the_model_unchanged():
 
 def test_context_helpers():
     const = helper.make_node("Constant", [], ["k"], value_float=2.0)
-    nodes = [const, helper.make_node("Mul", ["x", "k"], ["m"], name="mul"),
-             helper.make_node("Add", ["m", "w"], ["y"], name="add")]
+    nodes = [
+        const,
+        helper.make_node("Mul", ["x", "k"], ["m"], name="mul"),
+        helper.make_node("Add", ["m", "w"], ["y"], name="add"),
+    ]
     model = make_model(nodes, {"x": X_SHAPE}, ["y"], {"w": np.float32(1.0)}, opset=13)
     ctx = RewriteContext(model)
     assert ctx.opset == 13 and ctx.constant("k") == np.float32(2.0) and ctx.constant("w") == np.float32(1.0)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, build_json, run_cli
 
 RECIPE = """\
@@ -71,7 +70,9 @@ def test_float_tflite_is_not_passed_to_an_int8_device(tmp_path: Path, exported: 
     (tmp_path / "recipes").mkdir()
     write(tmp_path, "lite", "tflite", str(exported / "model.tflite"), "cpu-fp32")
     text = (tmp_path / "recipes" / "lite.yaml").read_text().replace("cpu-fp32", "cpu-int8")
-    text = text.replace("batch: 1\n", "batch: 1\ncalibration:\n  inputs:\n    image: {npy: %s}\n" % (EXAMPLE / "calib.npy"))
+    text = text.replace(
+        "batch: 1\n", "batch: 1\ncalibration:\n  inputs:\n    image: {npy: %s}\n" % (EXAMPLE / "calib.npy")
+    )
     (tmp_path / "recipes" / "lite.yaml").write_text(text)
     proc = run_cli(tmp_path, "build", check=2)
     assert "passed through unchanged" in proc.stderr and "float32" in proc.stderr

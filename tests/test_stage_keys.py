@@ -171,9 +171,7 @@ def test_stage_key_is_pinned(keys: dict[str, tuple[str, str]], kind: str) -> Non
     assert (static, full) == (pinned_static, pinned_full), f'{why}\n    "{kind}": ("{static}", "{full}"),'
 
 
-def test_keys_do_not_depend_on_where_the_workspace_is(
-    keys: dict[str, tuple[str, str]], tmp_path: Path
-) -> None:
+def test_keys_do_not_depend_on_where_the_workspace_is(keys: dict[str, tuple[str, str]], tmp_path: Path) -> None:
     # another depth and name: an absolute path in a key would make two checkouts share nothing
     assert golden_keys(tmp_path / "elsewhere" / "deeper" / "checkout") == keys
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import build_json, run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from buildsys.errors import InputError, RecipeError
 from buildsys.recipe import RecipeLoader
 from buildsys.signature import TensorEntry
 from buildsys.stages.calibration import check_fit
-from conftest import build_json, run_cli
 
 FEATURES, HIDDEN = 8, 4
 X_ENTRY = TensorEntry("x", [1, FEATURES], "float32", [0, 1])
@@ -91,7 +91,9 @@ def load(tmp_path: Path, body: str):
 
 
 def test_zeros_is_a_source_that_reads_no_files(tmp_path):
-    recipe = load(tmp_path, "calibration:\n  inputs:\n    x: {npy: x.npy}\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n")
+    recipe = load(
+        tmp_path, "calibration:\n  inputs:\n    x: {npy: x.npy}\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n"
+    )
     h = recipe.calibration.inputs["h"]
     assert (h.kind, h.reads_files, h.params()) == ("zeros", False, {"kind": "zeros"})
     assert recipe.calibration.inputs["x"].reads_files
@@ -116,7 +118,9 @@ def test_zeros_is_only_true_and_alone(tmp_path, source, message):
 
 
 def test_zeros_take_the_input_shape_dtype_and_the_sample_count(tmp_path):
-    recipe = load(tmp_path, "calibration:\n  inputs:\n    x: {npy: x.npy}\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n")
+    recipe = load(
+        tmp_path, "calibration:\n  inputs:\n    x: {npy: x.npy}\n    h: {zeros: true}\ntargets: [{device: cpu-int8}]\n"
+    )
     samples = {"x": np.ones((5, FEATURES), np.float32)}
     check_fit(recipe, "calib", samples, [X_ENTRY, H_ENTRY])
     assert samples["h"].shape == (5, 1, HIDDEN) and samples["h"].dtype == np.float32
@@ -196,9 +200,15 @@ def test_state_inputs_fed_zeros_build_int8_and_fp32(tmp_path):
     "body, where",
     [
         # int8 calibrates: the calibration set must feed h
-        ("calibration:\n  inputs:\n    x: {npy: x.npy}\ntargets: [{device: cpu-int8}]\n", "cell.yaml:7: calibration.inputs"),
+        (
+            "calibration:\n  inputs:\n    x: {npy: x.npy}\ntargets: [{device: cpu-int8}]\n",
+            "cell.yaml:7: calibration.inputs",
+        ),
         # fp32 only validates: so must the validation set
-        ("validate:\n  inputs:\n    x: {npy: x_val.npy}\ntargets: [{device: cpu-fp32}]\n", "cell.yaml:7: validate.inputs"),
+        (
+            "validate:\n  inputs:\n    x: {npy: x_val.npy}\ntargets: [{device: cpu-fp32}]\n",
+            "cell.yaml:7: validate.inputs",
+        ),
     ],
 )
 def test_an_input_without_data_is_a_usage_error_naming_it(tmp_path, body, where):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import build_json, run_cli, source_recipe
 
 tf = pytest.importorskip("tensorflow")
@@ -83,7 +82,11 @@ def test_damaged_files_exit_2_and_cache_nothing(workspace: Path, tmp_path: Path,
 
     ws = tmp_path / "ws"
     shutil.copytree(workspace / "recipes", ws / "recipes", ignore=shutil.ignore_patterns("*.lock"))
-    target = {"truncated pb": "frozen.pb", "truncated data": "model.ckpt.data-00000-of-00001", "missing index": "model.ckpt.index"}[damage]
+    target = {
+        "truncated pb": "frozen.pb",
+        "truncated data": "model.ckpt.data-00000-of-00001",
+        "missing index": "model.ckpt.index",
+    }[damage]
     path = ws / "recipes" / target
     if damage == "missing index":
         path.unlink()

@@ -23,10 +23,10 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from buildsys.errors import InputError, StageError  # noqa: E402
-from buildsys.tflow.images import load_images  # noqa: E402
-from buildsys.tflow.inspect import op_histogram, tensor_dtypes  # noqa: E402
 from buildsys.recipe.model import Source  # noqa: E402
 from buildsys.signature import Signature  # noqa: E402
+from buildsys.tflow.images import load_images  # noqa: E402
+from buildsys.tflow.inspect import op_histogram, tensor_dtypes  # noqa: E402
 from buildsys.tflow.models import export_float, run_source  # noqa: E402
 from buildsys.tflow.quantize import to_tflite  # noqa: E402
 from buildsys.tflow.runtime import run_tflite, tflite_inputs_outputs  # noqa: E402
@@ -350,7 +350,9 @@ def test_int8_close_to_float(flat_int8, per_channel, scales):
 
 @pytest.mark.parametrize("io_dtype,expected", [("uint8", "UINT8"), ("float32", "FLOAT32")])
 def test_int8_io_dtype(flat_int8, io_dtype, expected):
-    model = to_tflite(flat_int8["path"], flat_int8["sig"], "int8", flat_int8["calib"], input_type=io_dtype, output_type=io_dtype)
+    model = to_tflite(
+        flat_int8["path"], flat_int8["sig"], "int8", flat_int8["calib"], input_type=io_dtype, output_type=io_dtype
+    )
     assert tensor_dtypes(model)["inputs"] == {"image": expected}
     desc = tflite_inputs_outputs(model)["inputs"][0]
     assert (desc["quantization"] is None) == (io_dtype == "float32")

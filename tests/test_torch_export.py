@@ -13,10 +13,10 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from onnx_harness import check
 
 from buildsys.onnxprep.dynamic import DynamicInputs
 from buildsys.onnxprep.prepare import prepare_model
-from onnx_harness import check
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -117,8 +117,14 @@ def export(model: nn.Module, shape: list[int], dynamic: dict[int, str]) -> onnx.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, torch.rand(*shape), buf, input_names=["image"], output_names=["out"],
-            dynamic_axes={"image": dynamic, "out": {0: "batch"}}, opset_version=17, dynamo=False,
+            model,
+            torch.rand(*shape),
+            buf,
+            input_names=["image"],
+            output_names=["out"],
+            dynamic_axes={"image": dynamic, "out": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
         )
     return onnx.load_from_string(buf.getvalue())
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import EXAMPLE, run_cli
 
 RECIPE = """\
@@ -90,11 +89,18 @@ def test_tampered_artifact_is_restored_and_a_missed_threshold_fails_with_a_repor
     recipe.write_text(recipe.read_text().replace("{min_cosine: 0.98}", "{min_cosine: 0.9999999}"))
     proc = run_cli(ws, "build", check=1)
     assert "Traceback" not in proc.stderr
-    assert re.search(r"net/cpu-int8/validate: validation thresholds missed\n\s+scores: cosine [0-9.]+ < min_cosine 0.9999999", proc.stderr), proc.stderr
+    assert re.search(
+        r"net/cpu-int8/validate: validation thresholds missed\n\s+scores: cosine [0-9.]+ < min_cosine 0.9999999",
+        proc.stderr,
+    ), proc.stderr
     metrics = json.loads((tdir / "metrics.json").read_text())
     assert not metrics["passed"] and metrics["outputs"]["scores"]["cosine"] < 0.9999999
     md = (tdir / "report.md").read_text()
-    assert "- status: **FAILED**" in md and "validation, output scores: cosine" in md and "min_cosine 0.9999999 (short by" in md
+    assert (
+        "- status: **FAILED**" in md
+        and "validation, output scores: cosine" in md
+        and "min_cosine 0.9999999 (short by" in md
+    )
     html = (tdir / "report.html").read_text()
     assert 'class="badge failed"' in html and "scores: cosine" in html
     assert (ws / "recipes/net.lock").read_text() == lock  # a failed build writes no lock
@@ -223,7 +229,9 @@ def test_the_report_ranks_silu_layers_worst_and_relu_shows_no_such_pattern(tmp_p
     np.save(recipes / "val.npy", archs.sample_inputs(model, 16, seed=200)["image"])
     run_cli(tmp_path / "ws", "build")
     silu_rows = _worst_layers(tmp_path / "ws/build/silu/cpu-int8/report.md")
-    silu, relu = [[op for op, _ in _worst_layers(tmp_path / f"ws/build/{a}/cpu-int8/report.md")] for a in ("silu", "relu")]
+    silu, relu = [
+        [op for op, _ in _worst_layers(tmp_path / f"ws/build/{a}/cpu-int8/report.md")] for a in ("silu", "relu")
+    ]
     assert len(silu) == 10 and len(relu) == 9  # the ten worst; ReLU, fused, leaves 9 tensors in all
     assert set(silu[:2]) <= SILU_OPS and sum(op in SILU_OPS for op in silu[:5]) >= 3, silu
     assert not set(relu) & (SILU_OPS | {"LOGISTIC", "RELU", "RELU6"}), relu
@@ -237,8 +245,12 @@ def test_the_report_ranks_silu_layers_worst_and_relu_shows_no_such_pattern(tmp_p
 def test_tflite_tensor_names_lead_back_to_onnx_nodes() -> None:
     from buildsys.stages.origins import onnx_nodes
 
-    scopes = {"features_conv1_Conv": "/features/conv1/Conv", "features_relu1_Relu": "/features/relu1/Relu",
-              "pad": "#3 (Pad)", "pad/inner": "/inner"}
+    scopes = {
+        "features_conv1_Conv": "/features/conv1/Conv",
+        "features_relu1_Relu": "/features/relu1/Relu",
+        "pad": "#3 (Pad)",
+        "pad/inner": "/inner",
+    }
     fused = "features_relu1_Relu/Relu_5;features_conv1_Conv/BiasAdd_4;features_conv1_Conv/Conv2D_2;Const_31"
     assert onnx_nodes(fused, scopes) == ["/features/relu1/Relu", "/features/conv1/Conv"]
     # a handler's own sub-scope still belongs to its node; the longest recorded scope wins

@@ -42,7 +42,9 @@ class Bundle:
     def digest(self) -> str:
         """Names the scratch workspace: the same sources and recipes reuse one per worker."""
         texts = {path: digest_data(data.hex()) for path, data in self.texts.items()}
-        return digest_data([self.files, texts, sorted(self.recipes.items()), self.remote.url, self.tools, self.compilers])
+        return digest_data(
+            [self.files, texts, sorted(self.recipes.items()), self.remote.url, self.tools, self.compilers]
+        )
 
 
 def make_bundle(plan: Plan) -> Bundle:

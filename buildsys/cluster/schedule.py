@@ -19,10 +19,11 @@ package, installed with buildsys on every worker, so it needs none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from buildsys.errors import UsageError
 from buildsys.failures import Failure
@@ -197,7 +198,12 @@ def _where(o: Outcome, results: dict[str, dict]) -> Outcome:
     r = results.get(o.task_name, {})
     if r.get("outcome") != StageOutcome.RAN or o.outcome != StageOutcome.RESTORED_REMOTE:
         return o
-    fields = {**{f.name: getattr(o, f.name) for f in dataclass_fields(o)}, "outcome": StageOutcome.RAN, "seconds": r["seconds"], "notes": list(r["warnings"]) + o.notes}
+    fields = {
+        **{f.name: getattr(o, f.name) for f in dataclass_fields(o)},
+        "outcome": StageOutcome.RAN,
+        "seconds": r["seconds"],
+        "notes": list(r["warnings"]) + o.notes,
+    }
     return ClusterOutcome(**fields, worker=r["worker"])
 
 
@@ -228,6 +234,8 @@ def _from_cluster(stage: Stage, plan: Plan, r: dict[str, Any], shown: Callable) 
             outcome = StageOutcome(done["outcome"])
         else:
             error = decode_failure(getattr(done, "message", str(done)))
-    result = _where(Outcome(stage.recipe.name, stage.target_name, stage.kind, outcome, seconds, error), {stage.task_name: r})
+    result = _where(
+        Outcome(stage.recipe.name, stage.target_name, stage.kind, outcome, seconds, error), {stage.task_name: r}
+    )
     shown("finished", result)
     return result

@@ -21,10 +21,10 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.errors import BuildsysError, StageError
 from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
-from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.stages.base import Stage
 from buildsys.stages.compile import Compile
 from buildsys.stages.keys import static_digest
@@ -160,7 +160,6 @@ def _failed(fail: Any, where: str = "") -> dict[str, Any]:
 def _ensure_pushed(stage: Stage, plan: Plan, key: str) -> None:
     from buildsys.cache import Cache
     from buildsys.remote.link import RemoteLink
-
     from buildsys.remote.store import RemoteUnavailable
 
     link = RemoteLink(plan.env.shared_cache(), plan.env.ws, plan.env.build_id, stage.task_name)

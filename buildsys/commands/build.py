@@ -55,7 +55,10 @@ def run(args: Any, ui: Ui) -> int:
             write_index(plan, outcomes)
         else:  # a shard builds part of a recipe: its lock and the index come from the final build
             lock_code = 0
-            ui.line(f"shard {shard}: {_share(plan)}; lockfiles and the index are left to a build without --shard", style="dim")
+            ui.line(
+                f"shard {shard}: {_share(plan)}; lockfiles and the index are left to a build without --shard",
+                style="dim",
+            )
     if args.json:
         ui.data([o.as_json() for o in outcomes])
     if args.summary:

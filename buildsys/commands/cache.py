@@ -94,9 +94,8 @@ def _push(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
 def _pull(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
     """The entries the recipes' lockfiles name: after it, `buildsys build` restores locally."""
     from buildsys import lockfile
-    from buildsys.remote.admin import pull_keys
-
     from buildsys.plan import make_plan
+    from buildsys.remote.admin import pull_keys
     from buildsys.stages.keys import VOLATILE
 
     link = _link(ws, remote, "pull")
@@ -113,7 +112,10 @@ def _pull(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
         pulled, local, missing = pull_keys(link, Cache(ws.cache_dir), wanted)
     ui.line(f"pulled {pulled} entries ({_size(link.moved)}); {local} were local; {missing} not on the remote")
     if measured:
-        ui.line(f"{measured} stages read this machine's measurements (reports): a build with the remote restores them", style="dim")
+        ui.line(
+            f"{measured} stages read this machine's measurements (reports): a build with the remote restores them",
+            style="dim",
+        )
     return _finish(ui, ws, link)
 
 
@@ -123,7 +125,10 @@ def _gc(args: Any, ui: Ui, ws: Workspace, remote: RemoteConfig | None) -> int:
     age = parse_age(args.older_than) if args.older_than else None
     if args.remote_store:
         if age is None:
-            raise UsageError("gc of the remote store needs --older-than", hint="e.g. `buildsys cache gc --remote-store --older-than 30d`")
+            raise UsageError(
+                "gc of the remote store needs --older-than",
+                hint="e.g. `buildsys cache gc --remote-store --older-than 30d`",
+            )
         link = _link(ws, remote, "gc", write=True)
         from buildsys.remote.store import RemoteUnavailable
 

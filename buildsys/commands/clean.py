@@ -58,9 +58,15 @@ def _clean_output(ws: Workspace, recipe: Recipe, planned: list[Path], ui: Ui) ->
         )
         return
     if done.removed or not output.exists():
-        ui.line(f"  removed {ws.show(output)}" if not output.exists() else f"  removed {len(done.removed)} files in {ws.show(output)}")
+        ui.line(
+            f"  removed {ws.show(output)}"
+            if not output.exists()
+            else f"  removed {len(done.removed)} files in {ws.show(output)}"
+        )
     if done.kept:
-        names = ", ".join(ws.show(p) for p in done.kept[:5]) + (f" and {len(done.kept) - 5} more" if len(done.kept) > 5 else "")
+        names = ", ".join(ws.show(p) for p in done.kept[:5]) + (
+            f" and {len(done.kept) - 5} more" if len(done.kept) > 5 else ""
+        )
         ui.warning(f"kept {len(done.kept)} files buildsys did not write: {names}")
 
 

@@ -62,7 +62,9 @@ def _quantization(d: Device) -> str:
 def show(d: Device, ui: Ui) -> None:
     ui.line(f"{d.name}: {d.description}", style="bold")
     ui.line(f"  profile: {d.origin}")
-    ui.line(f"  artifact: {d.artifact_name}; quantization: {_quantization(d)}; inputs {d.input_type}, outputs {d.output_type}")
+    ui.line(
+        f"  artifact: {d.artifact_name}; quantization: {_quantization(d)}; inputs {d.input_type}, outputs {d.output_type}"
+    )
     ui.line(f"  unsupported ops: {d.data.get('partition', 'per-op')} fallback, on_unsupported: {d.on_unsupported}")
     if d.compile:
         ui.line(f"  compiler: {d.compile['tool']} {' '.join(d.compile.get('args', []))}")

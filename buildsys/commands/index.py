@@ -31,8 +31,7 @@ if TYPE_CHECKING:  # type names only: importing the runner would load doit for `
     from buildsys.workspace import Workspace
 
 INDEX_CSS = (
-    CSS
-    + "header{margin-bottom:14px}.badge.ok{background:var(--ok)}.badge.notbuilt{background:var(--muted)}"
+    CSS + "header{margin-bottom:14px}.badge.ok{background:var(--ok)}.badge.notbuilt{background:var(--muted)}"
     "td ul{margin:4px 0 0;padding-left:18px}"
     "#targets td:nth-child(-n+3),#targets td:nth-child(5),#targets td:nth-child(8){white-space:nowrap}\n"
 )
@@ -191,7 +190,10 @@ def _failures(rp: RecipePlan, stage: Report, outcomes: list[Outcome] | None) -> 
 def _reported(stage: Report, outcomes: list[Outcome]) -> bool:
     """Whether this build made (or confirmed) the target's report."""
     return any(
-        o.recipe == stage.recipe.name and o.target == stage.target.name and o.stage == "report" and o.outcome != StageOutcome.FAILED
+        o.recipe == stage.recipe.name
+        and o.target == stage.target.name
+        and o.stage == "report"
+        and o.outcome != StageOutcome.FAILED
         for o in outcomes
     )
 

@@ -43,8 +43,8 @@ def run(args: Any, ui: Ui) -> int:
 
 
 def _report(source: Source, recipe: Recipe | None, ops: tuple[str, ...], root: Path) -> Report:
-    from buildsys.inspect import FromRecipe, inspect_model
     from buildsys.documents.files import absolute, shown_path
+    from buildsys.inspect import FromRecipe, inspect_model
 
     exported = source.format == "pytorch"
     fixes = None
@@ -55,7 +55,9 @@ def _report(source: Source, recipe: Recipe | None, ops: tuple[str, ...], root: P
         from buildsys.commands.inspect_sources import with_exported
 
         shapes, batch = (recipe.shapes, recipe.batch) if recipe else ({}, None)
-        return with_exported(source, shapes, batch, lambda path, label: inspect_model(path, ops, recipe=fixes, label=label))
+        return with_exported(
+            source, shapes, batch, lambda path, label: inspect_model(path, ops, recipe=fixes, label=label)
+        )
     label = source.written if recipe is None else shown_path(source.path, absolute(root))
     _check_readable(source.path, label)
     return inspect_model(source.path, ops=ops, recipe=fixes, label=label)
@@ -241,7 +243,9 @@ def _post_processing(report: Report, ui: Ui) -> None:
     ui.line(f"data-dependent post-processing: {cut.dropped} nodes from {ops}", style=HEAD)
     ui.line("  their output sizes depend on the data, which a static TFLite model cannot hold;")
     if cut.tensors:
-        ui.line(f"  cut the model before them at {len(cut.tensors)} tensors (`outputs:` below) and run the rest in the application")
+        ui.line(
+            f"  cut the model before them at {len(cut.tensors)} tensors (`outputs:` below) and run the rest in the application"
+        )
 
 
 def _snippets(report: Report, ui: Ui) -> None:

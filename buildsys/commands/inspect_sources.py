@@ -58,7 +58,9 @@ def show_darknet(source: Source, ui: Ui, as_json: bool) -> None:
         ui.data({"format": "darknet", "cfg": source.written, "layers": rows, "outputs": outputs})
         return
     ui.quiet = False
-    ui.line(f"darknet cfg: {source.written} ({len(rows)} layers, {sum(r['params'] for r in rows):,} parameters)", style=HEAD)
+    ui.line(
+        f"darknet cfg: {source.written} ({len(rows)} layers, {sum(r['params'] for r in rows):,} parameters)", style=HEAD
+    )
     width = max((len(r["type"]) for r in rows), default=0)
     for r in rows:
         ui.line(f"  {r['index']:>3}  {r['type'].ljust(width)}  {r['output']:>14}  {r['params']:>9,}  {r['notes']}")

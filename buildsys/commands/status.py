@@ -101,7 +101,7 @@ def reasons_for(
     out += [f"tool {line}" for line in lockfile.diff(entry.get("tools"), doc["tools"])]
     now = input_digests(stage, hasher, volatile)
     out += [f"input {line}" for line in lockfile.diff(entry.get("inputs"), now)]
-    for role, path in stage.outputs().items():
+    for path in stage.outputs().values():
         rel = relpath(path, base)
         pinned = entry.get("outputs", {}).get(rel, {})
         if "sha256" in pinned and pinned["sha256"] != hasher.digest(path):

@@ -48,7 +48,9 @@ def append_summary(path: Path, plan: Plan, outcomes: list[Outcome]) -> None:
         with open(path, "a", encoding="utf-8") as out:
             out.write(text)
     except OSError as exc:  # checked before the build; the path changed since
-        raise UsageError(f"--summary {path}: cannot append the table: {exc.strerror or exc}", hint=SUMMARY_HINT) from None
+        raise UsageError(
+            f"--summary {path}: cannot append the table: {exc.strerror or exc}", hint=SUMMARY_HINT
+        ) from None
 
 
 def _rows(rp: RecipePlan, outcomes: list[Outcome]) -> list[str]:

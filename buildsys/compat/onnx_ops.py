@@ -28,9 +28,7 @@ DILATION_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool"})
 # explicit pads equal to SAME are recognised only where SAME has the forward-conv meaning
 SAME_AWARE_OPS = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
 # one weight input per op: for LSTM/GRU/RNN that is W (the recurrence R is input 2)
-WEIGHTS_INPUT = MappingProxyType(
-    {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "LSTM": 1, "GRU": 1, "RNN": 1}
-)
+WEIGHTS_INPUT = MappingProxyType({"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "LSTM": 1, "GRU": 1, "RNN": 1})
 RESIZE_OPS = frozenset({"Resize", "Upsample"})
 # ops whose activations are NCHW images: channels are dim 1, elsewhere the last dim
 NCHW_OPS = frozenset(

@@ -8,9 +8,9 @@ the profile key and its limit so a user can tell which line of the profile bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
-from collections.abc import Callable, Iterable
 
 from buildsys.errors import UsageError
 
@@ -166,14 +166,21 @@ def _pair_rule(key: str, attr: str, holds, verdict: str) -> OpRule:
         pair = getattr(op, attr)
         if pair is None or holds(pair, limit):
             return None
-        return verdict.format(attr=attr, pair=_x(pair), path=_path(op, key), limit=limit,
-                              allowed=_list(limit) if isinstance(limit, (list, tuple)) else limit)
+        return verdict.format(
+            attr=attr,
+            pair=_x(pair),
+            path=_path(op, key),
+            limit=limit,
+            allowed=_list(limit) if isinstance(limit, (list, tuple)) else limit,
+        )
 
     return rule
 
 
 def _allowed_pair(key: str, attr: str) -> OpRule:
-    return _pair_rule(key, attr, lambda pair, allowed: all(v in allowed for v in pair), "{attr} {pair}: {path} allows {allowed}")
+    return _pair_rule(
+        key, attr, lambda pair, allowed: all(v in allowed for v in pair), "{attr} {pair}: {path} allows {allowed}"
+    )
 
 
 def _max_pair(key: str, attr: str) -> OpRule:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from buildsys.compilers.base import CompileResult, Compiler, CompilerMissing
+from buildsys.compilers.base import Compiler, CompileResult, CompilerMissing
 from buildsys.compilers.edgetpu import EdgeTpuCompiler
 from buildsys.compilers.vela import Vela
 

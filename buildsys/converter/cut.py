@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from buildsys.errors import InputError
 from buildsys.documents.closematch import close_matches
 from buildsys.documents.yamlmarks import yaml_text
+from buildsys.errors import InputError
 
 # ops whose output size depends on tensor values
 DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
@@ -68,7 +68,9 @@ class Suggestion:
 
 def flow_of(graph: onnx.GraphProto) -> Flow:
     inits = {t.name for t in graph.initializer}
-    steps = [Step(i, n.op_type, _reads(n.input, _subgraphs(n.attribute)), tuple(n.output)) for i, n in enumerate(graph.node)]
+    steps = [
+        Step(i, n.op_type, _reads(n.input, _subgraphs(n.attribute)), tuple(n.output)) for i, n in enumerate(graph.node)
+    ]
     inputs = [v.name for v in graph.input if v.name not in inits]
     return Flow(steps, inputs, [o.name for o in graph.output])
 
@@ -77,7 +79,9 @@ def flow_of_ir(graph) -> Flow:
     """The converter's IR graph (converter.ir.Graph), whose subgraph attributes are GraphProtos."""
     steps = []
     for i, n in enumerate(graph.nodes):  # by position: passes may have replaced nodes
-        subs = [g for v in n.attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, onnx.GraphProto)]
+        subs = [
+            g for v in n.attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, onnx.GraphProto)
+        ]
         steps.append(Step(i, n.op_type, _reads(n.inputs, subs), tuple(n.outputs)))
     return Flow(steps, [v.name for v in graph.inputs], [v.name for v in graph.outputs])
 

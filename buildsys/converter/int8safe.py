@@ -33,20 +33,60 @@ from buildsys.converter.relayout import RELAYOUT
 
 # Ops whose output is >= 0 whatever their inputs (Sqrt: NaN below 0 in ONNX).
 _ALWAYS = frozenset(
-    {"Abs", "Relu", "Sqrt", "Exp", "Sigmoid", "Softmax", "Softplus", "HardSigmoid",
-     "ReduceL1", "ReduceL2", "ReduceSumSquare"}
+    {
+        "Abs",
+        "Relu",
+        "Sqrt",
+        "Exp",
+        "Sigmoid",
+        "Softmax",
+        "Softplus",
+        "HardSigmoid",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceSumSquare",
+    }
 )
 # Ops whose output is >= 0 when every (data) input is.
 _ALL_INPUTS = frozenset(
-    {"Add", "Mul", "Div", "Sum", "Mean", "Min", "Concat", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
-     "Reciprocal"}
+    {
+        "Add",
+        "Mul",
+        "Div",
+        "Sum",
+        "Mean",
+        "Min",
+        "Concat",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "Reciprocal",
+    }
 )
 # Ops that only move, pick or pool values of their first input (the others are shapes and indices);
 # not Resize: cubic interpolation overshoots below 0.
 _FIRST_INPUT = frozenset(
-    {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Expand", "Tile", "Slice", "Gather",
-     "Split", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Cast",
-     "DepthToSpace", "SpaceToDepth"}
+    {
+        "Identity",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Expand",
+        "Tile",
+        "Slice",
+        "Gather",
+        "Split",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Cast",
+        "DepthToSpace",
+        "SpaceToDepth",
+    }
 )
 _DEPTH = 64  # producers looked through; deeper chains count as "maybe negative"
 

@@ -25,8 +25,10 @@ def handles(op_type: str, since: int = 1, domain: str = "") -> Callable[[Handler
         if earlier:
             # a later opset falls to the lowest tag anyway: more tags only look like version splits
             versions = ", ".join(str(v) for v in sorted([*earlier, since]))
-            raise ValueError(f"{_name(fn)} is tagged for {op_type} at opsets {versions}: "
-                             "tag it once, at the lowest version it converts")
+            raise ValueError(
+                f"{_name(fn)} is tagged for {op_type} at opsets {versions}: "
+                "tag it once, at the lowest version it converts"
+            )
         setattr(fn, TAG, tags + ((domain, op_type, since),))
         return fn
 
@@ -42,9 +44,11 @@ class Registry:
                     versions = table.setdefault((domain, op_type), {})
                     # a handler imported into another op module is the same claim, seen twice
                     if versions.get(since, fn) is not fn:
-                        raise ValueError(f"{_label(domain, op_type, since)} is claimed by both "
-                                         f"{_name(versions[since])} and {_name(fn)}: which one converts it would "
-                                         "depend on module order")
+                        raise ValueError(
+                            f"{_label(domain, op_type, since)} is claimed by both "
+                            f"{_name(versions[since])} and {_name(fn)}: which one converts it would "
+                            "depend on module order"
+                        )
                     versions[since] = fn
         self._table = {key: sorted(v.items()) for key, v in table.items()}
 

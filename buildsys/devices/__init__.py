@@ -5,7 +5,7 @@ may override a few of its fields."""
 from buildsys.devices.catalogue import BUILTIN, Catalogue, is_profile_path
 from buildsys.devices.model import Device
 from buildsys.devices.overrides import with_overrides
-from buildsys.recipe.model import OVERRIDES
 from buildsys.devices.problems import ProfileError
+from buildsys.recipe.model import OVERRIDES
 
 __all__ = ["BUILTIN", "OVERRIDES", "Catalogue", "Device", "ProfileError", "is_profile_path", "with_overrides"]

@@ -13,9 +13,9 @@ from typing import Any
 from buildsys.devices.merge import merged
 from buildsys.devices.model import Device
 from buildsys.devices.problems import ProfileError, merged_problems, profile_problems
+from buildsys.documents.files import absolute, parse_file, shown_path
 from buildsys.errors import Problem, UsageError
 from buildsys.limits import MAX_TEXT_BYTES, file_problem
-from buildsys.documents.files import absolute, parse_file, shown_path
 
 BUILTIN = Path(__file__).parent / "builtin"
 PROFILE_SUFFIXES = (".yaml", ".yml")

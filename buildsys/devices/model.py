@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from buildsys.modes import INT8_OP_FORMS, OP_FORMS, default_io, needs_calibration
 from buildsys.hashing import digest_data
+from buildsys.modes import INT8_OP_FORMS, OP_FORMS, default_io, needs_calibration
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from buildsys.devices.model import Device
 from buildsys.modes import ACTIVATION_MODES, IO_TYPES_BY_MODE, default_io
 
 
-
 def with_overrides(device: Device, overrides: dict[str, Any]) -> tuple[Device, list[tuple[str, str]]]:
     """The device as the target asks for it, and (key, problem) pairs for impossible asks."""
     if not overrides:
@@ -19,7 +18,9 @@ def with_overrides(device: Device, overrides: dict[str, Any]) -> tuple[Device, l
     problems = _activations(q, overrides.get("activations"), device)
     if "per_channel" in overrides:
         if q.get("mode", "none") in ("none", "fp16"):
-            problems.append(("per_channel", f"{device.name} does not quantize weights to integers ({q.get('mode', 'none')})"))
+            problems.append(
+                ("per_channel", f"{device.name} does not quantize weights to integers ({q.get('mode', 'none')})")
+            )
         q["per_channel"] = bool(overrides["per_channel"])
     for key in ("input_type", "output_type"):
         if key in overrides:
@@ -35,7 +36,9 @@ def _activations(q: dict[str, Any], wanted: str | None, device: Device) -> list[
         return []
     mode = q.get("mode", "none")
     if mode not in ACTIVATION_MODES.values():
-        return [("activations", f"{device.name} quantizes with mode {mode}; activations apply to int8 and int16x8 devices")]
+        return [
+            ("activations", f"{device.name} quantizes with mode {mode}; activations apply to int8 and int16x8 devices")
+        ]
     new = ACTIVATION_MODES[wanted]
     if new != mode:
         q["mode"] = new

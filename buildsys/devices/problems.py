@@ -6,9 +6,9 @@ import dataclasses
 import re
 from typing import Any
 
-from buildsys.modes import IO_TYPES_BY_MODE
-from buildsys.errors import Problem, RecipeError
 from buildsys.documents.yamlmarks import Parsed
+from buildsys.errors import Problem, RecipeError
+from buildsys.modes import IO_TYPES_BY_MODE
 
 _BUILTIN_OP = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -66,9 +66,8 @@ def _op_names(parsed: Parsed, fmt: Any) -> list[Problem]:
         return _onnx_op_names(parsed, ops)
     if not isinstance(ops, dict) or fmt != "tflite":
         return []
-    from buildsys.tflow.tflschema import enum_names, schema
-
     from buildsys.documents.problems import did_you_mean
+    from buildsys.tflow.tflschema import enum_names, schema
 
     known = set(enum_names(schema().BuiltinOperator).values())
     out = []

@@ -14,9 +14,9 @@ from typing import Any
 from jsonschema import ValidationError
 from jsonschema.protocols import Validator
 
-from buildsys.errors import Problem
 from buildsys.documents import closematch
 from buildsys.documents.yamlmarks import KeyPath, Parsed, clip
+from buildsys.errors import Problem
 
 SHOW_MAX = 40
 MESSAGE_MAX = 120

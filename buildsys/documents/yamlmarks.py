@@ -65,7 +65,9 @@ class Parsed:
     def at(self, pos: Pos | None, path: KeyPath, message: str, hint: str | None = None) -> Problem:
         line, column = pos or self._nearest_value(path) or (None, None)
         # a problem quotes the user's values; a 100 kB value must not make a 100 kB message
-        return Problem(self.file, line, column, dotted(path), clip(message, PROBLEM_MAX), hint and clip(hint, PROBLEM_MAX))
+        return Problem(
+            self.file, line, column, dotted(path), clip(message, PROBLEM_MAX), hint and clip(hint, PROBLEM_MAX)
+        )
 
     def _nearest_value(self, path: KeyPath) -> Pos | None:
         # A key that is missing from the data is located at its closest existing parent.

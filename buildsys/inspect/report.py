@@ -11,14 +11,14 @@ import onnx
 
 from buildsys.converter.cut import Suggestion as Cut
 from buildsys.converter.cut import cut, flow_of, snippet, suggest_cut
-from buildsys.onnxprep.dynamic import dynamic_inputs
-from buildsys.onnxprep.prepare import unknown_dims
 from buildsys.inspect import model as facts
 from buildsys.inspect.model import Header, NodeLine, Tensor
 from buildsys.inspect.quantized import Prequantized, prequantized
 from buildsys.inspect.rewrites import Suggestion, load_rewrites, rewrites_by_op, suggest
-from buildsys.inspect.support import Unsupported, unsupported
 from buildsys.inspect.suggest import replacements_snippet, shapes_snippet
+from buildsys.inspect.support import Unsupported, unsupported
+from buildsys.onnxprep.dynamic import dynamic_inputs
+from buildsys.onnxprep.prepare import unknown_dims
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from typing import Any
 import onnx
 
 
-
 @dataclass(frozen=True)
 class Suggestion:
     """A rewrite for the nodes of one op type: `fits` are the labels of the nodes it takes.

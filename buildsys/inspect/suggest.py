@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from buildsys.onnxprep.dynamic import snippet
+from buildsys.documents.yamlmarks import yaml_text
 from buildsys.inspect.model import DEFAULT_DOMAINS
 from buildsys.inspect.rewrites import Suggestion
-from buildsys.documents.yamlmarks import yaml_text
+from buildsys.onnxprep.dynamic import snippet
 
 NMS_LIMIT_INPUT = 2
 NMS_LIMIT_NAME = "max_output_boxes_per_class"

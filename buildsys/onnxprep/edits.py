@@ -67,7 +67,11 @@ def _attribute(name: str, value: Any, spec) -> tuple[onnx.AttributeProto | None,
     if spec.type in _SCALAR_KINDS:
         kind, convert = _SCALAR_KINDS[spec.type]
         typed = convert(value)
-        return (None, f"is {kind} in the op schema; got {_show(value)}") if typed is None else (helper.make_attribute(name, typed), None)
+        return (
+            (None, f"is {kind} in the op schema; got {_show(value)}")
+            if typed is None
+            else (helper.make_attribute(name, typed), None)
+        )
     if spec.type in _LIST_KINDS:
         kind, convert = _SCALAR_KINDS[_LIST_KINDS[spec.type]]
         items = [convert(v) for v in value] if isinstance(value, list) else None
@@ -107,18 +111,26 @@ def input_index(node: onnx.NodeProto, schema, key: Any) -> tuple[int | None, str
     if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
         index = int(key)
         limit = len(schema.inputs) if schema else len(node.input)
-        variadic = schema is not None and schema.inputs and schema.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic
+        variadic = (
+            schema is not None
+            and schema.inputs
+            and schema.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic
+        )
         return (index, None) if index < limit or variadic else (None, f"has {limit} inputs; got index {index}")
     formal = [p.name for p in schema.inputs] if schema else []
     if key in formal:
         return formal.index(key), None
     if key in node.input:
         return list(node.input).index(key), None
-    listing = ", ".join(f"{i} '{n}'" for i, n in enumerate(formal)) or ", ".join(f"{i} '{n}'" for i, n in enumerate(node.input))
+    listing = ", ".join(f"{i} '{n}'" for i, n in enumerate(formal)) or ", ".join(
+        f"{i} '{n}'" for i, n in enumerate(node.input)
+    )
     return None, f"has no input '{key}' (inputs: {listing})"
 
 
-def constant_input(value: Any, dtype: np.dtype, rank: int | None, name: str) -> tuple[onnx.TensorProto | None, str | None]:
+def constant_input(
+    value: Any, dtype: np.dtype, rank: int | None, name: str
+) -> tuple[onnx.TensorProto | None, str | None]:
     """The recipe value as a tensor of `dtype`; a problem text when it does not fit."""
     try:
         array = np.asarray(value)
@@ -130,7 +142,9 @@ def constant_input(value: Any, dtype: np.dtype, rank: int | None, name: str) -> 
         return None, f"is a rank-{rank} tensor in the model; got a rank-{array.ndim} value {_show(value)}"
     if dtype.kind in "iu" and not np.all(np.equal(np.mod(array, 1), 0)):
         return None, f"is {dtype.name} in the model; got non-integer {_show(value)}"
-    if dtype.kind in "iu" and (array.min(initial=0) < np.iinfo(dtype).min or array.max(initial=0) > np.iinfo(dtype).max):
+    if dtype.kind in "iu" and (
+        array.min(initial=0) < np.iinfo(dtype).min or array.max(initial=0) > np.iinfo(dtype).max
+    ):
         return None, f"is {dtype.name}; {_show(value)} is out of its range"
     return numpy_helper.from_array(array.astype(dtype), name), None
 

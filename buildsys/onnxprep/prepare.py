@@ -17,17 +17,19 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from buildsys.converter.cut import cut
-from buildsys.onnxprep.dynamic import DynamicInputs, dynamic_inputs
-from buildsys.errors import InputError
 from buildsys.documents.closematch import did_you_mean
-from buildsys.recipe.model import Replacement
+from buildsys.errors import InputError
+from buildsys.onnxprep.dynamic import DynamicInputs, dynamic_inputs
 from buildsys.onnxprep.replace import apply_replacements
+from buildsys.recipe.model import Replacement
 
 # Nodes worth folding only when their result is not much bigger than their
 # inputs; a folded ConstantOfShape/Expand/Tile could otherwise bloat the model.
 GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"})
 MAX_GROWN_ELEMENTS = 1 << 16
-NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"})
+NEVER_FOLD = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
 PASSTHROUGH = frozenset({"Identity", "Dropout"})
 MAX_FOLD_ROUNDS = 8
 # exporters (producer_name) that write dim_value 0 for a dim they do not know
@@ -269,7 +271,9 @@ def _shape_of(node, dims: list[int]) -> dict[str, np.ndarray]:
 def _evaluate(node, feeds: dict[str, np.ndarray], opsets) -> dict[str, np.ndarray] | None:
     from onnx.reference import ReferenceEvaluator
 
-    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()]
+    inputs = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()
+    ]
     outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
     graph = helper.make_graph([node], "fold", inputs, outputs)
     model = helper.make_model(graph, opset_imports=opsets)

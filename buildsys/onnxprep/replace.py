@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from buildsys.errors import Problem, UsageError
 from buildsys.documents.closematch import close_matches, did_you_mean
-from buildsys.recipe.model import Replacement
+from buildsys.errors import Problem, UsageError
 from buildsys.onnxprep.edits import constant_input, describe, input_index, op_schema, set_attributes
+from buildsys.recipe.model import Replacement
 
 
 class ReplacementError(UsageError):
@@ -51,7 +51,9 @@ class _Run:
         self.problems.append(Problem(self.file, r.line_of(*path), None, key, message, hint))
 
 
-def apply_replacements(model: onnx.ModelProto, replacements: Sequence[Replacement], recipe_file: str) -> onnx.ModelProto:
+def apply_replacements(
+    model: onnx.ModelProto, replacements: Sequence[Replacement], recipe_file: str
+) -> onnx.ModelProto:
     """The model with every graph edit applied; raises ReplacementError listing all problems."""
     run = _Run(_copy(model), recipe_file)
     for r in replacements:
@@ -81,7 +83,9 @@ def _apply_one(run: _Run, r: Replacement) -> None:
         _forget_shapes(candidate)
         problem = _validity(candidate, run.strict)
     if problem:
-        run.problem(r, (r.action,), f"the edited model is not valid ONNX: {problem}", "undo or correct this replacement")
+        run.problem(
+            r, (r.action,), f"the edited model is not valid ONNX: {problem}", "undo or correct this replacement"
+        )
         return
     run.model = candidate
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from buildsys.documents.files import absolute, parse_file, shown_path, sort_problems
+from buildsys.documents.yamlmarks import Parsed, clip
 from buildsys.errors import Problem, RecipeError, UsageError
 from buildsys.hashing import digest_bytes, digest_data
 from buildsys.recipe.model import (
@@ -25,8 +27,6 @@ from buildsys.recipe.model import (
     default_target_name,
 )
 from buildsys.recipe.sources import parse_source
-from buildsys.documents.files import absolute, parse_file, shown_path, sort_problems
-from buildsys.documents.yamlmarks import Parsed, clip
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 INPUT_KINDS = ("images", "npy", "npz", "zeros")
@@ -177,7 +177,9 @@ def _outside_globs(parsed: Parsed, base: Path, workspace: Path) -> list[Problem]
             start = fixed_prefix(pattern)
             if recursive(pattern) and not any(_inside(start, root) for root in roots):
                 message = f"'{source['images']}' walks {start} with **, outside the workspace and the recipe's folder"
-                hint = "point the glob at the data folder inside the workspace, drop the **, or add `allow_outside: true`"
+                hint = (
+                    "point the glob at the data folder inside the workspace, drop the **, or add `allow_outside: true`"
+                )
                 problems.append(parsed.at_value((section, "inputs", name, "images"), message, hint))
     return problems
 
@@ -200,7 +202,9 @@ def _foreign(parsed: Parsed, known: dict[str, Any]) -> Problem | None:
     if not parsed.data or parsed.data.keys() & known.keys():
         return None
     keys = [clip(k, 30) for k in list(parsed.data)[:4]]
-    message = f"not a recipe: none of its keys ({', '.join(keys)}{', ...' if len(parsed.data) > 4 else ''}) is a recipe key"
+    message = (
+        f"not a recipe: none of its keys ({', '.join(keys)}{', ...' if len(parsed.data) > 4 else ''}) is a recipe key"
+    )
     hint = "a recipe needs at least `version`, `source` and `targets`; keep other YAML files out of the recipe folder"
     return parsed.at_value((), message, hint)
 
@@ -259,7 +263,11 @@ def _replacement(index: int, data: dict[str, Any], parsed: Parsed | None) -> Rep
     if parsed is None:
         return Replacement(index, data)
     prefix = ("replacements", index)
-    lines = {path[2:]: pos[0] for path, pos in {**parsed.values, **parsed.keys}.items() if path[:2] == prefix and len(path) > 2}
+    lines = {
+        path[2:]: pos[0]
+        for path, pos in {**parsed.values, **parsed.keys}.items()
+        if path[:2] == prefix and len(path) > 2
+    }
     entry = parsed.values.get(prefix)
     return Replacement(index, data, entry[0] if entry else None, lines)
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-
 # How each source format reaches the float model: "onnx" (prepared, then converted by our
 # converter), "tf" (traced by TensorFlow), "tflite" (shipped as it is). A PyTorch model is
 # exported to ONNX first.

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from buildsys.documents.yamlmarks import Parsed
 from buildsys.errors import Problem
 from buildsys.recipe.model import InputSource, Recipe
-from buildsys.documents.yamlmarks import Parsed
 
 WILDCARDS = "*?["
 HINT = "leave `output:` out (default: build/<name> in the workspace) or name a new folder under build/"
@@ -64,7 +64,9 @@ def read_paths(recipe: Recipe) -> list[tuple[str, Path]]:
     found += [("the data", data_root(src)) for inputs in sets for src in inputs.values() if src.reads_files]
     if recipe.validate.labels is not None:
         found.append(("the labels", recipe.validate.labels))
-    found += [("the device profile", recipe.base / t.device) for t in recipe.targets if t.device.endswith((".yaml", ".yml"))]
+    found += [
+        ("the device profile", recipe.base / t.device) for t in recipe.targets if t.device.endswith((".yaml", ".yml"))
+    ]
     return found
 
 

@@ -8,9 +8,9 @@ import re
 import warnings
 from typing import Any
 
+from buildsys.documents.yamlmarks import Parsed
 from buildsys.errors import Problem
 from buildsys.recipe.model import not_onnx_graph
-from buildsys.documents.yamlmarks import Parsed
 
 # which actions each selector takes
 PAIRS = {

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from buildsys.cache import Cache, manifest_problem
 from buildsys.errors import UsageError
@@ -81,7 +82,7 @@ def local_gc(cache: Cache, max_age: float | None, keep: set[str]) -> Usage:
 # -- the remote store ----------------------------------------------------------------------
 def remote_usage(store: RemoteStore) -> Usage:
     usage = Usage()
-    for path, info in store.listing("keys"):
+    for path, _info in store.listing("keys"):
         usage.entries += _named_manifest(path) is not None
     for path, info in store.listing("objects"):
         if _HEX.match(path.rsplit("/", 1)[-1]):
@@ -183,4 +184,3 @@ def record_keys(records_dir: Path) -> set[str]:
         if is_sha256(key):
             keys.add(key)
     return keys
-

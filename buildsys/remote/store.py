@@ -16,9 +16,10 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from buildsys.errors import BuildsysError
 from buildsys.fsutil import remove

@@ -274,8 +274,9 @@ def maxpool_cascade(b: Builder, nodes: list[onnx.NodeProto]) -> None:
         for i, size in enumerate(steps):
             before = head
             out = node.output[0] if i == len(steps) - 1 else None
-            head = b.op("MaxPool", head, out=out, kernel_shape=[size] * rank, pads=[size // 2] * (2 * rank),
-                        strides=[1] * rank)
+            head = b.op(
+                "MaxPool", head, out=out, kernel_shape=[size] * rank, pads=[size // 2] * (2 * rank), strides=[1] * rank
+            )
             last = size
         reach = k
 

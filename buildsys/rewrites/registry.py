@@ -39,10 +39,14 @@ class RewriteError(Exception):
         super().__init__(self._text())
 
     def _text(self) -> str:
-        where = " ".join(p for p in (
-            f"node {self.node!r}" if self.node else "",
-            f"rewrite {self.rewrite!r}" if self.rewrite else "",
-        ) if p)
+        where = " ".join(
+            p
+            for p in (
+                f"node {self.node!r}" if self.node else "",
+                f"rewrite {self.rewrite!r}" if self.rewrite else "",
+            )
+            if p
+        )
         return f"{where}: {self.reason}" if where else self.reason
 
     def located(self, node: str, rewrite: str) -> RewriteError:
@@ -209,7 +213,9 @@ def _check_fits(name: str, op_types: tuple[str, ...], node: onnx.NodeProto) -> N
     if node.domain not in DEFAULT_DOMAINS or node.op_type not in op_types:
         kind = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}:{node.op_type}"
         raise RewriteError(
-            f"is a {kind}; this rewrite applies to {', '.join(op_types)}", node=node_label(node), rewrite=name,
+            f"is a {kind}; this rewrite applies to {', '.join(op_types)}",
+            node=node_label(node),
+            rewrite=name,
         )
 
 
@@ -249,25 +255,55 @@ def _one_of_group(group: GroupRewrite, ctx: RewriteContext, node: onnx.NodeProto
 def _registry() -> MappingProxyType:
     table = [
         _rewrite("hardswish", ["HardSwish"], True, 0.0, "HardSwish -> x * Clip(x + 3, 0, 6) * (1/6)", ops.hardswish),
-        _rewrite("hardsigmoid", ["HardSigmoid"], True, 0.0, "HardSigmoid -> Clip(alpha * x + beta, 0, 1)",
-                 ops.hardsigmoid),
+        _rewrite(
+            "hardsigmoid", ["HardSigmoid"], True, 0.0, "HardSigmoid -> Clip(alpha * x + beta, 0, 1)", ops.hardsigmoid
+        ),
         _rewrite("mish", ["Mish"], True, 0.0, "Mish -> x * Tanh(Relu(x) + Log(1 + Exp(-Abs(x))))", ops.mish),
         _rewrite("softplus", ["Softplus"], True, 0.0, "Softplus -> Relu(x) + Log(1 + Exp(-Abs(x)))", ops.softplus),
         _rewrite("prelu", ["PRelu"], True, 0.0, "PRelu -> Relu(x) - slope * Relu(-x)", ops.prelu),
-        _rewrite("leaky-relu", ["LeakyRelu"], True, 0.0,
-                 "LeakyRelu -> Max(x, alpha * x) (0 <= alpha <= 1), else Relu(x) - alpha * Relu(-x)", ops.leaky_relu),
+        _rewrite(
+            "leaky-relu",
+            ["LeakyRelu"],
+            True,
+            0.0,
+            "LeakyRelu -> Max(x, alpha * x) (0 <= alpha <= 1), else Relu(x) - alpha * Relu(-x)",
+            ops.leaky_relu,
+        ),
         _rewrite("gelu", ["Gelu"], True, 0.0, "Gelu -> the Erf or tanh formula its `approximate` names", ops.gelu),
-        _rewrite("gelu-tanh", ["Gelu", "Erf"], False, ops.GELU_TANH_BOUND,
-                 "Gelu -> 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))); Erf(z) -> tanh(z(2/sqrt(pi) + 0.1009z^2))",
-                 ops.gelu_tanh),
-        _rewrite("erf-poly", ["Erf"], False, ops.ERF_POLY_BOUND,
-                 "Erf -> Sign(z) * (1 - poly(1 / (1 + p|z|)) * Exp(-z^2)) (Abramowitz-Stegun 7.1.26)", ops.erf_poly),
+        _rewrite(
+            "gelu-tanh",
+            ["Gelu", "Erf"],
+            False,
+            ops.GELU_TANH_BOUND,
+            "Gelu -> 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))); Erf(z) -> tanh(z(2/sqrt(pi) + 0.1009z^2))",
+            ops.gelu_tanh,
+        ),
+        _rewrite(
+            "erf-poly",
+            ["Erf"],
+            False,
+            ops.ERF_POLY_BOUND,
+            "Erf -> Sign(z) * (1 - poly(1 / (1 + p|z|)) * Exp(-z^2)) (Abramowitz-Stegun 7.1.26)",
+            ops.erf_poly,
+        ),
         _rewrite("div-to-mul", ["Div"], True, 0.0, "Div(x, constant) -> Mul(x, 1 / constant)", ops.div_to_mul),
-        _rewrite("maxpool-cascade", ["MaxPool"], True, 0.0,
-                 "MaxPool k x k stride 1 same -> chain of 5x5/3x3 pools; SPP 5/9/13 on one input -> SPPF",
-                 None, ops.maxpool_cascade),
-        _rewrite("argmax", ["ArgMax"], True, 0.0,
-                 "ArgMax -> ReduceMax, Equal, Cast, Mul(descending range), ReduceMax, Sub, Cast", ops.argmax),
+        _rewrite(
+            "maxpool-cascade",
+            ["MaxPool"],
+            True,
+            0.0,
+            "MaxPool k x k stride 1 same -> chain of 5x5/3x3 pools; SPP 5/9/13 on one input -> SPPF",
+            None,
+            ops.maxpool_cascade,
+        ),
+        _rewrite(
+            "argmax",
+            ["ArgMax"],
+            True,
+            0.0,
+            "ArgMax -> ReduceMax, Equal, Cast, Mul(descending range), ReduceMax, Sub, Cast",
+            ops.argmax,
+        ),
     ]
     return MappingProxyType({r.name: r for r in table})
 

@@ -18,7 +18,10 @@ from buildsys.stages.report import Report
 from buildsys.stages.validate import Validate
 
 KINDS = MappingProxyType(
-    {cls.kind: cls for cls in (Fetch, Export, Prepare, Calibration, Convert, Ranges, Quantize, Validate, Check, Compile, Report)}
+    {
+        cls.kind: cls
+        for cls in (Fetch, Export, Prepare, Calibration, Convert, Ranges, Quantize, Validate, Check, Compile, Report)
+    }
 )
 
 __all__ = ["KINDS", "Input", "RecipePaths", "RunContext", "Stage", "StageEnv"]

@@ -229,7 +229,7 @@ class Stage:
     def outputs(self) -> dict[str, Path]:
         raise NotImplementedError
 
-    def run(self, ctx: "RunContext") -> None:
+    def run(self, ctx: RunContext) -> None:
         raise NotImplementedError
 
     def check(self) -> None:

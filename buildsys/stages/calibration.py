@@ -22,9 +22,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from buildsys.documents.yamlmarks import yaml_text
 from buildsys.errors import InputError
 from buildsys.recipe.model import InputSource, Recipe
-from buildsys.documents.yamlmarks import yaml_text
 from buildsys.signature import TensorEntry
 from buildsys.stages import datasets
 from buildsys.stages.base import Input, RunContext, Stage
@@ -61,9 +61,7 @@ class Calibration(Stage):
         seen: dict[str, Input] = {}
         for role, (sources, _, _) in self.sets.items():
             for name, src in sorted(_with_files(sources).items()):
-                seen[f"{role}.{name}"] = Input(
-                    f"{role}.{name}", datasets.source_files(src), datasets.glob_base(src)
-                )
+                seen[f"{role}.{name}"] = Input(f"{role}.{name}", datasets.source_files(src), datasets.glob_base(src))
         return list(seen.values())
 
     def inputs(self) -> list[Input]:

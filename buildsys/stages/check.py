@@ -64,8 +64,7 @@ class Check(TargetStage):
             raise ValueError(f"summary.unsupported is {unsupported!r}, not a count")
         if unsupported:
             return StageError(
-                f"{_count(compat)} cannot run on {self.device.name}\n  "
-                + "\n  ".join(_lines(compat)),
+                f"{_count(compat)} cannot run on {self.device.name}\n  " + "\n  ".join(_lines(compat)),
                 hint=f"see {self.target_paths.report_html} (or {outputs['compat'].name}); replace those ops in the recipe, or set "
                 "`on_unsupported: warn` on the target to ship with CPU fallback",
             )
@@ -81,7 +80,10 @@ class Check(TargetStage):
             return kernels
         first = summary.get("first_unsupported") or {}
         where = f"; first: #{first['index']} {first['op']}" if first else ""
-        return [f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})", *kernels]
+        return [
+            f"{summary['cpu']} of {summary['ops']} ops run on the CPU, not {self.device.name}{where} (see {outputs['compat']})",
+            *kernels,
+        ]
 
 
 def _name_nodes(compat: dict[str, Any], signature: Signature, model: Path) -> None:

@@ -95,8 +95,8 @@ class Convert(Stage):
         ctx.out["signature"].write_text(text, "utf-8")
 
     def _quantized(self, ctx: RunContext, signature: Signature, label: str) -> Signature:
-        from buildsys.tflow import qdq
         from buildsys.onnxprep.prepare import load_onnx
+        from buildsys.tflow import qdq
         from buildsys.tflow.onnxsource import export_onnx
 
         prepared = load_onnx(ctx.input("prepared"))

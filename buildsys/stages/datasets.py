@@ -33,7 +33,14 @@ NPY_MAGIC = b"\x93NUMPY"
 NPY_MAX_HEADER = 10_000  # numpy.load's default max_header_size
 # bool, signed, unsigned, float: what a model input can be fed (text, records, objects cannot)
 NUMERIC_KINDS = "biuf"
-_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers", "M": "dates", "m": "time spans"}
+_KIND_NAMES = {
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "time spans",
+}
 ARRAY_HINT = "save one (N, ...) array of numbers per model input, e.g. numpy.save(path, samples.astype('float32'))"
 
 
@@ -185,7 +192,7 @@ def count(src: InputSource, name: str) -> int:
     return len(_array(src, name, mmap=True))
 
 
-def choose(available: int, wanted: int, seed: int) -> "np.ndarray":
+def choose(available: int, wanted: int, seed: int) -> np.ndarray:
     """Seeded sample indices, ascending, so the same seed picks the same files."""
     import numpy as np
 
@@ -195,7 +202,7 @@ def choose(available: int, wanted: int, seed: int) -> "np.ndarray":
     return np.sort(rng.choice(available, size=wanted, replace=False))
 
 
-def materialise(src: InputSource, name: str, indices: "np.ndarray", layout: str = "nhwc") -> "np.ndarray":
+def materialise(src: InputSource, name: str, indices: np.ndarray, layout: str = "nhwc") -> np.ndarray:
     import numpy as np
 
     if src.kind == "images":
@@ -208,7 +215,7 @@ def materialise(src: InputSource, name: str, indices: "np.ndarray", layout: str 
     return np.ascontiguousarray(_array(src, name, mmap=True)[indices]).astype(np.float32)
 
 
-def _array(src: InputSource, name: str, mmap: bool) -> "np.ndarray":
+def _array(src: InputSource, name: str, mmap: bool) -> np.ndarray:
     import numpy as np
 
     path = Path(src.pattern)
@@ -231,7 +238,7 @@ def _array(src: InputSource, name: str, mmap: bool) -> "np.ndarray":
     return arr
 
 
-def index_doc(sources: dict[str, InputSource], indices: "np.ndarray", available: int) -> dict:
+def index_doc(sources: dict[str, InputSource], indices: np.ndarray, available: int) -> dict:
     """Which samples a set holds: positions in its sources and, for images, the files."""
     files = {}
     for name, src in sorted(sources.items()):
@@ -241,7 +248,7 @@ def index_doc(sources: dict[str, InputSource], indices: "np.ndarray", available:
     return {"available": int(available), "indices": [int(i) for i in indices], "files": files}
 
 
-def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     import numpy as np
 
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
@@ -251,7 +258,7 @@ def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
             zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH), buf.getvalue())
 
 
-def read_npz(path: Path) -> dict[str, "np.ndarray"]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
     import numpy as np
 
     with np.load(path, allow_pickle=False) as npz:

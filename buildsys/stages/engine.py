@@ -18,17 +18,18 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from doit.exceptions import TaskFailed
 
 from buildsys.cache import Cache, manifest_problem
 from buildsys.diskerrors import NO_SPACE, NOT_WRITABLE, disk_error
 from buildsys.errors import BuildsysError, InternalError, StageError
-from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.failures import Failure
+from buildsys.fsutil import atomic_copy, atomic_write_text, remove
 from buildsys.hashing import FileHasher, is_sha256
 from buildsys.outcomes import StageOutcome
 from buildsys.stages.base import RunContext, Stage, StageEnv

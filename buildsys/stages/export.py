@@ -33,7 +33,9 @@ class Export(Stage):
         src = self.recipe.source
         label = ctx.env.ws.show(src.path)
         model = load_model(src)
-        shapes = export.static_shapes(model, {k: list(v) for k, v in self.recipe.shapes.items()}, self.recipe.batch, label)
+        shapes = export.static_shapes(
+            model, {k: list(v) for k, v in self.recipe.shapes.items()}, self.recipe.batch, label
+        )
         proto, facts = export.export(model, shapes, src.option("exporter"), label)
         export.write(proto, ctx.out["exported"])
         facts = {**facts, "kind": model.kind, "shapes": shapes, "opset": _opset(proto)}

@@ -42,8 +42,7 @@ class Fetch(Stage):
         if src.sha256 and src.sha256 != sha:
             raise InputError(
                 f"sha256 mismatch for {ctx.env.ws.show(src.path)}\n  recipe pins: {src.sha256}\n  file has:    {sha}",
-                hint=f"if the model changed on purpose, set source.sha256 in {self.recipe.path.name} "
-                "to the new digest",
+                hint=f"if the model changed on purpose, set source.sha256 in {self.recipe.path.name} to the new digest",
             )
         check_format(src)
         size = sum(f.stat().st_size for f in self.inputs()[0].files)

@@ -9,8 +9,8 @@ node a replacement would select, not a TF op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from buildsys.signature import Signature
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import io
 import re
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType

@@ -64,9 +64,9 @@ class Prepare(Stage):
     def _check_memory(self, prepared: Any, label: str) -> None:
         """Shapes are static now: a batch too big for the machine is refused here, not by a
         SIGSEGV in the converter or TFLite minutes later."""
-        from buildsys.onnxprep.prepare import input_shapes, tensor_sizes
         from buildsys.errors import InputError
         from buildsys.limits import ACTIVATION_FACTOR, memory_problem
+        from buildsys.onnxprep.prepare import input_shapes, tensor_sizes
         from buildsys.stages.sources import recipe_at
 
         if problem := memory_problem(tensor_sizes(prepared), ACTIVATION_FACTOR):

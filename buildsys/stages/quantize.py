@@ -45,8 +45,11 @@ class Quantize(TargetStage):
         if self.from_model:
             return [Input("float_qat", (paths.float_qat,)), Input("signature", (paths.signature,))]
         if self.reads_ranges:  # the float model and the samples are in the calibrated model
-            return [Input("ranges", (paths.ranges,)), Input("calibrated", (paths.calibrated,)),
-                    Input("signature", (paths.signature,))]
+            return [
+                Input("ranges", (paths.ranges,)),
+                Input("calibrated", (paths.calibrated,)),
+                Input("signature", (paths.signature,)),
+            ]
         out = [Input("float", (paths.float_model,)), Input("signature", (paths.signature,))]
         if self.device.needs_calibration:
             out.append(Input("calib", (paths.calib,)))
@@ -126,9 +129,15 @@ class Quantize(TargetStage):
         forms = sorted(self.device.op_forms)
         found = next(v["model"] for v in doc["variants"] if v["forms"] == forms)
         d = self.device
-        model = from_calibrated(read_npz(ctx.input("calibrated"))[found].tobytes(), doc["models"][found],
-                                Signature.read(ctx.input("signature")), d.per_channel, d.input_type,
-                                d.output_type, self.paths.float_model)
+        model = from_calibrated(
+            read_npz(ctx.input("calibrated"))[found].tobytes(),
+            doc["models"][found],
+            Signature.read(ctx.input("signature")),
+            d.per_channel,
+            d.input_type,
+            d.output_type,
+            self.paths.float_model,
+        )
         ctx.out["model"].write_bytes(model)
 
     def _from_model(self, ctx: RunContext) -> None:
@@ -153,8 +162,12 @@ class Quantize(TargetStage):
                 "section" + ("" if self.device.per_channel else ", or `per_channel: true` if the device allows it"),
             )
         model = to_tflite_qat(
-            ctx.input("float_qat"), signature, qdq.per_tensor_weights(found), self.device.input_type,
-            self.device.output_type, label=self.recipe.source.path.name,
+            ctx.input("float_qat"),
+            signature,
+            qdq.per_tensor_weights(found),
+            self.device.input_type,
+            self.device.output_type,
+            label=self.recipe.source.path.name,
         )
         ctx.out["model"].write_bytes(model)
 

@@ -39,8 +39,11 @@ class Ranges(Stage):
 
     def inputs(self) -> list[Input]:
         paths = self.paths
-        return [Input("float", (paths.float_model,)), Input("signature", (paths.signature,)),
-                Input("calib", (paths.calib,))]
+        return [
+            Input("float", (paths.float_model,)),
+            Input("signature", (paths.signature,)),
+            Input("calib", (paths.calib,)),
+        ]
 
     def params(self) -> dict[str, Any]:
         return {"variants": [list(v) for v in self.variants]}
@@ -60,6 +63,8 @@ class Ranges(Stage):
         # samples are kept in the source model's layout; the float model may store them permuted
         calib = read_npz(ctx.input("calib"))
         check_fit(self.recipe, "calib", calib, signature.inputs)
-        doc, models = activation_ranges(ctx.input("float"), signature, to_stored(calib, signature.inputs), self.variants)
+        doc, models = activation_ranges(
+            ctx.input("float"), signature, to_stored(calib, signature.inputs), self.variants
+        )
         ctx.out["ranges"].write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")), "utf-8")
         write_npz(ctx.out["calibrated"], {k: np.frombuffer(v, np.uint8) for k, v in models.items()})

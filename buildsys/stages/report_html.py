@@ -9,8 +9,9 @@ nothing to show returns "" and is left out of the page and its navigation.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from buildsys.compat.check import op_name, render_kernel_notes
 from buildsys.stages import plots
@@ -119,7 +120,7 @@ def render_html(stage: Any, facts: ReportFacts) -> str:
 def table(headers: list[Any], rows: list[list[Any]], numeric: frozenset[int] = frozenset(), **attrs: str) -> str:
     """A table; columns in `numeric` are right-aligned. A cell may be (value, extra class)."""
     attr = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items())
-    head = "".join(f'<th{_cls(i, numeric)}>{esc(h)}</th>' for i, h in enumerate(headers))
+    head = "".join(f"<th{_cls(i, numeric)}>{esc(h)}</th>" for i, h in enumerate(headers))
     body = "\n".join("<tr>" + "".join(_td(i, c, numeric) for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table{attr}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
@@ -175,8 +176,10 @@ def summary(stage: Any, f: ReportFacts) -> str:
         ("device", Raw(f"{code(d.name)} {esc(d.description)}")),
         ("source", Raw(f"{code(r.source.written)} {esc(src['format'])}, {esc(size_text(src['size']))}")),
         ("source sha256", code(src["sha256"])),
-        ("artifact", Raw(f"{code(d.artifact_name)} {esc(size_text(f.size))}, {share:.1%} of the source")
-                     + _meter(share)),
+        (
+            "artifact",
+            Raw(f"{code(d.artifact_name)} {esc(size_text(f.size))}, {share:.1%} of the source") + _meter(share),
+        ),
         ("quantization", quantization(d)),
         ("validation", _validation_line(stage, f)),
         ("device check", _placement_line(f.compat, d)),
@@ -400,8 +403,8 @@ def timings(stage: Any, f: ReportFacts) -> str:
     counts = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items()))
     intro = para(
         f"The stages this report reads from, as they last ran: {counts}. "
-        "\"restored\" is a cache hit (outputs restored from .buildsys/cache by key); "
-        "\"ran\" means the stage computed its outputs. Each key starts the ",
+        '"restored" is a cache hit (outputs restored from .buildsys/cache by key); '
+        '"ran" means the stage computed its outputs. Each key starts the ',
         code("key"),
         " of that stage in the lockfile ",
         code(f.lock_name),

@@ -44,7 +44,9 @@ def target_verdict(f: ReportFacts, d: Any) -> tuple[str, list[str]]:
     missed = [f"validation, output {name}: {line}" for name, line in failure_lines(f.metrics)]
     unsupported = f.compat["summary"]["unsupported"]
     if d.on_unsupported == "fail" and unsupported:
-        missed.append(f"device check: {unsupported} operator{'s' if unsupported != 1 else ''} {d.name} cannot run (on_unsupported: fail)")
+        missed.append(
+            f"device check: {unsupported} operator{'s' if unsupported != 1 else ''} {d.name} cannot run (on_unsupported: fail)"
+        )
     if missed:
         return "failed", missed
     return ("passed" if f.metrics else "unvalidated"), []

@@ -121,9 +121,7 @@ class Validate(TargetStage):
             "outputs": outputs,
             "thresholds": self.thresholds,
         }
-        report["failures"] = {
-            name: judge(m, self.thresholds) for name, m in outputs.items()
-        }
+        report["failures"] = {name: judge(m, self.thresholds) for name, m in outputs.items()}
         report["passed"] = not any(report["failures"].values())
         if self.measures_layers:
             from buildsys.tflow.layers import layer_errors
@@ -139,7 +137,9 @@ class Validate(TargetStage):
     def check(self) -> None:
         labels = self.recipe.validate.labels
         if labels and (problem := file_problem(labels, MAX_DATA_BYTES, "a labels file")):
-            raise InputError(f"{self.recipe.path}: validate.labels: {labels} {problem}", hint="save the ids with numpy.save")
+            raise InputError(
+                f"{self.recipe.path}: validate.labels: {labels} {problem}", hint="save the ids with numpy.save"
+            )
         if labels and not labels.is_file():
             raise InputError(
                 f"{self.recipe.path}: validate.labels: {labels} not found",

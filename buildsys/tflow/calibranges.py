@@ -117,8 +117,9 @@ def measured(calibrated: bytes, samples: Callable[[], Iterable]) -> bytes:
     return bytes(out)
 
 
-def _ranges(model: bytes, samples: Callable[[], Iterable], stored: set[int],
-            with_inputs: bool = False) -> dict[int, tuple[float, float]]:
+def _ranges(
+    model: bytes, samples: Callable[[], Iterable], stored: set[int], with_inputs: bool = False
+) -> dict[int, tuple[float, float]]:
     """Tensor index -> (min, max) over the samples, for the op outputs (and model inputs) among `stored`
     (main graph)."""
     if not stored:
@@ -151,8 +152,9 @@ def _keeping_every_tensor(model: bytes):
     cls = interpreter_class()
     resolver = importlib.import_module(cls.__module__).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with no_interpreter_warning():
-        interpreter = cls(model_content=model, experimental_preserve_all_tensors=True,
-                          experimental_op_resolver_type=resolver)
+        interpreter = cls(
+            model_content=model, experimental_preserve_all_tensors=True, experimental_op_resolver_type=resolver
+        )
     interpreter.allocate_tensors()
     return interpreter
 

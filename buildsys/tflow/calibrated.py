@@ -38,8 +38,11 @@ def capture(converter: Any, known: frozenset[str]) -> None:
             raise Calibrated(found, None, None)
         calibrated = true_ranges(model, self.representative_dataset)
         variables, debug_options = rest[-2], rest[-1]
-        entry = {"variables": bool(variables), "debug_options": debug_options.SerializeToString().hex(),
-                 "metadata": {part: dict(vars(getattr(self._metadata, part))) for part in _METADATA_PARTS}}
+        entry = {
+            "variables": bool(variables),
+            "debug_options": debug_options.SerializeToString().hex(),
+            "metadata": {part: dict(vars(getattr(self._metadata, part))) for part in _METADATA_PARTS},
+        }
         raise Calibrated(found, entry, calibrated)
 
     converter._quantize = MethodType(quantize, converter)

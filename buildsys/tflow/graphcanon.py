@@ -57,7 +57,11 @@ def canonicalize(
 
     node_map = {name: f"input_{i}" for i, name in enumerate(inputs)}
     node_map.update(
-        {n.name: _scoped(n.name, keep_scopes) + f"{_op_name(n.op, functions)}_{k}" for k, n in enumerate(nodes) if n.name not in node_map}
+        {
+            n.name: _scoped(n.name, keep_scopes) + f"{_op_name(n.op, functions)}_{k}"
+            for k, n in enumerate(nodes)
+            if n.name not in node_map
+        }
     )
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from buildsys.tflow.graphrefs import add_const, consumers, const_value, node_name, port, same_tensor, set_inputs
+from buildsys.tflow.graphrefs import add_const, const_value, consumers, node_name, port, same_tensor, set_inputs
 
 
 def split_hard_activations(graph_def: Any) -> Any | None:

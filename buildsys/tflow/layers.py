@@ -44,7 +44,7 @@ from buildsys.tflow.quiet import last_error_line, no_interpreter_warning, quiet
 
 # Private helpers of runtime: the same input handling and interpreter choice as
 # every other run of a .tflite in buildsys.
-from buildsys.tflow.runtime import TFLITE_MAGIC, model_content, interpreter_class, io_details, quantize_input
+from buildsys.tflow.runtime import TFLITE_MAGIC, interpreter_class, io_details, model_content, quantize_input
 from buildsys.tflow.samples import batch_size, check_sample_shape, check_samples
 
 RANKING = "relative_rmse descending, then graph position"
@@ -322,8 +322,9 @@ def _accumulate(quant: _Side, ref: _Side, pairs: list, feeds: list[dict]) -> dic
         _invoke(quant, {n: quantize_input(v, quant.inputs[n]) for n, v in feed.items()})
         for q, f in pairs:
             got = _dequantize(quant.interpreter.get_tensor(q.index), q)
-            sums[q.index].add(ref.interpreter.get_tensor(f.index).astype(np.float32, copy=False), got,
-                              _per_element(q.scales, q))
+            sums[q.index].add(
+                ref.interpreter.get_tensor(f.index).astype(np.float32, copy=False), got, _per_element(q.scales, q)
+            )
     return sums
 
 

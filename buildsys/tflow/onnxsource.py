@@ -15,8 +15,8 @@ import onnx
 
 from buildsys.converter.convert import Converter
 from buildsys.converter.errors import HandlerBug
-from buildsys.onnxprep.prepare import load_onnx
 from buildsys.errors import BuildsysError, InputError, StageError
+from buildsys.onnxprep.prepare import load_onnx
 from buildsys.signature import Signature, TensorEntry
 from buildsys.tflow.frozen import freeze, write_float
 from buildsys.tflow.quiet import last_error_line, quiet

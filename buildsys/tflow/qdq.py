@@ -78,14 +78,16 @@ def activation_pairs(model: onnx.ModelProto) -> list[dict]:
         scale, zero_point = _param(consts, q, 1), _param(consts, q, 2)
         if scale is None:  # never: _same_grid passes constant scales only
             continue
-        pairs.append({
-            "node": _label(dq, index),
-            "tensor": q.input[0],
-            "output": dq.output[0],
-            "scale": [float(v) for v in np.ravel(scale)],
-            "zero_point": [int(v) for v in np.ravel(zero_point)] if zero_point is not None else [0],
-            "dtype": _quant_type(consts, q),
-        })
+        pairs.append(
+            {
+                "node": _label(dq, index),
+                "tensor": q.input[0],
+                "output": dq.output[0],
+                "scale": [float(v) for v in np.ravel(scale)],
+                "zero_point": [int(v) for v in np.ravel(zero_point)] if zero_point is not None else [0],
+                "dtype": _quant_type(consts, q),
+            }
+        )
     return pairs
 
 
@@ -112,10 +114,17 @@ def fake_quant_model(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
             continue
         info = np.iinfo(np.dtype(pair["dtype"]))
-        nodes.append(helper.make_node(
-            "FakeQuant", [pair["tensor"], node.input[1], node.input[2] if len(node.input) > 2 else ""],
-            [node.output[0]], name=node.name, domain=QAT_DOMAIN, qmin=int(info.min), qmax=int(info.max),
-        ))
+        nodes.append(
+            helper.make_node(
+                "FakeQuant",
+                [pair["tensor"], node.input[1], node.input[2] if len(node.input) > 2 else ""],
+                [node.output[0]],
+                name=node.name,
+                domain=QAT_DOMAIN,
+                qmin=int(info.min),
+                qmax=int(info.max),
+            )
+        )
     read = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
     # a Q whose every reader became a FakeQuant has nothing left to do
     nodes = [n for n in nodes if n.op_type != "QuantizeLinear" or n.output[0] in read]
@@ -139,7 +148,12 @@ def _narrow_channel_weights(graph: onnx.GraphProto) -> None:
     for dq in graph.node:
         init = inits.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
         scale, zp = _param(consts, dq, 1), _param(consts, dq, 2)
-        if init is None or scale is None or scale.size < 2 or init.data_type not in (TensorProto.INT8, TensorProto.UINT8):
+        if (
+            init is None
+            or scale is None
+            or scale.size < 2
+            or init.data_type not in (TensorProto.INT8, TensorProto.UINT8)
+        ):
             continue
         q = numpy_helper.to_array(init)
         shape = [1] * q.ndim
@@ -258,13 +272,19 @@ def _weight_problems(w: dict, per_channel: bool, mixed: bool) -> list[str]:
     if w["dtype"] not in ("int8", "uint8"):
         return [f"{where}: {w['dtype']} weights; TFLite's int8 weights hold 8 bits"]
     if any(w["zero_point"]):
-        return [f"{where}: asymmetric {w['dtype']} weights (zero point != 0 as int8); TFLite's int8 weights are symmetric"]
+        return [
+            f"{where}: asymmetric {w['dtype']} weights (zero point != 0 as int8); TFLite's int8 weights are symmetric"
+        ]
     if channels and not per_channel:
         return [f"{where}: per-channel weight scales ({len(w['scale'])}), and the device takes one scale per tensor"]
     if channels and w["axis"] != w["channel_axis"]:
-        return [f"{where}: weight scales along axis {w['axis']}; TFLite keeps them per output channel (axis {w['channel_axis']})"]
+        return [
+            f"{where}: weight scales along axis {w['axis']}; TFLite keeps them per output channel (axis {w['channel_axis']})"
+        ]
     if mixed and not channels:
-        return [f"{where}: per-tensor weights in a model whose other weights are per-channel; TFLite does one or the other"]
+        return [
+            f"{where}: per-tensor weights in a model whose other weights are per-channel; TFLite does one or the other"
+        ]
     # per-tensor weights get a fake-quant of their own scale (qat.fake_quant_weights);
     # per-channel ones are quantized by TFLite from their values
     # 128: a -128 weight, which _narrow_channel_weights moves to -127 so the scale stays
@@ -272,5 +292,7 @@ def _weight_problems(w: dict, per_channel: bool, mixed: bool) -> list[str]:
     if off:
         c, m = off[0]
         what = f"channel {c}'s" if channels else "the tensor's"
-        return [f"{where}: {what} largest weight is |q| = {m}; TFLite derives the scale from a largest |q| of 127, so it would change"]
+        return [
+            f"{where}: {what} largest weight is |q| = {m}; TFLite derives the scale from a largest |q| of 127, so it would change"
+        ]
     return []

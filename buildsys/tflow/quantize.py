@@ -18,10 +18,10 @@ from types import MappingProxyType
 
 import numpy as np
 
-from buildsys.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
-from buildsys.modes import needs_calibration as calibrated
 from buildsys.errors import InputError, StageError
 from buildsys.hashing import canonical_json
+from buildsys.modes import IO_TYPES_BY_MODE, MODES, OP_FORMS
+from buildsys.modes import needs_calibration as calibrated
 from buildsys.signature import Signature
 from buildsys.tflow.calibrated import Calibrated
 from buildsys.tflow.isolate import run_isolated
@@ -58,7 +58,11 @@ _SPECS = MappingProxyType(
 # are named by the ONNX op they came from
 NO_16X8_KERNEL = re.compile(r"Quantization to 16x8-bit not yet supported for op: '([A-Z0-9_]+)'")
 SEQUENCE_OPS = MappingProxyType(
-    {"UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN": "RNN"}
+    {
+        "UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM",
+        "BIDIRECTIONAL_SEQUENCE_LSTM": "LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_RNN": "RNN",
+    }
 )
 
 
@@ -109,14 +113,16 @@ def to_tflite(
     # Samples given to a mode that does not calibrate are not used at all.
     calib = _calibration_arrays(signature, calib, options.mode, str(float_path)) if calibrated else None
     args = (float_path, signature, options, calib)
-    data = _guarded(calibrated and _has_while_loop(graph_def), f"{options.mode} calibration of {float_path}",
-                    _convert_file, *args)
+    data = _guarded(
+        calibrated and _has_while_loop(graph_def), f"{options.mode} calibration of {float_path}", _convert_file, *args
+    )
     _check_tflite_io(data, signature, options, float_path)
     return data
 
 
-def activation_ranges(float_path: Path, signature: Signature, calib: dict[str, np.ndarray],
-                      variants: Collection[Collection[str]]) -> tuple[dict, dict[str, bytes]]:
+def activation_ranges(
+    float_path: Path, signature: Signature, calib: dict[str, np.ndarray], variants: Collection[Collection[str]]
+) -> tuple[dict, dict[str, bytes]]:
     """The float model calibrated for int8 on `calib`, once per distinct converted model that the
     op-form sets in `variants` give (most models convert the same whatever the forms).
 
@@ -144,8 +150,15 @@ def activation_ranges(float_path: Path, signature: Signature, calib: dict[str, n
     return doc, models
 
 
-def from_calibrated(calibrated: bytes, entry: dict, signature: Signature, per_channel: bool, input_type: str | None,
-                    output_type: str | None, label: Path) -> bytes:
+def from_calibrated(
+    calibrated: bytes,
+    entry: dict,
+    signature: Signature,
+    per_channel: bool,
+    input_type: str | None,
+    output_type: str | None,
+    label: Path,
+) -> bytes:
     """The int8 model of one target from `activation_ranges`' calibrated model: the bytes `to_tflite`
     gives for the same ranges, without converting the float model again."""
     from buildsys.tflow.calibrated import quantized
@@ -155,8 +168,11 @@ def from_calibrated(calibrated: bytes, entry: dict, signature: Signature, per_ch
         with quiet() as log, no_interpreter_warning():
             data = unclipped(quantized(calibrated, entry, options.per_channel, options.input_type, options.output_type))
     except Exception as exc:  # noqa: BLE001 - the quantizer's errors come in many types
-        raise StageError(f"int8 quantization of {label} failed: {last_error_line(exc, log)}",
-                         hint=_failure_hint(options), path=str(label)) from None
+        raise StageError(
+            f"int8 quantization of {label} failed: {last_error_line(exc, log)}",
+            hint=_failure_hint(options),
+            path=str(label),
+        ) from None
     _check_tflite_io(data, signature, options, label)
     return data
 
@@ -177,7 +193,9 @@ def _calibrate_file(float_path: Path, signature: Signature, options: _Options, c
         _convert_graph(graph_def, signature, options, calib, float_path, lambda c: capture(c, known))
     except Calibrated as done:
         return done.model_id, done.entry, done.calibrated
-    raise StageError(f"the int8 conversion of {float_path} never calibrated", hint="this is a converter problem; please report it")
+    raise StageError(
+        f"the int8 conversion of {float_path} never calibrated", hint="this is a converter problem; please report it"
+    )
 
 
 def _spec(mode: str) -> _ModeSpec:
@@ -221,8 +239,11 @@ def _in_forms(graph_def, options: _Options):
     from buildsys.tflow.groupedconv import merge_grouped_convs
     from buildsys.tflow.hardact import split_hard_activations
 
-    rewrites = {"split_hard_activations": split_hard_activations, "unfuse_lstm": unfused,
-                "grouped_conv": merge_grouped_convs}
+    rewrites = {
+        "split_hard_activations": split_hard_activations,
+        "unfuse_lstm": unfused,
+        "grouped_conv": merge_grouped_convs,
+    }
     for form in OP_FORMS:
         if form in options.forms and form in rewrites:
             graph_def = rewrites[form](graph_def) or graph_def

@@ -22,7 +22,6 @@ from buildsys.tflow.quiet import last_error_line, quiet
 from buildsys.tflow.shapes import TensorInfo
 
 
-
 @dataclass(frozen=True)
 class Source:
     path: Path

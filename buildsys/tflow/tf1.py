@@ -96,9 +96,7 @@ def _knownref(name: str, role: str, known: set[str], names: list[str], path: Pat
         return ref
     close = difflib.get_close_matches(ref.op, names, n=5)
     hint = f"close matches: {', '.join(close)}" if close else "`buildsys inspect` lists its placeholders and outputs"
-    raise InputError(
-        f"{role} {name!r} is not a node of {path} (or the file is truncated)", hint=hint, path=str(path)
-    )
+    raise InputError(f"{role} {name!r} is not a node of {path} (or the file is truncated)", hint=hint, path=str(path))
 
 
 def _source(path: Path, label: str, graph_def, refs: tuple[list[Ref], list[Ref]]) -> Source:

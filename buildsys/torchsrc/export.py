@@ -16,7 +16,9 @@ TORCHSCRIPT_OPSET = 17  # the newest opset the TorchScript exporter writes fully
 EXAMPLE_SEED = 0
 
 
-def static_shapes(model: TorchModel, shapes: dict[str, list[int]], batch: int | None, label: str) -> dict[str, list[int]]:
+def static_shapes(
+    model: TorchModel, shapes: dict[str, list[int]], batch: int | None, label: str
+) -> dict[str, list[int]]:
     """Each input's shape: the recipe's, else the .pt2's example input, with `batch:` as its first dim."""
     found = {n: list(shapes.get(n) or model.example_shapes.get(n) or []) for n in model.inputs}
     if batch is not None:

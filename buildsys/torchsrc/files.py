@@ -64,7 +64,7 @@ def check_file(path: Path, form: str) -> str:
 
 def _form_hint(kind: str) -> str:
     if kind == "pickle":
-        return "name the code that builds the network: `pytorch: {factory: \"pkg.module:build\", weights: FILE}`"
+        return 'name the code that builds the network: `pytorch: {factory: "pkg.module:build", weights: FILE}`'
     return "name it as `pytorch: FILE` (or `pytorch: {file: FILE}`)"
 
 

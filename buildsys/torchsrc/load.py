@@ -176,7 +176,9 @@ def _load_state(module: Any, state: dict, path: Path) -> None:
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
         found = [("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)]
-        listed = "; ".join(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}" for label, keys in found if keys)
+        listed = "; ".join(
+            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}" for label, keys in found if keys
+        )
         raise InputError(
             f"{path} does not fit the network the factory builds ({listed})",
             hint="check source.pytorch.factory and its kwargs build the network these weights were trained in",

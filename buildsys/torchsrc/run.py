@@ -18,7 +18,9 @@ def run_torch(source: Source, inputs: dict[str, np.ndarray], label: str) -> dict
     arrays, count = check_samples(model.inputs, inputs, label)
     results = []
     for k in range(count):
-        args = tuple(torch.from_numpy(np.ascontiguousarray(arrays[n][k : k + 1], dtype=np.float32)) for n in model.inputs)
+        args = tuple(
+            torch.from_numpy(np.ascontiguousarray(arrays[n][k : k + 1], dtype=np.float32)) for n in model.inputs
+        )
         outs = flat_outputs(model, args)
         names = output_names(len(outs))
         results.append({n: o.detach().numpy() for n, o in zip(names, outs)})

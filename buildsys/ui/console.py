@@ -14,7 +14,15 @@ from buildsys.errors import BuildsysError, RecipeError
 if TYPE_CHECKING:
     from buildsys.failures import Failure
 
-STYLES = {"ran": "green", "restored": "cyan", "restored (remote)": "cyan", "up-to-date": "dim", "failed": "bold red", "stale": "yellow", "skipped": "dim red"}
+STYLES = {
+    "ran": "green",
+    "restored": "cyan",
+    "restored (remote)": "cyan",
+    "up-to-date": "dim",
+    "failed": "bold red",
+    "stale": "yellow",
+    "skipped": "dim red",
+}
 
 
 class Ui:

@@ -86,36 +86,185 @@ SCALARS: list[Callable[[random.Random], Any]] = [
     lambda r: r.choice([{}, {"a": 1}, {"images": "x"}, {"device": "cpu-int8"}, {"": None}]),
 ]
 
-NUMBERS = [0, -1, -(10**9), 1, 2, 2**31 - 1, 2**31, 2**63, 2**64 + 1, 10**30, -(2**63), 0.0, -0.0, 0.5, 1.5,
-           1e-300, 5e-324, 1e308, -1e308, 65536, 10**18, 3.0, 1e300]
+NUMBERS = [
+    0,
+    -1,
+    -(10**9),
+    1,
+    2,
+    2**31 - 1,
+    2**31,
+    2**63,
+    2**64 + 1,
+    10**30,
+    -(2**63),
+    0.0,
+    -0.0,
+    0.5,
+    1.5,
+    1e-300,
+    5e-324,
+    1e308,
+    -1e308,
+    65536,
+    10**18,
+    3.0,
+    1e300,
+]
 NONFINITE = [".nan", ".NaN", ".NAN", ".inf", "-.inf", "+.Inf", "1.0e+999", "-1.0e+999", "1.0e-999"]
-LONG = [lambda: "a" * 100_000, lambda: "x/" * 20_000, lambda: "p" * 300, lambda: "../" * 2000,
-        lambda: "*" * 5000, lambda: "a " * 50_000, lambda: "é" * 40_000, lambda: "[" * 3000]
-UNICODE = ["形状", "😀", "\u202emodel.keras", "e\u0301", "\u200b", "ｃｐｕ-ｉｎｔ８", "cpu\u2010int8", "Ω.yaml",
-           "模型/模型.keras", "\ufeffcpu-int8", "ﬁle.png", "\u0130", "ß", "\U0001f600.yaml"]
-CONTROLS = ["a\0b", "\0", "\x01", "\x07bell", "\x1b[31mred\x1b[0m", "\x7f", "a\rb", "a\nb", "\tx", "\x85",
-            "\u2028", "\ud7ff", "\x08\x08\x08", "x\x00.yaml"]
-TRAVERSAL = ["../../..", "../../../../../../../../etc/passwd", "/etc/passwd", "/etc", "/", "//", ".", "..",
-             " ", "~", "~/model.keras", "/dev/null", "/dev/zero", "/dev/urandom", "/proc/self/mem",
-             "/proc/self/status", "/proc/self/fd", "/proc/self/root/etc/passwd", "/proc/self/cwd/../x",
-             f"{OUTSIDE}", f"{OUTSIDE}/file.txt", f"{OUTSIDE}/model.keras", "model/../../../..",
-             "file:///etc/passwd", "\\\\server\\share\\x", "C:\\model.keras", "../ws/recipes/model/model.keras",
-             "./././model/model.keras", "model//model.keras", "model/model.keras/", "/nonexistent/x.png"]
+LONG = [
+    lambda: "a" * 100_000,
+    lambda: "x/" * 20_000,
+    lambda: "p" * 300,
+    lambda: "../" * 2000,
+    lambda: "*" * 5000,
+    lambda: "a " * 50_000,
+    lambda: "é" * 40_000,
+    lambda: "[" * 3000,
+]
+UNICODE = [
+    "形状",
+    "😀",
+    "\u202emodel.keras",
+    "e\u0301",
+    "\u200b",
+    "ｃｐｕ-ｉｎｔ８",
+    "cpu\u2010int8",
+    "Ω.yaml",
+    "模型/模型.keras",
+    "\ufeffcpu-int8",
+    "ﬁle.png",
+    "\u0130",
+    "ß",
+    "\U0001f600.yaml",
+]
+CONTROLS = [
+    "a\0b",
+    "\0",
+    "\x01",
+    "\x07bell",
+    "\x1b[31mred\x1b[0m",
+    "\x7f",
+    "a\rb",
+    "a\nb",
+    "\tx",
+    "\x85",
+    "\u2028",
+    "\ud7ff",
+    "\x08\x08\x08",
+    "x\x00.yaml",
+]
+TRAVERSAL = [
+    "../../..",
+    "../../../../../../../../etc/passwd",
+    "/etc/passwd",
+    "/etc",
+    "/",
+    "//",
+    ".",
+    "..",
+    " ",
+    "~",
+    "~/model.keras",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/proc/self/mem",
+    "/proc/self/status",
+    "/proc/self/fd",
+    "/proc/self/root/etc/passwd",
+    "/proc/self/cwd/../x",
+    f"{OUTSIDE}",
+    f"{OUTSIDE}/file.txt",
+    f"{OUTSIDE}/model.keras",
+    "model/../../../..",
+    "file:///etc/passwd",
+    "\\\\server\\share\\x",
+    "C:\\model.keras",
+    "../ws/recipes/model/model.keras",
+    "./././model/model.keras",
+    "model//model.keras",
+    "model/model.keras/",
+    "/nonexistent/x.png",
+]
 # Files that are not what they are named: FIFOs block a reader forever, /dev/zero never ends.
-SPECIAL = ["fifo", "fifo.yaml", "fifo.png", "fifo.npy", "fifo.keras", "zero.yaml", "zero.png", "zero.npy",
-           "zero.keras", "loop.yaml", "huge.yaml", "huge.npy", "dir.yaml", "profile.yaml"]
-GLOBS = ["**/*.png", "../**/*.png", "[", "[!", "*[", "data/calib/[a-z", "**", "***/*.png", "data/**/**/**/*.png",
-         "{a,b}*.png", "?", "*.PNG", "data/calib/*.png/", "data/calib", "data/calib/", "data/calib/[0-9]*.png",
-         "../examples/shapes/*/*.png", "data/calib/**", "*", "data/*/*.png", "[]", "[[]", "\\*", "**/**/**/**/*"]
+SPECIAL = [
+    "fifo",
+    "fifo.yaml",
+    "fifo.png",
+    "fifo.npy",
+    "fifo.keras",
+    "zero.yaml",
+    "zero.png",
+    "zero.npy",
+    "zero.keras",
+    "loop.yaml",
+    "huge.yaml",
+    "huge.npy",
+    "dir.yaml",
+    "profile.yaml",
+]
+GLOBS = [
+    "**/*.png",
+    "../**/*.png",
+    "[",
+    "[!",
+    "*[",
+    "data/calib/[a-z",
+    "**",
+    "***/*.png",
+    "data/**/**/**/*.png",
+    "{a,b}*.png",
+    "?",
+    "*.PNG",
+    "data/calib/*.png/",
+    "data/calib",
+    "data/calib/",
+    "data/calib/[0-9]*.png",
+    "../examples/shapes/*/*.png",
+    "data/calib/**",
+    "*",
+    "data/*/*.png",
+    "[]",
+    "[[]",
+    "\\*",
+    "**/**/**/**/*",
+]
 # Globs rooted at / would walk the whole machine (and /proc's loops): the loader refuses ** outside the workspace.
 ROOT_GLOBS = ["/**/*.png", "/**", "/proc/**/*.png", "../../../../../../../**/*.png", "/**/*"]
-BAD_DEVICES = ["cpu-int9", "CPU-INT8", "gpu", "axis-artpec10", "cpu-int8 ", " cpu-int8", "", "cpu_int8",
-               "cpu-int8.yaml", "devices/none.yaml", "../../../../etc/passwd.yaml", "/proc/self/status.yaml",
-               "devices/my-npu.yml", "devices/", ".yaml", "a.yaml.yaml"]
+BAD_DEVICES = [
+    "cpu-int9",
+    "CPU-INT8",
+    "gpu",
+    "axis-artpec10",
+    "cpu-int8 ",
+    " cpu-int8",
+    "",
+    "cpu_int8",
+    "cpu-int8.yaml",
+    "devices/none.yaml",
+    "../../../../etc/passwd.yaml",
+    "/proc/self/status.yaml",
+    "devices/my-npu.yml",
+    "devices/",
+    ".yaml",
+    "a.yaml.yaml",
+]
 DEVICES = BAD_DEVICES + [
-           "devices/my-npu.yaml", "devices/../devices/my-npu.yaml",
-           f"{OUTSIDE}/profile.yaml", "ethos-u55-128", "axis-cv25", "tflm-int8", "coral-edgetpu", "cpu-int16x8",
-           "cpu-dynamic-range", "cpu-fp16", "axis-artpec7", "axis-artpec9", "ethos-u85-256"]
+    "devices/my-npu.yaml",
+    "devices/../devices/my-npu.yaml",
+    f"{OUTSIDE}/profile.yaml",
+    "ethos-u55-128",
+    "axis-cv25",
+    "tflm-int8",
+    "coral-edgetpu",
+    "cpu-int16x8",
+    "cpu-dynamic-range",
+    "cpu-fp16",
+    "axis-artpec7",
+    "axis-artpec9",
+    "ethos-u85-256",
+]
 # the first values of each are wrong
 ENUMS = {
     "layout": ["NCHW", "nwhc", "chw", "", "nhwc ", "nchw", "nhwc"],
@@ -128,22 +277,66 @@ ENUMS = {
     "per_channel": ["yes", "no", "true", 1, 0],
 }
 WRONG_ENUMS = {
-    "layout": ["NCHW", "nwhc", "chw", "", "nhwc "], "color": ["rgba", "RGB", "grey", "yuv", ""],
-    "task": ["classify", "Classification", "detection"], "input_type": ["float64", "int4", "float16", "INT8"],
-    "output_type": ["float64", "bool", "uint16"], "activations": ["int4", "int32", "float"],
-    "on_unsupported": ["ignore", "FAIL", "error", ""], "per_channel": ["yes", "no", 1, 0],
+    "layout": ["NCHW", "nwhc", "chw", "", "nhwc "],
+    "color": ["rgba", "RGB", "grey", "yuv", ""],
+    "task": ["classify", "Classification", "detection"],
+    "input_type": ["float64", "int4", "float16", "INT8"],
+    "output_type": ["float64", "bool", "uint16"],
+    "activations": ["int4", "int32", "float"],
+    "on_unsupported": ["ignore", "FAIL", "error", ""],
+    "per_channel": ["yes", "no", 1, 0],
 }
-UNKNOWN_KEYS = ["colour", "sampels", "Version", "outputs", "target", "x", "__proto__", "$ref", "<<<", "", " ",
-                "a.b", "targets ", "1", "validate ", "inputs.image", "TARGETS", "devices"]
+UNKNOWN_KEYS = [
+    "colour",
+    "sampels",
+    "Version",
+    "outputs",
+    "target",
+    "x",
+    "__proto__",
+    "$ref",
+    "<<<",
+    "",
+    " ",
+    "a.b",
+    "targets ",
+    "1",
+    "validate ",
+    "inputs.image",
+    "TARGETS",
+    "devices",
+]
 # Build folders `check` must refuse (exit 2): `clean` would delete the user's files there.
-OUTPUTS_OWNED = [".", "..", "../recipes", "../..", "/", OUTSIDE, f"{OUTSIDE}/build", "/tmp", "../recipes/../..",
-                 "../.buildsys", "../build"]
+OUTPUTS_OWNED = [
+    ".",
+    "..",
+    "../recipes",
+    "../..",
+    "/",
+    OUTSIDE,
+    f"{OUTSIDE}/build",
+    "/tmp",
+    "../recipes/../..",
+    "../.buildsys",
+    "../build",
+]
 # ... and the folders holding the recipe's own model and data (recipes/model, recipes/data for
 # the test recipe, examples/ for the bundled ones)
-OUTPUTS_OF_SOURCES = {"model/": ["model", "data", "data/calib", "data/val"],
-                      "../examples/": ["../examples", "../examples/shapes", "../examples/shapes/calib"]}
-OUTPUTS_OTHER = ["../build/x", "../build/shapes-onnx", "build", "x/../../build/y", "../examples/x", "data/x",
-                 "../build/" + "n" * 300, "../build/a\nb", "out"]
+OUTPUTS_OF_SOURCES = {
+    "model/": ["model", "data", "data/calib", "data/val"],
+    "../examples/": ["../examples", "../examples/shapes", "../examples/shapes/calib"],
+}
+OUTPUTS_OTHER = [
+    "../build/x",
+    "../build/shapes-onnx",
+    "build",
+    "x/../../build/y",
+    "../examples/x",
+    "data/x",
+    "../build/" + "n" * 300,
+    "../build/a\nb",
+    "out",
+]
 
 
 def _at(rng: random.Random, data: Any, wanted: Callable[[Any], bool] = lambda v: True) -> KeyPath:
@@ -180,8 +373,11 @@ def _required(path: KeyPath, data: Any) -> bool:
         return True
     if len(path) == 4 and path[1] == "inputs" and last in ("images", "npy", "npz"):
         return True
-    return isinstance(parent, (dict, list)) and len(parent) == 1 and path[:-1] in (
-        ("targets",), ("calibration", "inputs"), ("validate", "inputs"))
+    return (
+        isinstance(parent, (dict, list))
+        and len(parent) == 1
+        and path[:-1] in (("targets",), ("calibration", "inputs"), ("validate", "inputs"))
+    )
 
 
 def delete_key(rng, text, data) -> Mutation:
@@ -201,7 +397,11 @@ def duplicate_key(rng, text, data) -> Mutation:
     while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
         end += 1
     block = lines[i:end] if rng.random() < 0.5 else lines[i : i + 1]
-    return f"duplicate line {i + 1} ({len(block)} lines): {lines[i].strip()}", "".join(lines[:end] + block + lines[end:]), None
+    return (
+        f"duplicate line {i + 1} ({len(block)} lines): {lines[i].strip()}",
+        "".join(lines[:end] + block + lines[end:]),
+        None,
+    )
 
 
 def retype(rng, text, data) -> Mutation:
@@ -379,7 +579,11 @@ def anchors(rng, text, data) -> Mutation:
 def merge_keys(rng, text, data) -> Mutation:
     how = rng.choice(["target", "top", "list", "bad"])
     if how == "target":
-        return how, text.replace("targets:\n", "targets:\n  - &t {device: cpu-int8, name: a}\n  - <<: *t\n    name: b\n", 1), 2
+        return (
+            how,
+            text.replace("targets:\n", "targets:\n  - &t {device: cpu-int8, name: a}\n  - <<: *t\n    name: b\n", 1),
+            2,
+        )
     if how == "top":
         return how, "base: &b {version: 1}\n<<: *b\n" + text, 2
     if how == "list":
@@ -387,12 +591,40 @@ def merge_keys(rng, text, data) -> Mutation:
     return how, text + "<<: 1\n", 2
 
 
-TAGS = ["!!python/object/apply:os.system ['touch /tmp/pwned-buildsys']", "!!python/name:os.system",
-        "!!binary aGVsbG8=", "!!timestamp 2001-12-14", "2001-12-14", "!!set {a, b}", "!!omap [{a: 1}]",
-        "!custom x", "!!str 64", "!!int '64'", "!!int 'abc'", "!!float 'x'", "!!bool 'maybe'", "!!null 'x'",
-        "!!int '0x'", "!!float ''", "!!int ''", "!!bool ''", "!!map [1, 2]", "!!seq {a: 1}", "!!str [1]",
-        "!<tag:yaml.org,2002:int> '1_0'", "!!int 0b102", "!!float '1e999'", "!!int '1' '2'", "!!pairs [{a: 1}]",
-        "!!merge x", "!!value x", "!!yaml x", "!!int 0o8", "!!float .nan", "!!int '" + "9" * 5000 + "'"]
+TAGS = [
+    "!!python/object/apply:os.system ['touch /tmp/pwned-buildsys']",
+    "!!python/name:os.system",
+    "!!binary aGVsbG8=",
+    "!!timestamp 2001-12-14",
+    "2001-12-14",
+    "!!set {a, b}",
+    "!!omap [{a: 1}]",
+    "!custom x",
+    "!!str 64",
+    "!!int '64'",
+    "!!int 'abc'",
+    "!!float 'x'",
+    "!!bool 'maybe'",
+    "!!null 'x'",
+    "!!int '0x'",
+    "!!float ''",
+    "!!int ''",
+    "!!bool ''",
+    "!!map [1, 2]",
+    "!!seq {a: 1}",
+    "!!str [1]",
+    "!<tag:yaml.org,2002:int> '1_0'",
+    "!!int 0b102",
+    "!!float '1e999'",
+    "!!int '1' '2'",
+    "!!pairs [{a: 1}]",
+    "!!merge x",
+    "!!value x",
+    "!!yaml x",
+    "!!int 0o8",
+    "!!float .nan",
+    "!!int '" + "9" * 5000 + "'",
+]
 
 
 def tags(rng, text, data) -> Mutation:
@@ -403,16 +635,62 @@ def tags(rng, text, data) -> Mutation:
     key, _, _ = lines[i].partition(": ")
     lines[i] = f"{key}: {tag}\n"
     # a tag YAML cannot build into plain data, or text its tag cannot read, must be refused
-    refused = tag.startswith(("!!python", "!!binary", "!!timestamp", "2001", "!!set", "!!omap", "!custom", "!!pairs",
-                              "!!merge", "!!value", "!!yaml", "!!map [", "!!seq {", "!!str [", "!!int 'abc'",
-                              "!!float 'x'", "!!bool", "!!int '0x'", "!!float ''", "!!int ''", "!!int 0b", "!!int 0o8",
-                              "!!float .nan", "!!float '1e999'", "!!int '1' '2'", "!!int '999"))
+    refused = tag.startswith(
+        (
+            "!!python",
+            "!!binary",
+            "!!timestamp",
+            "2001",
+            "!!set",
+            "!!omap",
+            "!custom",
+            "!!pairs",
+            "!!merge",
+            "!!value",
+            "!!yaml",
+            "!!map [",
+            "!!seq {",
+            "!!str [",
+            "!!int 'abc'",
+            "!!float 'x'",
+            "!!bool",
+            "!!int '0x'",
+            "!!float ''",
+            "!!int ''",
+            "!!int 0b",
+            "!!int 0o8",
+            "!!float .nan",
+            "!!float '1e999'",
+            "!!int '1' '2'",
+            "!!int '999",
+        )
+    )
     return f"tag at line {i + 1}: {lines[i].strip()[:100]}", "".join(lines), 2 if refused else None
 
 
-TOPLEVEL = ["", "\n", "# only a comment\n", "- version: 1\n", "42\n", "'text'\n", "null\n", "~\n", "[]\n", "{}\n",
-            "true\n", "---\n", "...\n", "--- |\n  version: 1\n", "version\n", "!!map {}\n", "? version\n",
-            "&a [*a]\n", "- - - - []\n", "[" * 200 + "]" * 200 + "\n", "{a: " * 100 + "1" + "}" * 100 + "\n"]
+TOPLEVEL = [
+    "",
+    "\n",
+    "# only a comment\n",
+    "- version: 1\n",
+    "42\n",
+    "'text'\n",
+    "null\n",
+    "~\n",
+    "[]\n",
+    "{}\n",
+    "true\n",
+    "---\n",
+    "...\n",
+    "--- |\n  version: 1\n",
+    "version\n",
+    "!!map {}\n",
+    "? version\n",
+    "&a [*a]\n",
+    "- - - - []\n",
+    "[" * 200 + "]" * 200 + "\n",
+    "{a: " * 100 + "1" + "}" * 100 + "\n",
+]
 
 
 def toplevel(rng, text, data) -> Mutation:
@@ -488,8 +766,19 @@ def enum(rng, text, data) -> Mutation:
     return what, body, 2 if value in WRONG_ENUMS[key] else None
 
 
-EMPTIES = [("targets",), ("calibration", "inputs"), ("validate", "inputs"), ("shapes",), ("validate", "thresholds"),
-           ("replacements",), ("source",), ("calibration",), ("validate",), ("shapes", "image"), ("targets", 0)]
+EMPTIES = [
+    ("targets",),
+    ("calibration", "inputs"),
+    ("validate", "inputs"),
+    ("shapes",),
+    ("validate", "thresholds"),
+    ("replacements",),
+    ("source",),
+    ("calibration",),
+    ("validate",),
+    ("shapes", "image"),
+    ("targets", 0),
+]
 
 
 def empty(rng, text, data) -> Mutation:
@@ -514,10 +803,16 @@ def output_other(rng, text, data) -> Mutation:
 
 STRUCTURES: list[tuple[str, Callable[[dict], None]]] = [
     ("targets as mapping", lambda d: d.update(targets={"cpu-int8": {}})),
-    ("two source formats", lambda d: d["source"].update(onnx="../examples/shapes/model.onnx", keras="model/model.keras")),
+    (
+        "two source formats",
+        lambda d: d["source"].update(onnx="../examples/shapes/model.onnx", keras="model/model.keras"),
+    ),
     ("source as text", lambda d: d.update(source="model/model.keras")),
     ("inputs as list", lambda d: d["calibration"].update(inputs=[{"images": "data/calib/*.png"}])),
-    ("npy and images", lambda d: next(iter(d["calibration"]["inputs"].values())).update(npy="../examples/shapes/calib.npy")),
+    (
+        "npy and images",
+        lambda d: next(iter(d["calibration"]["inputs"].values())).update(npy="../examples/shapes/calib.npy"),
+    ),
     ("npy source", lambda d: d["calibration"]["inputs"].update(image={"npy": "../examples/shapes/calib.npy"})),
     ("npz with key", lambda d: d["calibration"]["inputs"].update(image={"npz": "x.npz", "key": "image"})),
     ("key with images", lambda d: next(iter(d["calibration"]["inputs"].values())).update(key="x")),
@@ -530,14 +825,27 @@ STRUCTURES: list[tuple[str, Callable[[dict], None]]] = [
     ("no calibration, int8", lambda d: d.pop("calibration", None)),
     ("axis-cv25 from keras", lambda d: d["targets"].append({"device": "axis-cv25"})),
     ("same target twice", lambda d: d["targets"].append(dict(d["targets"][0]))),
-    ("profile stem clash", lambda d: d["targets"].extend([{"device": "devices/my-npu.yaml"}, {"device": "cpu-int8", "name": "my-npu"}])),
+    (
+        "profile stem clash",
+        lambda d: d["targets"].extend([{"device": "devices/my-npu.yaml"}, {"device": "cpu-int8", "name": "my-npu"}]),
+    ),
     ("input not in model", lambda d: d["calibration"]["inputs"].update(other={"images": "data/calib/*.png"})),
     ("shapes of unknown input", lambda d: d.update(shapes={"nope": [1, 2], " ": [1], "": [3]})),
-    ("labels without data", lambda d: (d.pop("calibration", None), d["validate"].pop("inputs", None), d["validate"].update(labels="../examples/shapes/val/labels.npy"))),
+    (
+        "labels without data",
+        lambda d: (
+            d.pop("calibration", None),
+            d["validate"].pop("inputs", None),
+            d["validate"].update(labels="../examples/shapes/val/labels.npy"),
+        ),
+    ),
     ("accuracy without labels", lambda d: d["validate"].update(thresholds={"min_accuracy": 0.5})),
     ("sha256 pin wrong", lambda d: d["source"].update(sha256="0" * 64)),
     ("sha256 uppercase", lambda d: d["source"].update(sha256="A" * 64)),
-    ("gray with 3 means", lambda d: next(iter(d["calibration"]["inputs"].values())).update(color="gray", mean=[1, 2, 3])),
+    (
+        "gray with 3 means",
+        lambda d: next(iter(d["calibration"]["inputs"].values())).update(color="gray", mean=[1, 2, 3]),
+    ),
     ("rgb with 2 stds", lambda d: next(iter(d["calibration"]["inputs"].values())).update(std=[1, 2])),
     ("std zero", lambda d: next(iter(d["calibration"]["inputs"].values())).update(std=[0])),
     ("version 2", lambda d: d.update(version=2)),
@@ -604,11 +912,27 @@ def replacements(rng, text, data) -> Mutation:
 
 
 # Paths given on the command line instead of the recipe; the recipe itself stays intact.
-RECIPE_PATHS = {"/dev/zero": 2, "/dev/null": 2, f"{OUTSIDE}/fifo": 2, f"{OUTSIDE}/fifo.yaml": 2,
-                f"{OUTSIDE}/huge.yaml": 2, f"{OUTSIDE}/dir.yaml": 2, f"{OUTSIDE}/zero.yaml": 2, f"{OUTSIDE}/loop.yaml": 2,
-                "recipes/model/model.keras": 2, "recipes/nope.yaml": 2, "recipes/model": 2, "/proc/self/status": 2,
-                "recipes/../recipes/shapes.yaml": 0, f"{OUTSIDE}": 2, "recipes/devices/my-npu.yaml": 2,
-                f"{WS}/recipes/shapes.yaml": 0, "recipes/shapes.yaml/": None, "-": 2, "recipes/\0.yaml": 2}
+RECIPE_PATHS = {
+    "/dev/zero": 2,
+    "/dev/null": 2,
+    f"{OUTSIDE}/fifo": 2,
+    f"{OUTSIDE}/fifo.yaml": 2,
+    f"{OUTSIDE}/huge.yaml": 2,
+    f"{OUTSIDE}/dir.yaml": 2,
+    f"{OUTSIDE}/zero.yaml": 2,
+    f"{OUTSIDE}/loop.yaml": 2,
+    "recipes/model/model.keras": 2,
+    "recipes/nope.yaml": 2,
+    "recipes/model": 2,
+    "/proc/self/status": 2,
+    "recipes/../recipes/shapes.yaml": 0,
+    f"{OUTSIDE}": 2,
+    "recipes/devices/my-npu.yaml": 2,
+    f"{WS}/recipes/shapes.yaml": 0,
+    "recipes/shapes.yaml/": None,
+    "-": 2,
+    "recipes/\0.yaml": 2,
+}
 
 
 # kind -> (mutation, weight). Weights keep the slow kinds rare: every root glob may cost the whole budget.

@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from buildsys.cli import main
 from conftest import EXAMPLE, RECIPE, ROOT, make_workspace
 from fuzz_mutations import KINDS, KNOWN, OUTSIDE, RECIPE_PATHS, WS, dump
+
+from buildsys.cli import main
 
 SEED = int(os.environ.get("BUILDSYS_FUZZ_SEED", "12"))
 CASES = int(os.environ.get("BUILDSYS_FUZZ_CASES", "360"))
@@ -168,14 +168,53 @@ def make_case(number: int) -> Case:
 
 
 # -C given something else than the workspace (the recipe path stays relative to it)
-WORKSPACES = {f"{OUTSIDE}/file.txt": 2, f"{OUTSIDE}/nope": 2, f"{OUTSIDE}/dir.yaml": 2, f"{OUTSIDE}/fifo": 2,
-              f"{WS}/recipes": 2, f"{WS}/../ws": 0, f"{WS}/": 0}
+WORKSPACES = {
+    f"{OUTSIDE}/file.txt": 2,
+    f"{OUTSIDE}/nope": 2,
+    f"{OUTSIDE}/dir.yaml": 2,
+    f"{OUTSIDE}/fifo": 2,
+    f"{WS}/recipes": 2,
+    f"{WS}/../ws": 0,
+    f"{WS}/": 0,
+}
 # mutations that fit any YAML mapping, here a device profile's
-GENERIC = ["delete_key", "duplicate_key", "retype", "number", "bigint", "nonfinite", "long_string", "unicode",
-           "control_chars", "truncate", "tabs", "tags", "toplevel", "documents", "encoding", "unknown_key", "empty"]
-EXTENDS = ["cpu-int9", "fuzz.yaml", "my-npu.yaml", "../../../../etc/passwd.yaml", f"{OUTSIDE}/fifo.yaml",
-           f"{OUTSIDE}/zero.yaml", f"{OUTSIDE}/huge.yaml", f"{OUTSIDE}/dir.yaml", f"{OUTSIDE}/loop.yaml",
-           f"{OUTSIDE}/profile.yaml", "", "axis-cv25", "ethos-u55-128", None, 1, ["cpu-int8"]]
+GENERIC = [
+    "delete_key",
+    "duplicate_key",
+    "retype",
+    "number",
+    "bigint",
+    "nonfinite",
+    "long_string",
+    "unicode",
+    "control_chars",
+    "truncate",
+    "tabs",
+    "tags",
+    "toplevel",
+    "documents",
+    "encoding",
+    "unknown_key",
+    "empty",
+]
+EXTENDS = [
+    "cpu-int9",
+    "fuzz.yaml",
+    "my-npu.yaml",
+    "../../../../etc/passwd.yaml",
+    f"{OUTSIDE}/fifo.yaml",
+    f"{OUTSIDE}/zero.yaml",
+    f"{OUTSIDE}/huge.yaml",
+    f"{OUTSIDE}/dir.yaml",
+    f"{OUTSIDE}/loop.yaml",
+    f"{OUTSIDE}/profile.yaml",
+    "",
+    "axis-cv25",
+    "ethos-u55-128",
+    None,
+    1,
+    ["cpu-int8"],
+]
 
 
 def profile_case(rng: random.Random, number: int, base: str, text: str, argv: tuple[str, ...]) -> Case:
@@ -206,8 +245,23 @@ def lockfile_case(rng: random.Random, number: int, base: str, text: str, recipe:
 
 
 # kinds that work on the data, so they can follow another mutation
-DATA_KINDS = ["delete_key", "retype", "number", "long_string", "unicode", "control_chars", "path_traversal",
-              "special_files", "glob", "unknown_key", "enum", "empty", "structure", "replacements", "output_other"]
+DATA_KINDS = [
+    "delete_key",
+    "retype",
+    "number",
+    "long_string",
+    "unicode",
+    "control_chars",
+    "path_traversal",
+    "special_files",
+    "glob",
+    "unknown_key",
+    "enum",
+    "empty",
+    "structure",
+    "replacements",
+    "output_other",
+]
 
 
 def _reparse(text: str) -> Any:
@@ -320,7 +374,11 @@ def judge(case: Case, result: Outcome, changed: list[str]) -> list[str]:
     wrong += [f"a Python warning reaches the user: {message}" for message in result.warned]
     if result.code == 2 and "error" not in result.err:
         wrong.append("exit 2 without an error message on stderr")
-    elif result.code == 2 and case.kind not in ("recipe_path", "workspace") and not any(n in result.err for n in case.named()):
+    elif (
+        result.code == 2
+        and case.kind not in ("recipe_path", "workspace")
+        and not any(n in result.err for n in case.named())
+    ):
         wrong.append(f"the error names none of {', '.join(case.named())}")
     lines = result.err.count("\n")
     if lines > SCREEN_LINES or len(result.err) > SCREEN_CHARS:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from conftest import EXAMPLE, RECIPE, make_workspace
+from onnx import TensorProto, helper, numpy_helper
 
 TIMEOUT = 120
 
@@ -82,7 +81,11 @@ def test_fifo_recipes_profiles_and_labels_are_refused(tmp_path: Path) -> None:
     refused(run(ws, "check"), "npu.yaml", "FIFO")
 
     os.mkfifo(ws / "recipes" / "labels.npy")
-    write_recipe(ws, "shapes.yaml", RECIPE.replace("  samples: 8\n  thresholds", "  samples: 8\n  labels: labels.npy\n  thresholds"))
+    write_recipe(
+        ws,
+        "shapes.yaml",
+        RECIPE.replace("  samples: 8\n  thresholds", "  samples: 8\n  labels: labels.npy\n  thresholds"),
+    )
     refused(run(ws, "check"), "labels.npy", "FIFO")
 
 
@@ -134,8 +137,22 @@ def same_as_glob_glob(root: Path) -> None:
         for name in ("1.png", "2.jpg", ".3.png", "x.PNG"):
             (root / folder / name).touch()
     (root / "c" / "link").symlink_to(root / "a")
-    for pattern in ("*.png", "**/*.png", "**", "a/**/*.png", "*/*.png", "**/b/*", ".dot/*", "a/.hidden/*.png",
-                    "[ac]/*.png", "a/b/?.png", "**/**/*.jpg", "c/**/*.png", "1.png", "none/*.png"):
+    for pattern in (
+        "*.png",
+        "**/*.png",
+        "**",
+        "a/**/*.png",
+        "*/*.png",
+        "**/b/*",
+        ".dot/*",
+        "a/.hidden/*.png",
+        "[ac]/*.png",
+        "a/b/?.png",
+        "**/**/*.jpg",
+        "c/**/*.png",
+        "1.png",
+        "none/*.png",
+    ):
         full = str(root / pattern)
         # a set: glob.glob lists a file once per way `**/**` reaches it
         want = sorted({m.rstrip("/") for m in glob.glob(full, recursive=True) if os.path.isfile(m)})
@@ -167,7 +184,9 @@ def test_batches_and_sample_sets_bigger_than_memory_are_refused(tmp_path: Path) 
     onnx_model(ws / "recipes" / "model" / "net.onnx")
     recipe = "version: 1\nname: net\nsource:\n  onnx: model/net.onnx\nbatch: 1000000\ntargets:\n  - device: cpu-fp32\n"
     write_recipe(ws, "shapes.yaml", recipe)
-    said = refused(run(ws, "build"), "recipes/shapes.yaml:5", "image [1000000, 3, 64, 64]", "of memory", "this machine has")
+    said = refused(
+        run(ws, "build"), "recipes/shapes.yaml:5", "image [1000000, 3, 64, 64]", "of memory", "this machine has"
+    )
     assert "GiB" in said
 
     # Keras: refused before TensorFlow traces the model (Grappler used to crash on it)
@@ -182,7 +201,8 @@ def test_batches_and_sample_sets_bigger_than_memory_are_refused(tmp_path: Path) 
     for i in range(count):
         shutil.copy(first, calib / f"copy{i:05d}.png")
     big = RECIPE.replace("samples: 8   # of 16 files, so the seed matters", f"samples: {count + 16}").replace(
-        "      scale: 0.00392156862745098\nvalidate", "      resize: [4096, 4096]\n      scale: 0.00392156862745098\nvalidate"
+        "      scale: 0.00392156862745098\nvalidate",
+        "      resize: [4096, 4096]\n      scale: 0.00392156862745098\nvalidate",
     )
     write_recipe(ws, "shapes.yaml", big)
     refused(run(ws, "build"), "recipes/shapes.yaml:8", "calibration.samples", f"{count + 16} samples", "of memory")

@@ -13,11 +13,10 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import RECIPE, build_json, make_workspace, run_cli
 
 MODEL = Path("build/shapes/cpu-int8/model.tflite")

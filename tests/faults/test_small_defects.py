@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, RECIPE, make_workspace, run_cli
 
 ONNX_RECIPE = """\
@@ -50,9 +49,7 @@ def onnx_workspace(root: Path, name: str = "net") -> Path:
 def cli(ws: Path, *args: str, script: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m buildsys ARGS`, or `python SCRIPT ARGS` (a script that calls main)."""
     head = [str(script)] if script else ["-m", "buildsys"]
-    return subprocess.run(
-        [sys.executable, *head, *args], cwd=ws, capture_output=True, text=True, timeout=900, env=env
-    )
+    return subprocess.run([sys.executable, *head, *args], cwd=ws, capture_output=True, text=True, timeout=900, env=env)
 
 
 # -- 10b: a bug in an op handler is an internal error, not "conversion failed" ---------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, make_model
 
 RNG = np.random.default_rng(7)
 IMAGE = [1, 4, 4, 4]  # H == W == C: a wrong axis choice still has the right shape

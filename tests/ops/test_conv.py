@@ -13,7 +13,6 @@ import pytest
 from onnx import helper
 from onnx_harness import check_ops, make_model, rejection
 
-
 PADS = ("PAD", "PADV2")
 
 
@@ -43,37 +42,81 @@ CONV_CASES = [
     pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(pads=[1, 1, 1, 1]), PADS, (), id="pads-equal-same"),
     pytest.param([1, 3, 8, 8], [6, 3, 3, 3], {}, PADS, (), id="valid"),
     pytest.param([1, 3, 8, 8], [6, 3, 1, 1], {}, PADS, (), id="pointwise"),
-    pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(pads=[0, 1, 1, 0], strides=[2, 2]), (), ("PAD",),
-                 id="asymmetric-stride2"),
-    pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(pads=[1, 1, 1, 1], strides=[2, 2]), (), ("PAD",),
-                 id="stride2-even-not-same"),
-    pytest.param([1, 3, 9, 9], [6, 3, 3, 3], dict(pads=[1, 1, 1, 1], strides=[2, 2]), PADS, (),
-                 id="stride2-odd-is-same"),
+    pytest.param(
+        [1, 3, 8, 8], [6, 3, 3, 3], dict(pads=[0, 1, 1, 0], strides=[2, 2]), (), ("PAD",), id="asymmetric-stride2"
+    ),
+    pytest.param(
+        [1, 3, 8, 8], [6, 3, 3, 3], dict(pads=[1, 1, 1, 1], strides=[2, 2]), (), ("PAD",), id="stride2-even-not-same"
+    ),
+    pytest.param(
+        [1, 3, 9, 9], [6, 3, 3, 3], dict(pads=[1, 1, 1, 1], strides=[2, 2]), PADS, (), id="stride2-odd-is-same"
+    ),
     pytest.param([1, 3, 9, 8], [6, 3, 3, 1], dict(pads=[1, 0, 1, 0], strides=[2, 1]), (), (), id="rectangular"),
-    pytest.param([1, 3, 9, 9], [6, 3, 3, 3], dict(dilations=[2, 2], pads=[2, 2, 2, 2]), PADS, (),
-                 id="dilation2-same"),
-    pytest.param([1, 3, 11, 11], [6, 3, 3, 3], dict(dilations=[2, 2], strides=[2, 2], pads=[1, 2, 0, 1]), (), (),
-                 id="dilation2-stride2"),
-    pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(auto_pad="SAME_UPPER", strides=[2, 2]), PADS, (),
-                 id="same-upper"),
-    pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(auto_pad="SAME_LOWER", strides=[2, 2]), (), ("PAD",),
-                 id="same-lower"),
+    pytest.param([1, 3, 9, 9], [6, 3, 3, 3], dict(dilations=[2, 2], pads=[2, 2, 2, 2]), PADS, (), id="dilation2-same"),
+    pytest.param(
+        [1, 3, 11, 11],
+        [6, 3, 3, 3],
+        dict(dilations=[2, 2], strides=[2, 2], pads=[1, 2, 0, 1]),
+        (),
+        (),
+        id="dilation2-stride2",
+    ),
+    pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(auto_pad="SAME_UPPER", strides=[2, 2]), PADS, (), id="same-upper"),
+    pytest.param(
+        [1, 3, 8, 8], [6, 3, 3, 3], dict(auto_pad="SAME_LOWER", strides=[2, 2]), (), ("PAD",), id="same-lower"
+    ),
     pytest.param([1, 3, 7, 7], [6, 3, 2, 2], dict(auto_pad="SAME_LOWER"), (), ("PAD",), id="same-lower-even-k"),
     pytest.param([1, 3, 8, 8], [6, 3, 3, 3], dict(auto_pad="VALID", strides=[2, 2]), PADS, (), id="auto-valid"),
     pytest.param([1, 4, 4, 4], [4, 4, 3, 3], dict(pads=[1, 1, 1, 1]), PADS, (), id="hwc-equal"),
     pytest.param([1, 4, 4, 4], [6, 4, 2, 2], dict(pads=[0, 1, 1, 0]), (), (), id="hwc-equal-asymmetric"),
-    pytest.param([1, 4, 8, 8], [6, 2, 3, 3], dict(group=2, pads=[1, 1, 1, 1]), ("DEPTHWISE_CONV_2D", "ADD"),
-                 ("SPLIT", "CONCATENATION"), id="group2"),
-    pytest.param([1, 6, 8, 8], [6, 2, 3, 3], dict(group=3, strides=[2, 2], pads=[0, 1, 1, 0]), ("ADD",), (),
-                 id="group3-asymmetric"),
-    pytest.param([1, 4, 8, 8], [4, 1, 3, 3], dict(group=4, pads=[1, 1, 1, 1]), ("CONV_2D", "ADD") + PADS,
-                 ("DEPTHWISE_CONV_2D",), id="depthwise"),
-    pytest.param([1, 4, 8, 8], [8, 1, 3, 3], dict(group=4, pads=[1, 1, 1, 1]), ("CONV_2D",),
-                 ("DEPTHWISE_CONV_2D",), id="depthwise-multiplier2"),
-    pytest.param([1, 4, 9, 9], [4, 1, 3, 3], dict(group=4, dilations=[2, 2], strides=[2, 2], pads=[2, 1, 1, 2]),
-                 ("CONV_2D", "SPACE_TO_BATCH_ND"), ("DEPTHWISE_CONV_2D",), id="depthwise-dilated-stride2"),
-    pytest.param([1, 4, 8, 8], [12, 1, 5, 5], dict(group=4, strides=[2, 2], auto_pad="SAME_UPPER"),
-                 ("CONV_2D",) + PADS, ("DEPTHWISE_CONV_2D",), id="depthwise-multiplier3-same"),
+    pytest.param(
+        [1, 4, 8, 8],
+        [6, 2, 3, 3],
+        dict(group=2, pads=[1, 1, 1, 1]),
+        ("DEPTHWISE_CONV_2D", "ADD"),
+        ("SPLIT", "CONCATENATION"),
+        id="group2",
+    ),
+    pytest.param(
+        [1, 6, 8, 8],
+        [6, 2, 3, 3],
+        dict(group=3, strides=[2, 2], pads=[0, 1, 1, 0]),
+        ("ADD",),
+        (),
+        id="group3-asymmetric",
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        [4, 1, 3, 3],
+        dict(group=4, pads=[1, 1, 1, 1]),
+        ("CONV_2D", "ADD") + PADS,
+        ("DEPTHWISE_CONV_2D",),
+        id="depthwise",
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        [8, 1, 3, 3],
+        dict(group=4, pads=[1, 1, 1, 1]),
+        ("CONV_2D",),
+        ("DEPTHWISE_CONV_2D",),
+        id="depthwise-multiplier2",
+    ),
+    pytest.param(
+        [1, 4, 9, 9],
+        [4, 1, 3, 3],
+        dict(group=4, dilations=[2, 2], strides=[2, 2], pads=[2, 1, 1, 2]),
+        ("CONV_2D", "SPACE_TO_BATCH_ND"),
+        ("DEPTHWISE_CONV_2D",),
+        id="depthwise-dilated-stride2",
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        [12, 1, 5, 5],
+        dict(group=4, strides=[2, 2], auto_pad="SAME_UPPER"),
+        ("CONV_2D",) + PADS,
+        ("DEPTHWISE_CONV_2D",),
+        id="depthwise-multiplier3-same",
+    ),
 ]
 
 
@@ -153,45 +196,106 @@ def test_conv_chain_stays_channels_last():
 # -- ConvTranspose ----------------------------------------------------------------
 # (x shape, weight shape [C_in, C_out/group, k...], attrs, ops that must not appear, ops that must appear)
 TRANSPOSE_CASES = [
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), (),
-                 ("SLICE",), id="k3-s2-p1-outpad1"),
-    pytest.param([1, 4, 5, 5], [4, 6, 4, 4], dict(strides=[2, 2], pads=[1, 1, 1, 1]), ("SLICE", "ADD"), (),
-                 id="k4-s2-p1-is-same"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], pads=[1, 0, 1, 0]), ("ADD",), ("SLICE",),
-                 id="k3-s2-pads-1010"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], pads=[1, 0, 1, 0], output_padding=[1, 0]), (),
-                 (), id="k3-s2-pads-1010-outpad10"),
-    pytest.param([1, 4, 5, 6], [4, 6, 4, 3], dict(strides=[2, 2], pads=[0, 1, 1, 0], output_padding=[0, 1]), (),
-                 (), id="k4x3-pads-0110-outpad01"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[3, 2], output_padding=[2, 1]), ("SLICE",) + PADS, (),
-                 id="outpad-only"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], dilations=[2, 2], pads=[1, 2, 0, 1]), (), (),
-                 id="dilation2"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[1, 1], dilations=[2, 1], pads=[2, 1, 2, 1]), (), (),
-                 id="dilation-stride1"),
-    pytest.param([1, 4, 5, 5], [4, 3, 3, 3], dict(group=2, strides=[2, 2], pads=[1, 1, 1, 1]), ("ADD",),
-                 ("SPLIT", "CONCATENATION"), id="group2"),
-    pytest.param([1, 4, 5, 5], [4, 2, 3, 3],
-                 dict(group=4, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), (), (),
-                 id="depthwise-like-group4"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="SAME_UPPER"), ("SLICE",), (),
-                 id="same-upper-k3"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="SAME_LOWER"), (), ("SLICE",),
-                 id="same-lower-k3"),
-    pytest.param([1, 4, 5, 5], [4, 6, 4, 4], dict(strides=[2, 2], auto_pad="SAME_LOWER"), ("SLICE",), (),
-                 id="same-lower-k4"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="VALID"), ("SLICE",), (),
-                 id="auto-valid"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[10, 9]), (), (),
-                 id="output-shape-odd-total"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[8, 12]), (), (),
-                 id="output-shape-beyond-canvas"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[10, 10], auto_pad="SAME_UPPER"),
-                 (), (), id="output-shape-same-upper"),
-    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[9, 10], auto_pad="SAME_LOWER"),
-                 (), (), id="output-shape-same-lower"),
-    pytest.param([1, 4, 4, 4], [4, 4, 3, 3], dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), (),
-                 (), id="hwc-equal"),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 6, 3, 3],
+        dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        (),
+        ("SLICE",),
+        id="k3-s2-p1-outpad1",
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 4, 4], dict(strides=[2, 2], pads=[1, 1, 1, 1]), ("SLICE", "ADD"), (), id="k4-s2-p1-is-same"
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], pads=[1, 0, 1, 0]), ("ADD",), ("SLICE",), id="k3-s2-pads-1010"
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 6, 3, 3],
+        dict(strides=[2, 2], pads=[1, 0, 1, 0], output_padding=[1, 0]),
+        (),
+        (),
+        id="k3-s2-pads-1010-outpad10",
+    ),
+    pytest.param(
+        [1, 4, 5, 6],
+        [4, 6, 4, 3],
+        dict(strides=[2, 2], pads=[0, 1, 1, 0], output_padding=[0, 1]),
+        (),
+        (),
+        id="k4x3-pads-0110-outpad01",
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[3, 2], output_padding=[2, 1]), ("SLICE",) + PADS, (), id="outpad-only"
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], dilations=[2, 2], pads=[1, 2, 0, 1]), (), (), id="dilation2"
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 6, 3, 3],
+        dict(strides=[1, 1], dilations=[2, 1], pads=[2, 1, 2, 1]),
+        (),
+        (),
+        id="dilation-stride1",
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 3, 3, 3],
+        dict(group=2, strides=[2, 2], pads=[1, 1, 1, 1]),
+        ("ADD",),
+        ("SPLIT", "CONCATENATION"),
+        id="group2",
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 2, 3, 3],
+        dict(group=4, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        (),
+        (),
+        id="depthwise-like-group4",
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="SAME_UPPER"), ("SLICE",), (), id="same-upper-k3"
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="SAME_LOWER"), (), ("SLICE",), id="same-lower-k3"
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 4, 4], dict(strides=[2, 2], auto_pad="SAME_LOWER"), ("SLICE",), (), id="same-lower-k4"
+    ),
+    pytest.param([1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], auto_pad="VALID"), ("SLICE",), (), id="auto-valid"),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[10, 9]), (), (), id="output-shape-odd-total"
+    ),
+    pytest.param(
+        [1, 4, 5, 5], [4, 6, 3, 3], dict(strides=[2, 2], output_shape=[8, 12]), (), (), id="output-shape-beyond-canvas"
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 6, 3, 3],
+        dict(strides=[2, 2], output_shape=[10, 10], auto_pad="SAME_UPPER"),
+        (),
+        (),
+        id="output-shape-same-upper",
+    ),
+    pytest.param(
+        [1, 4, 5, 5],
+        [4, 6, 3, 3],
+        dict(strides=[2, 2], output_shape=[9, 10], auto_pad="SAME_LOWER"),
+        (),
+        (),
+        id="output-shape-same-lower",
+    ),
+    pytest.param(
+        [1, 4, 4, 4],
+        [4, 4, 3, 3],
+        dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        (),
+        (),
+        id="hwc-equal",
+    ),
     pytest.param([1, 4, 4, 4], [4, 4, 2, 2], dict(strides=[2, 2]), ("SLICE",), (), id="hwc-equal-k2s2"),
 ]
 

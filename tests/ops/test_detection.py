@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-
 from onnx_harness import check, make_model
 
 INT64_MAX = np.iinfo(np.int64).max

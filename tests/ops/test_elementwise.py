@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
+from onnx_harness import check, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, make_model
 
 IMAGE = [1, 4, 4, 4]  # H == W == C: a wrong axis choice still has the right shape
 NCHW = [1, 3, 5, 7]

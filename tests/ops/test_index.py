@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, make_model, random_feeds
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, make_model, random_feeds
 
 RNG = np.random.default_rng(7)
 

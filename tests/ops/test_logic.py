@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
-
 from onnx_harness import check, make_model
 
 RNG = np.random.default_rng(11)
@@ -150,9 +149,7 @@ def test_isnan(opset):
     check(model, {"x": special_image()}, transposes=0, nhwc_outputs=["f"])
 
 
-@pytest.mark.parametrize(
-    "positive, negative, opset", [(1, 1, 10), (1, 0, 13), (0, 1, 20), (0, 0, 20)]
-)
+@pytest.mark.parametrize("positive, negative, opset", [(1, 1, 10), (1, 0, 13), (0, 1, 20), (0, 0, 20)])
 def test_isinf(positive, negative, opset):
     nodes = [
         helper.make_node("IsInf", ["x"], ["c"], detect_positive=positive, detect_negative=negative),

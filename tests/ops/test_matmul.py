@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-
 from onnx_harness import check, make_model
 
 RNG = np.random.default_rng(0)
@@ -253,10 +252,11 @@ def test_einsum_diagonals():
 
 def test_int8_matmul_of_two_activations_with_an_offset_right_operand(tmp_path):
     """softmax(s) @ (v + 2): TFLite's int8 BATCH_MATMUL alone gives cosine ~0.7 here."""
+    from onnx_harness import Converted, run_ort
+
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.samples import to_stored
-    from onnx_harness import Converted, run_ort
 
     model = make_model(
         [
@@ -269,14 +269,25 @@ def test_int8_matmul_of_two_activations_with_an_offset_right_operand(tmp_path):
         {"two": np.array(2.0, np.float32)},
     )
     rng = np.random.default_rng(0)
-    calib = {"s": rng.standard_normal((32, 16, 16)).astype(np.float32),
-             "v": rng.standard_normal((32, 16, 64)).astype(np.float32)}
+    calib = {
+        "s": rng.standard_normal((32, 16, 16)).astype(np.float32),
+        "v": rng.standard_normal((32, 16, 64)).astype(np.float32),
+    }
     signature = export_onnx(model, tmp_path / "f.pb")
-    data = to_tflite(tmp_path / "f.pb", signature, "int8", calib=to_stored(calib, signature.inputs), input_type="float32", output_type="float32")
+    data = to_tflite(
+        tmp_path / "f.pb",
+        signature,
+        "int8",
+        calib=to_stored(calib, signature.inputs),
+        input_type="float32",
+        output_type="float32",
+    )
     conv = Converted(data, signature, {})
-    for i in range(4):
-        feeds = {"s": rng.standard_normal((1, 16, 16)).astype(np.float32),
-                 "v": rng.standard_normal((1, 16, 64)).astype(np.float32)}
+    for _ in range(4):
+        feeds = {
+            "s": rng.standard_normal((1, 16, 16)).astype(np.float32),
+            "v": rng.standard_normal((1, 16, 64)).astype(np.float32),
+        }
         want = run_ort(model, feeds)["y"].ravel()
         got = conv.run(feeds)["y"].ravel()
         # centred: the shared +2 offset would otherwise dominate the cosine

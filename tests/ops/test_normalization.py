@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_harness import check, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, make_model
 
 IMAGE = [1, 4, 4, 4]  # H == W == C: a wrong axis choice still has the right shape
 NCHW = [2, 3, 5, 7]
@@ -190,8 +190,16 @@ def test_group_norm(shape, groups, opset):
         "bias": r.uniform(-1, 1, params).astype(np.float32),
     }
     node = helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=groups)
-    model = unchecked_model(node, shape, inits, opset) if opset < 21 else make_model(
-        [node], {"x": shape}, {"y": shape}, inits, opset=opset  # inference cannot see into the function
+    model = (
+        unchecked_model(node, shape, inits, opset)
+        if opset < 21
+        else make_model(
+            [node],
+            {"x": shape},
+            {"y": shape},
+            inits,
+            opset=opset,  # inference cannot see into the function
+        )
     )
     # groups are runs of the stored last axis, so 3-D input in ONNX order moves there and back
     transposes = 0 if len(shape) == 4 else 2

@@ -33,36 +33,86 @@ def check_pool(model, transposes: int = 0, absent=(), present=(), feeds=None):
 # (shape, attrs, ops that must not appear, ops that must appear)
 MAX_CASES = [
     pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2]), PADS, (), id="valid"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), PADS, (),
-                 id="ceil-overhang-is-same"),
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), PADS, (),
-                 id="pads-equal-same"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (), ("MIRROR_PAD",),
-                 id="pads-not-same"),
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]), (),
-                 ("MIRROR_PAD",), id="asymmetric"),
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1), (), (),
-                 id="asymmetric-ceil"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1), (), (),
-                 id="ceil-drops-window-in-end-pad"),
-    pytest.param([1, 4, 9, 8], dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1), (), (),
-                 id="rectangular-ceil"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]), PADS, (),
-                 id="end-pad-partly-unused-is-same"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), PADS, (),
-                 id="same-upper"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), (), ("MIRROR_PAD",),
-                 id="same-lower"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1), (), (),
-                 id="valid-ceil"),
+    pytest.param(
+        [1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), PADS, (), id="ceil-overhang-is-same"
+    ),
+    pytest.param(
+        [1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), PADS, (), id="pads-equal-same"
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        (),
+        ("MIRROR_PAD",),
+        id="pads-not-same",
+    ),
+    pytest.param(
+        [1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]), (), ("MIRROR_PAD",), id="asymmetric"
+    ),
+    pytest.param(
+        [1, 4, 7, 7],
+        dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1),
+        (),
+        (),
+        id="asymmetric-ceil",
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1),
+        (),
+        (),
+        id="ceil-drops-window-in-end-pad",
+    ),
+    pytest.param(
+        [1, 4, 9, 8],
+        dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1),
+        (),
+        (),
+        id="rectangular-ceil",
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]),
+        PADS,
+        (),
+        id="end-pad-partly-unused-is-same",
+    ),
+    pytest.param(
+        [1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), PADS, (), id="same-upper"
+    ),
+    pytest.param(
+        [1, 4, 8, 8],
+        dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+        (),
+        ("MIRROR_PAD",),
+        id="same-lower",
+    ),
+    pytest.param(
+        [1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1), (), (), id="valid-ceil"
+    ),
     # ceil_mode overhang of 2 > kernel // 2: mirroring could copy a row from outside the window
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1), ("MIRROR_PAD",),
-                 ("CONCATENATION",), id="overhang-past-half-kernel"),
-    pytest.param([1, 4, 7, 6], dict(kernel_shape=[3, 2], strides=[1, 2], pads=[2, 0, 0, 1]), ("MIRROR_PAD",),
-                 ("CONCATENATION",), id="pad-past-half-kernel"),
+    pytest.param(
+        [1, 4, 7, 7],
+        dict(kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1),
+        ("MIRROR_PAD",),
+        ("CONCATENATION",),
+        id="overhang-past-half-kernel",
+    ),
+    pytest.param(
+        [1, 4, 7, 6],
+        dict(kernel_shape=[3, 2], strides=[1, 2], pads=[2, 0, 0, 1]),
+        ("MIRROR_PAD",),
+        ("CONCATENATION",),
+        id="pad-past-half-kernel",
+    ),
     pytest.param([1, 4, 4, 4], dict(kernel_shape=[2, 2], strides=[2, 2]), PADS, (), id="hwc-equal"),
-    pytest.param([1, 4, 4, 4], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]), (), ("MIRROR_PAD",),
-                 id="hwc-equal-asymmetric"),
+    pytest.param(
+        [1, 4, 4, 4],
+        dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]),
+        (),
+        ("MIRROR_PAD",),
+        id="hwc-equal-asymmetric",
+    ),
 ]
 
 
@@ -116,8 +166,9 @@ def test_max_pool_padding_keeps_int8_range(tmp_path):
     ]
     model = make_model(nodes, {"x": [1, 4, 8, 8]}, ["y"], {"w": w})
     signature = export_onnx(model, tmp_path / "float.pb", nhwc_outputs=["y"])
-    calib = to_stored({"x": np.random.default_rng(1).standard_normal([8, 4, 8, 8]).astype(np.float32)},
-                      signature.inputs)
+    calib = to_stored(
+        {"x": np.random.default_rng(1).standard_normal([8, 4, 8, 8]).astype(np.float32)}, signature.inputs
+    )
     data = to_tflite(tmp_path / "float.pb", signature, "int8", calib)
     scales = [t["quantization"][0] for t in load_interpreter(data).get_tensor_details()]
     assert 0 < max(scales) < 1, scales
@@ -155,21 +206,27 @@ def test_max_pool_trivial_dilation():
 
 # (shape, attrs), each run with count_include_pad 0 and 1
 AVG_CASES = [
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1),
-                 id="asymmetric-ceil"),
+    pytest.param(
+        [1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1), id="asymmetric-ceil"
+    ),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), id="ceil-overhang"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1),
-                 id="ceil-drops-window-in-end-pad"),
-    pytest.param([1, 4, 9, 8], dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1),
-                 id="rectangular-ceil"),
-    pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]),
-                 id="end-pad-partly-unused"),
+    pytest.param(
+        [1, 4, 8, 8],
+        dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1),
+        id="ceil-drops-window-in-end-pad",
+    ),
+    pytest.param(
+        [1, 4, 9, 8], dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 1, 1], ceil_mode=1), id="rectangular-ceil"
+    ),
+    pytest.param(
+        [1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 2, 2]), id="end-pad-partly-unused"
+    ),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), id="same-upper"),
     pytest.param([1, 4, 8, 8], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), id="same-lower"),
-    pytest.param([1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1),
-                 id="valid-ceil"),
-    pytest.param([1, 4, 4, 4], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]),
-                 id="hwc-equal-asymmetric"),
+    pytest.param(
+        [1, 4, 7, 7], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID", ceil_mode=1), id="valid-ceil"
+    ),
+    pytest.param([1, 4, 4, 4], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 0, 1]), id="hwc-equal-asymmetric"),
 ]
 
 

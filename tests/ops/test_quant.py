@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
+from onnx_harness import check, convert, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, convert, make_model
 
 RNG = np.random.default_rng(5)
 IMAGE = [1, 4, 4, 4]
@@ -129,9 +129,15 @@ def test_qdq_conv_graph():
         helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
     ]
     inits = {
-        "xs": np.array(x_scale), "xz": np.array(x_zp), "w": w, "ws": w_scale, "wz": w_zp,
-        "b": bias, "bs": (x_scale * w_scale).astype(np.float32),
-        "ys": np.array(0.05, np.float32), "yz": np.array(-3, np.int8),
+        "xs": np.array(x_scale),
+        "xz": np.array(x_zp),
+        "w": w,
+        "ws": w_scale,
+        "wz": w_zp,
+        "b": bias,
+        "bs": (x_scale * w_scale).astype(np.float32),
+        "ys": np.array(0.05, np.float32),
+        "yz": np.array(-3, np.int8),
     }
     model = make_model(nodes, {"x": IMAGE}, ["y"], inits, opset=13)
     feeds = {"x": image()}

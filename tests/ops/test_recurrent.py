@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import convert, make_model, random_feeds, rejection, run_ort
 
 from buildsys.tflow.inspect import op_histogram
 from buildsys.tflow.runtime import io_details, load_interpreter, quantize_input
 from buildsys.tflow.samples import to_onnx_layout, to_stored
-from onnx_harness import convert, make_model, random_feeds, rejection, run_ort
 
-T, B, I, H = 5, 2, 3, 4
+T, B, IN, H = 5, 2, 3, 4
 TOL = 1e-4
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 FUSED = "UNIDIRECTIONAL_SEQUENCE_LSTM"
@@ -48,12 +48,12 @@ class Recurrent:
     def weights(self) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)
         g = GATES[self.op] * H
-        shapes = {"W": (self.dirs, g, I), "R": (self.dirs, g, H), "B": (self.dirs, 2 * g)}
+        shapes = {"W": (self.dirs, g, IN), "R": (self.dirs, g, H), "B": (self.dirs, 2 * g)}
         return {n: (0.5 * rng.standard_normal(s)).astype(np.float32) for n, s in shapes.items()}
 
     def model(self, layout: int | None = None):
         layout = self.layout if layout is None else layout
-        seq = [T, B, I] if layout == 0 else [B, T, I]
+        seq = [T, B, IN] if layout == 0 else [B, T, IN]
         state = [self.dirs, B, H] if layout == 0 else [B, self.dirs, H]
         inputs, inits = {"X": seq}, self.weights()
         names = ["X", "W", "R", "B", "", ""]
@@ -165,7 +165,7 @@ def test_lstm_named_but_unread_cell_state_stays_fused():
     """A Y_c output that no node reads and the graph does not return is not "used"."""
     weights = Recurrent("LSTM").weights()
     node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "", "Y_c"], hidden_size=H)
-    model = make_model([node], {"X": [T, B, I]}, ["Y"], weights, opset=14)
+    model = make_model([node], {"X": [T, B, IN]}, ["Y"], weights, opset=14)
     feeds = random_feeds(model, seed=1)
     conv = convert(model)
     np.testing.assert_allclose(conv.run(feeds)["Y"], run_ort(model, feeds)["Y"], rtol=TOL, atol=TOL)
@@ -222,14 +222,14 @@ def test_two_stacked_bidirectional_lstms():
         return {f"{prefix}{n}": (0.5 * rng.standard_normal(s)).astype(np.float32)
                 for n, s in {"W": (2, 4 * H, inputs), "R": (2, 4 * H, H), "B": (2, 8 * H)}.items()}  # fmt: skip
 
-    inits = {**weights("a", I), **weights("b", 2 * H), "shape": np.array([T, B, 2 * H], np.int64)}
+    inits = {**weights("a", IN), **weights("b", 2 * H), "shape": np.array([T, B, 2 * H], np.int64)}
     nodes = [
         helper.make_node("LSTM", ["X", "aW", "aR", "aB"], ["y1"], hidden_size=H, direction="bidirectional"),
         helper.make_node("Transpose", ["y1"], ["t1"], perm=[0, 2, 1, 3]),
         helper.make_node("Reshape", ["t1", "shape"], ["r1"]),
         helper.make_node("LSTM", ["r1", "bW", "bR", "bB"], ["Y", "Y_h"], hidden_size=H, direction="bidirectional"),
     ]
-    model = make_model(nodes, {"X": [T, B, I]}, ["Y", "Y_h"], inits, opset=14)
+    model = make_model(nodes, {"X": [T, B, IN]}, ["Y", "Y_h"], inits, opset=14)
     feeds = random_feeds(model, seed=7)
     conv = convert(model)
     got, want = conv.run(feeds), run_ort(model, feeds)
@@ -278,13 +278,13 @@ def test_computed_weights_are_refused(op):
     spec = Recurrent(op)
     g = GATES[op] * H
     node = helper.make_node(op, ["X", "W", "R"], ["Y"], hidden_size=H)
-    model = make_model([node], {"X": [T, B, I], "W": [1, g, I]}, ["Y"], {"R": spec.weights()["R"]}, opset=14)
+    model = make_model([node], {"X": [T, B, IN], "W": [1, g, IN]}, ["Y"], {"R": spec.weights()["R"]}, opset=14)
     assert "W" in rejection(model) and "constant" in rejection(model)
 
 
 def test_computed_sequence_lens_are_refused():
     node = helper.make_node("RNN", ["X", "W", "R", "", "lens"], ["Y"], hidden_size=H)
-    inputs = {"X": [T, B, I], "lens": ([B], np.int32)}
+    inputs = {"X": [T, B, IN], "lens": ([B], np.int32)}
     weights = Recurrent("RNN").weights()
     model = make_model([node], inputs, ["Y"], {"W": weights["W"], "R": weights["R"]}, opset=14)
     assert "sequence_lens" in rejection(model)
@@ -328,7 +328,9 @@ def run_int8(data: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     """One invocation on whole arrays (run_tflite would split X along T as samples); float out."""
     interpreter = load_interpreter(data)
     ins, outs = io_details(interpreter)
-    raw = interpreter.get_signature_runner("serving_default")(**{n: quantize_input(feeds[n], d) for n, d in ins.items()})
+    raw = interpreter.get_signature_runner("serving_default")(
+        **{n: quantize_input(feeds[n], d) for n, d in ins.items()}
+    )
     result = {}
     for name, details in outs.items():
         scale, zero_point = details["quantization"]

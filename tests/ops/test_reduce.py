@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, make_model
 
 from buildsys.converter.convert import Converter, convert_arrays
-from onnx_harness import check, make_model
 
 OPS = [
     "ReduceMean",
@@ -108,8 +108,11 @@ def test_image_reductions_over_single_spatial_axes(opset, ops):
 
 @pytest.mark.parametrize(
     "opset, ops, shape",
-    [(18, OPS, [2, 7, 3]), (11, ["ReduceMean", "ReduceMin", "ReduceProd", "ReduceL1"], [6, 5]),
-     (13, ["ReduceSum", "ReduceSumSquare"], [6, 5])],
+    [
+        (18, OPS, [2, 7, 3]),
+        (11, ["ReduceMean", "ReduceMin", "ReduceProd", "ReduceL1"], [6, 5]),
+        (13, ["ReduceSum", "ReduceSumSquare"], [6, 5]),
+    ],
     ids=["rank3-18", "rank2-11", "rank2-13"],
 )
 def test_low_rank_reductions(opset, ops, shape):
@@ -191,8 +194,14 @@ def test_empty_input_reduces_to_the_identity():
     """Over zero elements each reduction gives its identity, as a constant. Checked on the
     converted TF values: TFLite cannot hold the zero-size input, and its converter turns a
     constant -inf into -FLT_MAX."""
-    cases = {"ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceSum": 0.0, "ReduceProd": 1.0,
-             "ReduceLogSumExp": -np.inf, "ReduceSumSquare": 0.0}
+    cases = {
+        "ReduceMax": -np.inf,
+        "ReduceMin": np.inf,
+        "ReduceSum": 0.0,
+        "ReduceProd": 1.0,
+        "ReduceLogSumExp": -np.inf,
+        "ReduceSumSquare": 0.0,
+    }
     inits = {"axes": np.array([1], dtype=np.int64)}
     nodes = [helper.make_node(op, ["x", "axes"], [op], keepdims=1) for op in cases]
     model = make_model(nodes, {"x": [2, 0, 4]}, list(cases), inits, opset=18)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_harness import check, convert, make_model
 
 from buildsys.converter.errors import UnsupportedModel
-from onnx_harness import check, convert, make_model
 
 NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 # (label, scales for [N, C, H, W] or None, sizes or None) on a [1, C, 4, 3] image
@@ -52,8 +52,14 @@ class Builder:
         return check(self.model(shape), transposes=transposes, nhwc_outputs=self.outs, **kw)
 
 
-NEAREST_COORDS = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
-                  "half_pixel_symmetric"]
+NEAREST_COORDS = [
+    "half_pixel",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "half_pixel_symmetric",
+]
 
 
 @pytest.mark.parametrize("coord", NEAREST_COORDS)
@@ -61,8 +67,14 @@ def test_nearest_every_mode_and_scale(coord):
     b = Builder(19)
     for rule in NEAREST_MODES:
         for label, scales, sizes in TARGETS:
-            b.add(f"{rule}_{label}", scales, sizes, mode="nearest", coordinate_transformation_mode=coord,
-                  nearest_mode=rule)
+            b.add(
+                f"{rule}_{label}",
+                scales,
+                sizes,
+                mode="nearest",
+                coordinate_transformation_mode=coord,
+                nearest_mode=rule,
+            )
     conv = b.check()
     assert "TRANSPOSE" not in conv.ops
 
@@ -82,8 +94,14 @@ def test_linear_every_scale(coord):
 def test_opsets_scales_and_sizes(opset):
     b = Builder(opset)
     for label, scales, sizes in TARGETS:
-        b.add(f"n_{label}", scales, sizes, mode="nearest", coordinate_transformation_mode="asymmetric",
-              nearest_mode="floor")
+        b.add(
+            f"n_{label}",
+            scales,
+            sizes,
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )
         b.add(f"l_{label}", scales, sizes, mode="linear", coordinate_transformation_mode="half_pixel")
     b.add("default_nearest", [1, 1, 1.5, 0.5])  # half_pixel + round_prefer_floor by default
     b.check()
@@ -109,8 +127,12 @@ def test_integer_nearest_upsample_is_builtin(opset, attrs):
 
 @pytest.mark.parametrize(
     "coord, flags",
-    [("half_pixel", "half_pixel_centers"), ("asymmetric", "none"), ("align_corners", "align_corners"),
-     ("pytorch_half_pixel", "half_pixel_centers")],
+    [
+        ("half_pixel", "half_pixel_centers"),
+        ("asymmetric", "none"),
+        ("align_corners", "align_corners"),
+        ("pytorch_half_pixel", "half_pixel_centers"),
+    ],
 )
 def test_bilinear_builtin_when_it_matches(coord, flags):
     b = Builder(13)
@@ -143,8 +165,14 @@ def test_mixed_axes_on_hwc_trap():
     b.add("a", [1, 1, 2, 0.5], mode="nearest")
     b.add("b", [1, 1, 0.5, 2], mode="linear", coordinate_transformation_mode="align_corners")
     b.add("c", [1, 1, 1, 3], mode="linear", coordinate_transformation_mode="asymmetric")
-    b.add("d", None, [1, 4, 3, 4], mode="nearest", coordinate_transformation_mode="half_pixel",
-          nearest_mode="round_prefer_ceil")
+    b.add(
+        "d",
+        None,
+        [1, 4, 3, 4],
+        mode="nearest",
+        coordinate_transformation_mode="half_pixel",
+        nearest_mode="round_prefer_ceil",
+    )
     b.check([1, 4, 4, 4])
 
 

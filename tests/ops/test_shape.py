@@ -115,8 +115,13 @@ def test_reshape_adds_and_drops_unit_dims():
 
 
 def test_reshape_allowzero_opset14():
-    run([node("Reshape", ["x", "s"], ["y"], allowzero=1)], {"x": [1, 3, 4, 5]}, {"s": i64(1, 3, 20)}, opset=14,
-        transposes=1)
+    run(
+        [node("Reshape", ["x", "s"], ["y"], allowzero=1)],
+        {"x": [1, 3, 4, 5]},
+        {"s": i64(1, 3, 20)},
+        opset=14,
+        transposes=1,
+    )
 
 
 def test_reshape_of_constant_folds():

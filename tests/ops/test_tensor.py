@@ -83,14 +83,18 @@ def test_constant_of_shape_int():
 
 @pytest.mark.parametrize("axis, opset", [(1, 11), (1, 13), (-1, 13), (2, 13), (0, 13)])
 def test_concat_two_nchw_inputs(axis, opset):
-    run([node("Concat", ["a", "b"], ["y"], axis=axis)], {"a": [1, 4, 4, 4], "b": [1, 4, 4, 4]},
-        opset=opset, nhwc=True, transposes=0)
+    run(
+        [node("Concat", ["a", "b"], ["y"], axis=axis)],
+        {"a": [1, 4, 4, 4], "b": [1, 4, 4, 4]},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 def test_concat_with_constant_on_channels():
     const = np.random.default_rng(1).standard_normal((1, 2, 5, 6)).astype(np.float32)
-    run([node("Concat", ["x", "c", "x"], ["y"], axis=1)], {"x": [1, 3, 5, 6]}, {"c": const},
-        nhwc=True, transposes=0)
+    run([node("Concat", ["x", "c", "x"], ["y"], axis=1)], {"x": [1, 3, 5, 6]}, {"c": const}, nhwc=True, transposes=0)
 
 
 def test_concat_with_transposed_input_moves_the_minority():
@@ -126,8 +130,13 @@ def test_concat_rank3_and_shape_arithmetic():
         node("Concat", ["t", "t"], ["y"], axis=-1),
     ]
     # shape inference cannot see through the folded target, so output shapes are given
-    model = make_model(nodes, {"t": [2, 3, 5]}, {"y": [2, 3, 10], "flat": [2, 15]},
-                       {"zero": i64(0)[0], "ax": i64(0), "minus1": i64(-1)}, opset=13)
+    model = make_model(
+        nodes,
+        {"t": [2, 3, 5]},
+        {"y": [2, 3, 10], "flat": [2, 15]},
+        {"zero": i64(0)[0], "ax": i64(0), "minus1": i64(-1)},
+        opset=13,
+    )
     assert check(model).transposes == 0
 
 
@@ -140,27 +149,44 @@ def test_split_attr_opset11_channels():
 
 
 def test_split_equal_opset11_height():
-    run([node("Split", ["x"], ["y", "z"], axis=2)], {"x": [1, 4, 4, 4]}, opset=11,
-        outputs=("y", "z"), nhwc=True, transposes=0)
+    run(
+        [node("Split", ["x"], ["y", "z"], axis=2)],
+        {"x": [1, 4, 4, 4]},
+        opset=11,
+        outputs=("y", "z"),
+        nhwc=True,
+        transposes=0,
+    )
 
 
 @pytest.mark.parametrize("opset", [13, 18])
 def test_split_sizes_input_negative_axis(opset):
     nodes = [node("Split", ["x", "s"], ["y", "z", "w"], axis=-1)]
-    run(nodes, {"x": [1, 4, 4, 7]}, {"s": i64(2, 4, 1)}, opset=opset, outputs=("y", "z", "w"),
-        nhwc=True, transposes=0)
+    run(nodes, {"x": [1, 4, 4, 7]}, {"s": i64(2, 4, 1)}, opset=opset, outputs=("y", "z", "w"), nhwc=True, transposes=0)
 
 
 def test_split_opset13_equal_without_sizes():
-    run([node("Split", ["x"], ["y", "z"], axis=1)], {"x": [1, 4, 3, 3]}, opset=13, outputs=("y", "z"),
-        nhwc=True, transposes=0)
+    run(
+        [node("Split", ["x"], ["y", "z"], axis=1)],
+        {"x": [1, 4, 3, 3]},
+        opset=13,
+        outputs=("y", "z"),
+        nhwc=True,
+        transposes=0,
+    )
 
 
 @pytest.mark.parametrize("dim, parts", [(7, 3), (6, 3)])
 def test_split_num_outputs_opset18(dim, parts):
     outs = tuple(f"o{i}" for i in range(parts))
-    run([node("Split", ["x"], list(outs), axis=3, num_outputs=parts)], {"x": [1, 4, 5, dim]}, opset=18,
-        outputs=outs, nhwc=True, transposes=0)
+    run(
+        [node("Split", ["x"], list(outs), axis=3, num_outputs=parts)],
+        {"x": [1, 4, 5, dim]},
+        opset=18,
+        outputs=outs,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 # -- Slice ------------------------------------------------------------------------------
@@ -170,7 +196,7 @@ def test_split_num_outputs_opset18(dim, parts):
 def test_slice_space_to_depth_stem(opset):
     # YOLOv5 Focus: x[..., ::2, ::2], x[..., 1::2, ::2], ... concatenated on channels
     nodes, names = [], []
-    for k, (h, w) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+    for k, _offsets in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
         names.append(f"s{k}")
         nodes.append(node("Slice", ["x", f"b{k}", "end", "axes", "two"], [names[-1]]))
     nodes.append(node("Concat", names, ["y"], axis=1))
@@ -239,8 +265,14 @@ def test_gather_scalar_index_drops_channels(index):
     [([3, 0, 2], 11), ([3, 0, 2], 13), ([1, 2], 13), ([-1, -4, 1], 13), ([0, 2], 13)],
 )
 def test_gather_vector_index_channels(indices, opset):
-    run([node("Gather", ["x", "i"], ["y"], axis=1)], {"x": [1, 4, 4, 4]}, {"i": i64(*indices)}, opset=opset,
-        nhwc=True, transposes=0)
+    run(
+        [node("Gather", ["x", "i"], ["y"], axis=1)],
+        {"x": [1, 4, 4, 4]},
+        {"i": i64(*indices)},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 @pytest.mark.parametrize("axis", [2, -1])
@@ -255,8 +287,7 @@ def test_gather_matrix_index():
 
 
 def test_gather_computed_indices_with_negatives():
-    model = make_model([node("Gather", ["x", "i"], ["y"], axis=1)], {"x": [1, 5, 3, 3], "i": ([4], np.int64)},
-                       ["y"])
+    model = make_model([node("Gather", ["x", "i"], ["y"], axis=1)], {"x": [1, 5, 3, 3], "i": ([4], np.int64)}, ["y"])
     feeds = random_feeds(model)
     feeds["i"] = i64(4, -1, 0, -5)
     check(model, feeds, nhwc_outputs=["y"], transposes=0)
@@ -292,13 +323,25 @@ PADS_ALL = [0, 1, 2, 0, 0, 2, 1, 3]  # C, H and W, begin != end
 @pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
 @pytest.mark.parametrize("pads, opset", [(PADS_HW, 11), (PADS_ALL, 13), (PADS_ALL, 18)])
 def test_pad_modes(mode, pads, opset):
-    run([node("Pad", ["x", "p"], ["y"], mode=mode)], {"x": [1, 4, 4, 4]}, {"p": i64(*pads)}, opset=opset,
-        nhwc=True, transposes=0)
+    run(
+        [node("Pad", ["x", "p"], ["y"], mode=mode)],
+        {"x": [1, 4, 4, 4]},
+        {"p": i64(*pads)},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 def test_pad_edge_of_one_is_a_mirror_pad():
-    conv = run([node("Pad", ["x", "p"], ["y"], mode="edge")], {"x": [1, 3, 4, 5]}, {"p": i64(0, 0, 1, 0, 0, 0, 1, 1)},
-               opset=13, nhwc=True, transposes=0)
+    conv = run(
+        [node("Pad", ["x", "p"], ["y"], mode="edge")],
+        {"x": [1, 3, 4, 5]},
+        {"p": i64(0, 0, 1, 0, 0, 0, 1, 1)},
+        opset=13,
+        nhwc=True,
+        transposes=0,
+    )
     assert conv.ops.get("MIRROR_PAD") == 1 and "GATHER" not in conv.ops
 
 
@@ -309,15 +352,27 @@ def test_pad_constant_value_input():
 
 @pytest.mark.parametrize("pads, mode", [([0, 0, 4, 1, 0, 0, 2, 5], "wrap"), ([0, 0, 1, 0, 0, 0, 0, 2], "wrap")])
 def test_pad_wrap_opset19(pads, mode):
-    run([node("Pad", ["x", "p"], ["y"], mode=mode)], {"x": [1, 4, 4, 4]}, {"p": i64(*pads)}, opset=19,
-        nhwc=True, transposes=0)
+    run(
+        [node("Pad", ["x", "p"], ["y"], mode=mode)],
+        {"x": [1, 4, 4, 4]},
+        {"p": i64(*pads)},
+        opset=19,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
 def test_pad_negative_pads_crop(mode):
     pads = [0, 0, -1, 2, 0, -1, 1, -2]
-    run([node("Pad", ["x", "p"], ["y"], mode=mode)], {"x": [1, 4, 5, 6]}, {"p": i64(*pads)}, opset=13,
-        nhwc=True, transposes=0)
+    run(
+        [node("Pad", ["x", "p"], ["y"], mode=mode)],
+        {"x": [1, 4, 5, 6]},
+        {"p": i64(*pads)},
+        opset=13,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 @pytest.mark.parametrize("axes", [[2, 3], [-1, 1]])
@@ -339,11 +394,18 @@ def test_pad_int_tensor():
 # -- Tile, Expand -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("repeats, opset", [([1, 2, 1, 3], 11), ([1, 2, 1, 3], 13), ([2, 1, 1, 1], 13),
-                                            ([1, 1, 1, 1], 13)])
+@pytest.mark.parametrize(
+    "repeats, opset", [([1, 2, 1, 3], 11), ([1, 2, 1, 3], 13), ([2, 1, 1, 1], 13), ([1, 1, 1, 1], 13)]
+)
 def test_tile_channels_last(repeats, opset):
-    run([node("Tile", ["x", "r"], ["y"])], {"x": [1, 4, 4, 4]}, {"r": i64(*repeats)}, opset=opset,
-        nhwc=True, transposes=0)
+    run(
+        [node("Tile", ["x", "r"], ["y"])],
+        {"x": [1, 4, 4, 4]},
+        {"r": i64(*repeats)},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 def test_tile_rank2():
@@ -360,8 +422,7 @@ def test_tile_rank2():
     ],
 )
 def test_expand_channels_last(in_shape, target):
-    run([node("Expand", ["x", "s"], ["y"])], {"x": in_shape}, {"s": i64(*target)}, opset=13,
-        nhwc=True, transposes=0)
+    run([node("Expand", ["x", "s"], ["y"])], {"x": in_shape}, {"s": i64(*target)}, opset=13, nhwc=True, transposes=0)
 
 
 def test_expand_grows_rank():
@@ -397,8 +458,13 @@ def test_range_constant_int():
 @pytest.mark.parametrize("dtype", [np.int64, np.float32])
 def test_range_computed_start(dtype):
     # a run-time start gives a data-dependent length: TFLite's RANGE handles it
-    model = make_model([node("Range", ["a", "b", "c"], ["y"])], {"a": ([], dtype)}, ["y"],
-                       {"b": np.array(9, dtype), "c": np.array(2, dtype)}, opset=13)
+    model = make_model(
+        [node("Range", ["a", "b", "c"], ["y"])],
+        {"a": ([], dtype)},
+        ["y"],
+        {"b": np.array(9, dtype), "c": np.array(2, dtype)},
+        opset=13,
+    )
     assert check(model, {"a": np.array(1, dtype)}).ops.get("RANGE") == 1
 
 
@@ -408,8 +474,13 @@ def test_range_computed_start(dtype):
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
 @pytest.mark.parametrize("shape, block, opset", [([1, 8, 3, 5], 2, 11), ([1, 4, 4, 4], 2, 13), ([1, 18, 2, 3], 3, 13)])
 def test_depth_to_space(mode, shape, block, opset):
-    conv = run([node("DepthToSpace", ["x"], ["y"], blocksize=block, mode=mode)], {"x": shape}, opset=opset,
-               nhwc=True, transposes=0)
+    conv = run(
+        [node("DepthToSpace", ["x"], ["y"], blocksize=block, mode=mode)],
+        {"x": shape},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
     assert conv.ops.get("DEPTH_TO_SPACE") == 1
 
 
@@ -431,8 +502,9 @@ def test_space_to_depth(shape, block):
 @pytest.mark.parametrize("block", [2, 3])
 def test_space_to_depth_crd_opset28(block):
     # onnxruntime stops short of opset 28, so the reference is ONNX's CRD definition in numpy
-    model = make_model([node("SpaceToDepth", ["x"], ["y"], blocksize=block, mode="CRD")], {"x": [1, 3, 6, 6]},
-                       ["y"], opset=28)
+    model = make_model(
+        [node("SpaceToDepth", ["x"], ["y"], blocksize=block, mode="CRD")], {"x": [1, 3, 6, 6]}, ["y"], opset=28
+    )
     x = random_feeds(model)["x"]
     conv = convert(model, nhwc_outputs=["y"])
     n, c, h, w = x.shape
@@ -452,8 +524,14 @@ def test_space_to_depth_then_depth_to_space_round_trip():
 @pytest.mark.parametrize("opset", [11, 16])
 def test_where_constant_condition_broadcast(opset):
     cond = np.random.default_rng(3).random((1, 1, 4, 4)) > 0.5
-    run([node("Where", ["c", "x", "z"], ["y"])], {"x": [1, 4, 4, 4], "z": [1, 4, 4, 4]}, {"c": cond}, opset=opset,
-        nhwc=True, transposes=0)
+    run(
+        [node("Where", ["c", "x", "z"], ["y"])],
+        {"x": [1, 4, 4, 4], "z": [1, 4, 4, 4]},
+        {"c": cond},
+        opset=opset,
+        nhwc=True,
+        transposes=0,
+    )
 
 
 def test_where_scalar_branch():
@@ -464,8 +542,12 @@ def test_where_scalar_branch():
 
 def test_where_computed_condition_in_onnx_order():
     # a bool graph input is not an image: it is stored in ONNX order and meets NHWC data
-    model = make_model([node("Where", ["c", "x", "z"], ["y"])], {"c": ([1, 4, 4, 4], np.bool_), "x": [1, 4, 4, 4],
-                                                                 "z": [1, 4, 4, 4]}, ["y"], opset=13)
+    model = make_model(
+        [node("Where", ["c", "x", "z"], ["y"])],
+        {"c": ([1, 4, 4, 4], np.bool_), "x": [1, 4, 4, 4], "z": [1, 4, 4, 4]},
+        ["y"],
+        opset=13,
+    )
     check(model, nhwc_outputs=["y"], transposes=1)
 
 
@@ -488,8 +570,13 @@ def test_nonzero_of_computed_tensor_is_unsupported():
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 @pytest.mark.parametrize("opset", [11, 13])
 def test_one_hot(axis, opset):
-    model = make_model([node("OneHot", ["i", "d", "v"], ["y"], axis=axis)], {"i": ([2, 3], np.int64)}, ["y"],
-                       {"d": i64(5)[0], "v": np.array([-1.0, 2.0], np.float32)}, opset=opset)
+    model = make_model(
+        [node("OneHot", ["i", "d", "v"], ["y"], axis=axis)],
+        {"i": ([2, 3], np.int64)},
+        ["y"],
+        {"d": i64(5)[0], "v": np.array([-1.0, 2.0], np.float32)},
+        opset=opset,
+    )
     feeds = {"i": np.array([[0, 4, -1], [2, -5, 3]], dtype=np.int64)}
     check(model, feeds, transposes=0)
 
@@ -498,8 +585,13 @@ def test_one_hot(axis, opset):
 
 
 def test_slice_with_computed_bounds_is_unsupported():
-    model = make_model([node("Slice", ["x", "b", "e"], ["y"])], {"x": [1, 4, 4, 4], "b": ([1], np.int64)}, ["y"],
-                       {"e": i64(3)}, opset=13)
+    model = make_model(
+        [node("Slice", ["x", "b", "e"], ["y"])],
+        {"x": [1, 4, 4, 4], "b": ([1], np.int64)},
+        ["y"],
+        {"e": i64(3)},
+        opset=13,
+    )
     with pytest.raises(UnsupportedModel, match="starts"):
         convert(model)
 
@@ -517,6 +609,13 @@ def test_chain_at_opset21():
         node("Gather", ["d", "gi"], ["g"], axis=1),
         node("Expand", ["g", "es"], ["y"]),
     ]
-    inits = {"p": i64(0, 0, 1, 2, 0, 0, 2, 1), "b": i64(-1), "e": i64(INT64_MIN), "ax": i64(1), "st": i64(-1),
-             "gi": i64(3, 0, 1), "es": i64(1, 1, 1, 1)}
+    inits = {
+        "p": i64(0, 0, 1, 2, 0, 0, 2, 1),
+        "b": i64(-1),
+        "e": i64(INT64_MIN),
+        "ax": i64(1),
+        "st": i64(-1),
+        "gi": i64(3, 0, 1),
+        "es": i64(1, 1, 1, 1),
+    }
     run(nodes, {"x": [1, 4, 4, 4]}, inits, opset=21, nhwc=True, transposes=0)

@@ -22,9 +22,9 @@ from buildsys.converter.ir import Node
 from buildsys.converter.ops.large_depthwise import split_depthwise, wants_split
 from buildsys.converter.ops.window import (
     Pads,
-    drop_1d,
     attr_pads,
     auto_pad,
+    drop_1d,
     ints,
     lift_1d,
     pad_spatial,
@@ -114,7 +114,10 @@ def depthwise_conv(x: tf.Tensor, w: np.ndarray, spec: Spec) -> tf.Tensor:
     # the native op keeps dilation an attribute (DEPTHWISE_CONV_2D has dilation factors);
     # tf.nn.depthwise_conv2d would wrap a dilated conv in SPACE_TO_BATCH/BATCH_TO_SPACE
     return tf.raw_ops.DepthwiseConv2dNative(
-        input=x, filter=filt, strides=[1, *spec.strides, 1], padding=spec.padding,
+        input=x,
+        filter=filt,
+        strides=[1, *spec.strides, 1],
+        padding=spec.padding,
         dilations=[1, *spec.dilations, 1],
     )
 

@@ -17,7 +17,6 @@ from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
 from buildsys.converter.registry import handles
 
-
 NARROW_INTS = (tf.uint8, tf.int8, tf.int16, tf.uint16)
 
 

@@ -155,7 +155,9 @@ def contract(a: Term, b: Term, keep: str) -> Term:
     # a constant right operand without batch axes stays 2-D so TFLite makes it FULLY_CONNECTED
     dense = b.const and not batch
     adj_a = adjoint_wanted(a, batch, left, summed, allowed=not dense)
-    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True) or moved_anyway(b, batch + summed + right, summed, right)
+    adj_b = adjoint_wanted(b, batch, summed, right, allowed=True) or moved_anyway(
+        b, batch + summed + right, summed, right
+    )
     x = matrix(a, batch, left, summed, adj_a, dims)
     y = matrix(b, batch, summed, right, adj_b, dims)
     if not batch and not left and not dense:

@@ -26,9 +26,9 @@ from buildsys.converter.errors import Unsupported
 from buildsys.converter.ir import Node
 from buildsys.converter.ops.window import (
     Pads,
-    drop_1d,
     attr_pads,
     auto_pad,
+    drop_1d,
     ints,
     lift_1d,
     pad_spatial,

@@ -458,4 +458,3 @@ def upsample_7(ctx, node):
 @handles("Upsample", since=9)
 def upsample_9(ctx, node):
     upsample(ctx, node, ctx.require_const(node, 1, "scales"))
-
