@@ -32,17 +32,13 @@ def image(shape, seed=0) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(seed).standard_normal(shape).astype(F)}
 
 
-def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
-    """cpu-int8's conversion (per-channel, int8 IO, BATCH_MATMUL unrolled): its TRANSPOSE
-    count and the cosine of its output to onnxruntime's."""
+def cpu_int8(m, calib, nhwc_outputs=()):
+    """cpu-int8's conversion of `m` (per-channel, int8 IO, BATCH_MATMUL unrolled): the .tflite and its signature."""
     from buildsys.onnxprep.prepare import prepare_model
-    from buildsys.tflow.inspect import op_histogram
     from buildsys.tflow.onnxsource import export_onnx
     from buildsys.tflow.quantize import to_tflite
-    from buildsys.tflow.runtime import run_tflite
-    from buildsys.tflow.samples import to_onnx_layout, to_stored
+    from buildsys.tflow.samples import to_stored
 
-    calib = image((8, *shape[1:]), seed=100)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.pb"
         sig = export_onnx(prepare_model(m), path, nhwc_outputs=nhwc_outputs)
@@ -56,6 +52,18 @@ def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
             output_type="int8",
             forms=["unfold_batchmatmul"],
         )
+    return data, sig
+
+
+def int8_transposes_and_cosine(m, shape, nhwc_outputs=()) -> tuple[int, float]:
+    """cpu-int8's conversion (per-channel, int8 IO, BATCH_MATMUL unrolled): its TRANSPOSE
+    count and the cosine of its output to onnxruntime's."""
+    from buildsys.tflow.inspect import op_histogram
+    from buildsys.tflow.runtime import run_tflite
+    from buildsys.tflow.samples import to_onnx_layout, to_stored
+
+    calib = image((8, *shape[1:]), seed=100)
+    data, sig = cpu_int8(m, calib, nhwc_outputs)
     feeds = image(shape, seed=7)
     want = run_ort(m, feeds)["y"].reshape(-1).astype(np.float64)
     got = to_onnx_layout(run_tflite(data, to_stored(feeds, sig.inputs)), sig.outputs)["y"]
@@ -303,28 +311,13 @@ def test_moved_kv_attention_fp32_matches_with_transposes_of_onnx():
 def test_moved_kv_attention_int8_has_no_transpose_per_head():
     """K and V that must move anyway move to the [n, k] weights order of int8's per-head
     FULLY_CONNECTED; moved to [k, n] they were transposed again per head (8 TRANSPOSE ops here)."""
-    from buildsys.onnxprep.prepare import prepare_model
     from buildsys.tflow.inspect import op_histogram
-    from buildsys.tflow.onnxsource import export_onnx
-    from buildsys.tflow.quantize import to_tflite
     from buildsys.tflow.runtime import run_tflite
     from buildsys.tflow.samples import to_onnx_layout, to_stored
 
     m = moved_kv_attention()
     calib = {"x": np.random.default_rng(100).standard_normal((8, TOKENS, DIM)).astype(F)}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "float.pb"
-        sig = export_onnx(prepare_model(m), path)
-        data = to_tflite(
-            path,
-            sig,
-            "int8",
-            to_stored(calib, sig.inputs),
-            per_channel=True,
-            input_type="int8",
-            output_type="int8",
-            forms=["unfold_batchmatmul"],
-        )
+    data, sig = cpu_int8(m, calib)
     ops = op_histogram(data)
     assert "BATCH_MATMUL" not in ops and ops.get("TRANSPOSE", 0) <= onnx_transposes(m), ops
     x = {"x": np.random.default_rng(7).standard_normal((1, TOKENS, DIM)).astype(F)}

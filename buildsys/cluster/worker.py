@@ -23,6 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from buildsys.cluster.bundle import Bundle, materialise
 from buildsys.errors import BuildsysError, StageError
+from buildsys.failures import Failure
 from buildsys.outcomes import StageOutcome
 from buildsys.plan import Plan, upstreams
 from buildsys.stages.base import Stage
@@ -53,9 +54,7 @@ def run_stage(bundle: Bundle, name: str, build_id: str, *upstream: dict[str, Any
     try:
         result = _build(bundle, name, build_id, Path(get_worker().local_directory))
     except BuildsysError as exc:
-        from buildsys.stages.engine import failure_payload
-
-        result = {"outcome": StageOutcome.FAILED, "error": failure_payload(exc), "warnings": []}
+        result = {"outcome": StageOutcome.FAILED, "error": Failure.of(exc).to_dict(), "warnings": []}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     return {**result, "worker": address}
 

@@ -203,12 +203,8 @@ def _internal(stage: Stage, env: StageEnv, exc: Exception) -> BuildsysError:
     )
 
 
-def failure_payload(exc: BuildsysError) -> dict[str, Any]:
-    return Failure.of(exc).to_dict()
-
-
 def encode_failure(exc: BuildsysError) -> str:
-    return json.dumps(failure_payload(exc))
+    return json.dumps(Failure.of(exc).to_dict())
 
 
 def decode_failure(text: str) -> Failure:

@@ -34,7 +34,7 @@ from buildsys.converter.ops.window import (
 from buildsys.converter.registry import handles
 
 
-# -- padding (the arithmetic shared with pool.py is in padding.py) -------------
+# -- padding (the arithmetic shared with pool.py is in window.py) --------------
 def effective_kernel(kernel: Sequence[int], dilations: Sequence[int]) -> list[int]:
     return [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
 
